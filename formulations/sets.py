@@ -1,0 +1,270 @@
+"""Index sets, parameters and pruning.
+
+Everything the constraint families need, computed once from a validated scenario:
+
+* deployment configs ``c = (model, gpu, tp, pp, freq)`` from the profile table, with their GPU
+  count ``gpus_c = tp * pp`` and idle power (the largest ``idle_power_w`` among the config's rows);
+* valid (config, class) pairs with throughput ``mu_ck``, latencies and busy power;
+* the network budget ``slack_ck``: the largest RTT with which config c still meets class k's SLOs;
+* pruning of configs that can never meet an SLO and of dominated configs;
+* the domains of the variables (which indices exist at all).
+
+Domain restrictions are constraints too; each is stated in docs/formulation.md and made here:
+``config_class_pairs`` (TBT and zero-RTT TTFT/e2e feasibility), ``prune_dominated``,
+``placements`` (GPU type offered in the region), ``routes`` (data residency, RTT within the network
+budget), ``replica_index``, ``assignment_index``, ``route_index``, ``unserved_index``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+TOL = 1e-9
+
+
+@dataclass
+class Pruning:
+    configs_total: int = 0
+    pruned_slo: int = 0
+    """Configs that meet no class's TBT/TTFT/e2e SLO even with zero network RTT."""
+    pruned_dominated: int = 0
+    """Configs dominated by another of the same GPU type and GPU count."""
+    kept: int = 0
+    pairs_pruned_slo: int = 0
+    """(config, class) pairs removed because the config misses that class's SLO."""
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class ModelData:
+    """Sets and parameters of the MILP (all arrays use the scenario's orderings)."""
+
+    scenario: object
+    configs: pd.DataFrame
+    """Kept configs: model, gpu, tp, pp, freq_mhz, gpus, idle_w, m, g, key (unique label)."""
+    pairs: pd.DataFrame
+    """Valid (config c, class k) pairs: c, k, mu, ttft_ms, tbt_ms, busy_w, slack_ms, marg_w."""
+    pruning: Pruning
+    placements: pd.DataFrame = field(default=None)  # r, c
+    routes: pd.DataFrame = field(default=None)  # k, o, r, rtt
+    n_index: pd.DataFrame = field(default=None)  # r, c, t, ub
+    x_index: pd.DataFrame = field(default=None)  # k, o, r, t, ub
+    y_index: pd.DataFrame = field(default=None)  # k, r, c, t
+    u_index: pd.DataFrame = field(default=None)  # k, o, t, ub
+    unroutable: pd.DataFrame = field(default=None)  # k, o, t, demand with no route at all
+
+    @property
+    def labels(self) -> dict[str, list[str]]:
+        s = self.scenario
+        return {
+            "region": s.regions,
+            "gpu": s.gpus,
+            "model": s.models,
+            "class": s.classes,
+            "origin": s.origins,
+            "config": list(self.configs["key"]),
+            "slot": [str(t) for t in range(s.n_slots)],
+            "level": [str(i) for i in range(64)],
+        }
+
+
+def config_key(model, gpu, tp, pp, freq) -> str:
+    f = float(freq)
+    fs = str(int(f)) if f == int(f) else f"{f:g}"
+    return f"{model}|{gpu}|tp{int(tp)}|pp{int(pp)}|{fs}MHz"
+
+
+def config_class_pairs(sc) -> tuple[pd.DataFrame, pd.DataFrame, Pruning]:
+    """Configs and their valid (config, class) pairs.
+
+    A pair (c, k) is valid when ``tbt_ck <= SLO_tbt(k)`` and the network budget
+    ``slack_ck = min(SLO_ttft(k) - ttft_ck, SLO_e2e(k) - ttft_ck - (L_out(k) - 1) tbt_ck) >= 0``.
+    A config with no valid pair is pruned (it meets no SLO even with zero RTT).
+    """
+    prof = sc.profiles
+    keycols = ["model", "gpu", "tp", "pp", "freq_mhz"]
+    cfg = prof.groupby(keycols, sort=True, as_index=False).agg(idle_w=("idle_power_w", "max"))
+    cfg["gpus"] = (cfg["tp"] * cfg["pp"]).astype(np.int64)
+    cfg["m"] = cfg["model"].map({n: i for i, n in enumerate(sc.models)}).astype(np.int64)
+    cfg["g"] = cfg["gpu"].map({n: i for i, n in enumerate(sc.gpus)}).astype(np.int64)
+    cfg["key"] = [config_key(*r) for r in cfg[keycols].itertuples(index=False)]
+    cfg["c"] = np.arange(len(cfg))
+
+    cls = pd.DataFrame(
+        {
+            "k": np.arange(len(sc.classes)),
+            "model": [k.model for k in sc.spec.classes],
+            "shape": [k.shape for k in sc.spec.classes],
+            "slo_ttft": [k.slo.ttft_ms for k in sc.spec.classes],
+            "slo_tbt": [k.slo.tbt_ms for k in sc.spec.classes],
+            "slo_e2e": [k.slo.e2e_ms if k.slo.e2e_ms is not None else np.inf for k in sc.spec.classes],
+        }
+    )
+    out_tok = {s.name: s.output_tokens for s in sc.spec.shapes}
+    cls["out_tokens"] = cls["shape"].map(out_tok)
+    p = prof.merge(cls, on=["model", "shape"], how="inner").merge(cfg[keycols + ["c", "idle_w"]], on=keycols)
+    p["e2e"] = p["ttft_ms"] + (p["out_tokens"] - 1) * p["tbt_ms"]
+    p["slack_ms"] = np.minimum(p["slo_ttft"] - p["ttft_ms"], p["slo_e2e"] - p["e2e"])
+    ok = (p["tbt_ms"] <= p["slo_tbt"] + TOL) & (p["slack_ms"] >= -TOL)
+    pruning = Pruning(configs_total=len(cfg), pairs_pruned_slo=int((~ok).sum()))
+    p = p[ok].copy()
+    p["slack_ms"] = p["slack_ms"].clip(lower=0.0)
+    p = p.rename(columns={"max_rps": "mu", "busy_power_w": "busy_w"})
+    # marginal power per unit of load: (busy - idle) / mu  [W per req/s]
+    p["marg_w"] = (p["busy_w"] - p["idle_w"]) / p["mu"]
+    pairs = p[["c", "k", "mu", "ttft_ms", "tbt_ms", "busy_w", "slack_ms", "marg_w"]].sort_values(["c", "k"])
+    used = np.unique(pairs["c"].to_numpy())
+    pruning.pruned_slo = int(len(cfg) - len(used))
+    return cfg, pairs.reset_index(drop=True), pruning
+
+
+def prune_dominated(cfg: pd.DataFrame, pairs: pd.DataFrame, pruning: Pruning) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Drop configs dominated by another config of the same model, GPU type and GPU count.
+
+    c' dominates c when, for every class k that c can serve, c' can serve k too with
+    ``mu_c'k >= mu_ck``, ``slack_c'k >= slack_ck`` and ``marg_c'k <= marg_ck``, and
+    ``idle_c' <= idle_c``: any load c carries, c' carries at no more power, the same price and
+    the same GPUs, within every SLO c meets. Exact ties keep the config that sorts first.
+    """
+    cfg = cfg[cfg["c"].isin(pairs["c"])]
+    dropped: set[int] = set()
+    piv = {col: pairs.pivot(index="c", columns="k", values=col) for col in ("mu", "slack_ms", "marg_w")}
+    for _, grp in cfg.groupby(["m", "g", "gpus"], sort=True):
+        cs = list(grp["c"])
+        if len(cs) < 2:
+            continue
+        mu = piv["mu"].loc[cs].to_numpy()
+        sl = piv["slack_ms"].loc[cs].to_numpy()
+        mg = piv["marg_w"].loc[cs].to_numpy()
+        idle = grp.set_index("c").loc[cs, "idle_w"].to_numpy()
+        valid = ~np.isnan(mu)
+        for i, ci in enumerate(cs):
+            for j, cj in enumerate(cs):
+                if i == j or cj in dropped:
+                    continue
+                vi, vj = valid[i], valid[j]
+                if np.any(vi & ~vj):
+                    continue
+                m = vi
+                if not (
+                    idle[j] <= idle[i] + TOL
+                    and np.all(mu[j, m] >= mu[i, m] - TOL)
+                    and np.all(sl[j, m] >= sl[i, m] - TOL)
+                    and np.all(mg[j, m] <= mg[i, m] + TOL)
+                ):
+                    continue
+                strictly = (
+                    idle[j] < idle[i] - TOL
+                    or np.any(mu[j, m] > mu[i, m] + TOL)
+                    or np.any(sl[j, m] > sl[i, m] + TOL)
+                    or np.any(mg[j, m] < mg[i, m] - TOL)
+                    or np.any(vj & ~vi)
+                )
+                if strictly or j < i:
+                    dropped.add(ci)
+                    break
+    pruning.pruned_dominated = len(dropped)
+    keep = ~cfg["c"].isin(dropped)
+    cfg = cfg[keep]
+    pairs = pairs[pairs["c"].isin(cfg["c"])]
+    pruning.kept = len(cfg)
+    return cfg.reset_index(drop=True), pairs.reset_index(drop=True)
+
+
+def placements(sc, cfg: pd.DataFrame) -> pd.DataFrame:
+    """(region r, config c) pairs where r offers c's GPU type with at least gpus_c GPUs in some slot."""
+    maxav = sc.availability.max(axis=2)  # [R, G]
+    R = len(sc.regions)
+    rr = np.repeat(np.arange(R), len(cfg))
+    cc = np.tile(cfg["c"].to_numpy(), R)
+    gg = np.tile(cfg["g"].to_numpy(), R)
+    need = np.tile(cfg["gpus"].to_numpy(), R)
+    ok = (maxav[rr, gg] >= need) & ~np.isnan(sc.gpu_price[rr, gg])
+    return pd.DataFrame({"r": rr[ok], "c": cc[ok]})
+
+
+def routes(sc, pairs: pd.DataFrame, place: pd.DataFrame) -> pd.DataFrame:
+    """(class k, origin o, region r) routes: o may be served in r (data residency, RTT known),
+    k has demand from o in some slot, and some config placeable in r serves k within
+    the network budget: ``rtt_or <= slack_ck``."""
+    K, O = sc.demand.shape[:2]
+    kk, oo = np.nonzero(sc.demand.sum(axis=2) > 0)
+    ko = pd.DataFrame({"k": kk, "o": oo})
+    orr = pd.DataFrame([(o, r) for o, r in zip(*np.nonzero(sc.allowed))], columns=["o", "r"])
+    kor = ko.merge(orr, on="o")
+    kor["rtt"] = sc.rtt[kor["o"].to_numpy(), kor["r"].to_numpy()]
+    best = place.merge(pairs[["c", "k", "slack_ms"]], on="c").groupby(["k", "r"], as_index=False)["slack_ms"].max()
+    kor = kor.merge(best, on=["k", "r"])
+    kor = kor[kor["rtt"] <= kor["slack_ms"] + TOL]
+    return kor[["k", "o", "r", "rtt"]].sort_values(["k", "o", "r"]).reset_index(drop=True)
+
+
+def build_sets(sc) -> ModelData:
+    """All index sets and parameters, pruned, for a validated scenario."""
+    cfg, pairs, pruning = config_class_pairs(sc)
+    cfg, pairs = prune_dominated(cfg, pairs, pruning)
+    md = ModelData(scenario=sc, configs=cfg, pairs=pairs, pruning=pruning)
+    # renumber configs 0..C-1 so that labels index by c
+    remap = {old: new for new, old in enumerate(cfg["c"])}
+    md.configs = cfg.assign(c=cfg["c"].map(remap))
+    md.pairs = pairs.assign(c=pairs["c"].map(remap))
+    md.placements = placements(sc, md.configs)
+    md.routes = routes(sc, md.pairs, md.placements)
+    _time_indices(md)
+    return md
+
+
+def _time_indices(md: ModelData) -> None:
+    """Variable domains over slots.
+
+    * ``route_index`` x[k,o,r,t]: a route (k,o,r) in a slot where ``demand[k,o,t] > 0``; ub = demand.
+    * ``unserved_index`` u[k,o,t]: only when unserved demand is allowed; ub = demand.
+    * ``assignment_index`` y[k,r,c,t]: (r,c) placed, (c,k) valid, some route (k,o,r) with
+      demand in t and ``rtt_or <= slack_ck``, and c's GPU type has at least gpus_c GPUs in (r, t).
+    * ``replica_index`` n[r,c,t]: wherever some y[., r, c, t] exists;
+      ub = floor(availability[r,g,t] / gpus_c).
+    """
+    sc = md.scenario
+    T = sc.n_slots
+    D = sc.demand
+    rt = md.routes
+    # x
+    xs = []
+    for t in range(T):
+        d = D[rt["k"].to_numpy(), rt["o"].to_numpy(), t]
+        sel = d > 0
+        xs.append(pd.DataFrame({"k": rt["k"].to_numpy()[sel], "o": rt["o"].to_numpy()[sel],
+                                "r": rt["r"].to_numpy()[sel], "t": t, "ub": d[sel],
+                                "rtt": rt["rtt"].to_numpy()[sel]}))
+    md.x_index = pd.concat(xs, ignore_index=True) if xs else pd.DataFrame(columns=["k", "o", "r", "t", "ub", "rtt"])
+    # y: for each (k, r, t) the smallest rtt among routes with demand
+    minrtt = md.x_index.groupby(["k", "r", "t"], as_index=False)["rtt"].min()
+    cand = md.placements.merge(md.pairs[["c", "k", "slack_ms"]], on="c").merge(minrtt, on=["k", "r"])
+    cand = cand[cand["rtt"] <= cand["slack_ms"] + TOL]
+    cfg = md.configs.set_index("c")
+    g = cfg.loc[cand["c"].to_numpy(), "g"].to_numpy()
+    need = cfg.loc[cand["c"].to_numpy(), "gpus"].to_numpy()
+    av = sc.availability[cand["r"].to_numpy(), g, cand["t"].to_numpy()]
+    cand = cand[av >= need]
+    md.y_index = cand[["k", "r", "c", "t"]].sort_values(["t", "r", "c", "k"]).reset_index(drop=True)
+    n = md.y_index[["r", "c", "t"]].drop_duplicates().sort_values(["t", "r", "c"]).reset_index(drop=True)
+    g = cfg.loc[n["c"].to_numpy(), "g"].to_numpy()
+    need = cfg.loc[n["c"].to_numpy(), "gpus"].to_numpy()
+    n["ub"] = sc.availability[n["r"].to_numpy(), g, n["t"].to_numpy()] // need
+    md.n_index = n
+    md.x_index = md.x_index.sort_values(["t", "k", "o", "r"]).reset_index(drop=True)
+    # demand
+    kk, oo, tt = np.nonzero(D > 0)
+    dem = pd.DataFrame({"k": kk, "o": oo, "t": tt, "ub": D[kk, oo, tt]})
+    has = md.x_index[["k", "o", "t"]].drop_duplicates()
+    m = dem.merge(has, on=["k", "o", "t"], how="left", indicator=True)
+    md.unroutable = m[m["_merge"] == "left_only"].drop(columns="_merge").reset_index(drop=True)
+    if sc.options.unserved.allowed:
+        md.u_index = dem.sort_values(["t", "k", "o"]).reset_index(drop=True)
+    else:
+        md.u_index = dem.iloc[0:0]

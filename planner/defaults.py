@@ -1,0 +1,15 @@
+"""Location of the embedded default scenario (shipped as package data from the repo's ``data/``)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+
+def default_scenario_dir() -> Path:
+    """Folder holding the default scenario's YAML document and CSV tables."""
+    return Path(str(resources.files("planner_data") / "default"))
+
+
+def default_scenario_path() -> Path:
+    return default_scenario_dir() / "scenario.yaml"

@@ -1,0 +1,564 @@
+"""Reading and validating scenarios.
+
+:func:`load_scenario` reads a YAML or JSON scenario document and its tables, checks every field,
+reference and row, aligns every time series to the planning slots and returns a frozen
+:class:`Scenario` with dense arrays indexed by the scenario's own orderings. Every problem found is
+reported at once, each with its file and field or row, as a :class:`~planner.errors.ScenarioError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import ValidationError
+
+from .errors import Problem, ScenarioError
+from .scenario import Options, ScenarioSpec
+from .timeseries import align_series
+
+PROFILE_COLUMNS = {
+    "model": "str",
+    "gpu": "str",
+    "tp": "int",
+    "pp": "int",
+    "freq_mhz": "float",
+    "shape": "str",
+    "max_rps": "float",
+    "ttft_ms": "float",
+    "tbt_ms": "float",
+    "busy_power_w": "float",
+    "idle_power_w": "float",
+    "source": "str",
+}
+CARBON_COLUMNS = {"timestamp": "time", "region": "str", "gco2_per_kwh": "float"}
+DEMAND_COLUMNS = {"timestamp": "time", "class": "str", "origin": "str", "rate_rps": "float"}
+PRICE_COLUMNS = {"timestamp": "time", "region": "str", "usd_per_mwh": "float"}
+AVAIL_COLUMNS = {"timestamp": "time", "region": "str", "gpu": "str", "count": "int"}
+OPTIONAL_COLUMNS = {"source"}
+PROFILE_KEY = ["model", "gpu", "tp", "pp", "freq_mhz", "shape"]
+
+
+# --------------------------------------------------------------------------------------------
+# the loaded scenario
+
+
+@dataclass(frozen=True, eq=False)
+class Scenario:
+    """A validated scenario with every series aligned to the slots.
+
+    Arrays are indexed by the orderings in ``regions``, ``gpus``, ``models``, ``shapes``,
+    ``classes``, ``origins`` and slots ``t = 0..T-1``.
+    """
+
+    spec: ScenarioSpec
+    source: str
+    """Where the scenario came from (file path, or '<memory>')."""
+    profiles: pd.DataFrame
+    """Profile table, one row per (model, gpu, tp, pp, freq_mhz, shape), sorted by that key."""
+    carbon: np.ndarray
+    """[R, T] grid carbon intensity, gCO2eq/kWh."""
+    elec_price: np.ndarray
+    """[R, T] electricity price, USD/MWh (0 where the region is unpriced)."""
+    elec_priced: np.ndarray
+    """[R] whether the region has an electricity price."""
+    availability: np.ndarray
+    """[R, G] -> [R, G, T] GPUs available (0 where the GPU type is not offered)."""
+    gpu_price: np.ndarray
+    """[R, G] USD per GPU-hour (NaN where not offered)."""
+    demand: np.ndarray
+    """[K, O, T] request rate, req/s."""
+    rtt: np.ndarray
+    """[O, R] round-trip time in ms (NaN where no RTT is given)."""
+    allowed: np.ndarray
+    """[O, R] whether origin o may be served in region r (residency and RTT known)."""
+    tables: dict[str, pd.DataFrame] = field(repr=False)
+    """The normalised input tables (for the fingerprint and the checker)."""
+    warnings: tuple[str, ...] = ()
+
+    # ---- convenient views
+    @property
+    def options(self) -> Options:
+        return self.spec.options
+
+    @cached_property
+    def regions(self) -> list[str]:
+        return [r.name for r in self.spec.regions]
+
+    @cached_property
+    def gpus(self) -> list[str]:
+        return [g.name for g in self.spec.gpu_types]
+
+    @cached_property
+    def models(self) -> list[str]:
+        return [m.name for m in self.spec.models]
+
+    @cached_property
+    def shapes(self) -> list[str]:
+        return [s.name for s in self.spec.shapes]
+
+    @cached_property
+    def classes(self) -> list[str]:
+        return [k.name for k in self.spec.classes]
+
+    @cached_property
+    def origins(self) -> list[str]:
+        return [o.name for o in self.spec.origins]
+
+    @property
+    def n_slots(self) -> int:
+        return self.spec.horizon.slots
+
+    @property
+    def slot_hours(self) -> float:
+        return self.spec.horizon.slot_minutes / 60.0
+
+    @property
+    def slot_seconds(self) -> float:
+        return self.spec.horizon.slot_minutes * 60.0
+
+    @cached_property
+    def slot_starts(self) -> list[datetime]:
+        h = self.spec.horizon
+        return [h.start + timedelta(minutes=h.slot_minutes * t) for t in range(h.slots)]
+
+    @cached_property
+    def pue(self) -> np.ndarray:
+        return np.array([r.pue for r in self.spec.regions], dtype=float)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 of the scenario's content: the document (options excluded) and its tables."""
+        h = hashlib.sha256()
+        doc = self.spec.model_dump(mode="json", exclude={"options"})
+        for key in ("profiles", "carbon_intensity", "demand", "electricity_price", "availability"):
+            doc.pop(key, None)
+        h.update(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+        for name in sorted(self.tables):
+            h.update(f"\n#{name}\n".encode())
+            h.update(self.tables[name].to_csv(index=False, lineterminator="\n").encode())
+        return h.hexdigest()
+
+    def with_options(self, **overrides: Any) -> "Scenario":
+        """A copy with some options replaced (``None`` values are ignored)."""
+        upd = {k: v for k, v in overrides.items() if v is not None}
+        if not upd:
+            return self
+        merged = self.spec.options.model_dump() | upd
+        try:
+            opts = Options.model_validate(merged)
+        except ValidationError as e:
+            raise ScenarioError(_pydantic_problems(e, "options"), "invalid option") from None
+        spec = self.spec.model_copy(update={"options": opts})
+        return Scenario(**_replace(self, spec=spec))
+
+    def class_model(self) -> list[str]:
+        return [k.model for k in self.spec.classes]
+
+
+def _replace(s: Scenario, **kw) -> dict:
+    d = {f: getattr(s, f) for f in Scenario.__dataclass_fields__}
+    d.update(kw)
+    return d
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+
+
+def _pydantic_problems(e: ValidationError, where: str) -> list[Problem]:
+    out = []
+    for err in e.errors():
+        loc = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in err["loc"]).replace(".[", "[")
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        out.append(Problem(f"{where}: {loc}" if loc else where, msg))
+    return out
+
+
+def _read_document(path: Path) -> dict:
+    where = str(path)
+    if not path.exists():
+        raise ScenarioError([Problem(where, "file not found")])
+    if path.is_dir():
+        cand = [path / "scenario.yaml", path / "scenario.yml", path / "scenario.json"]
+        found = [c for c in cand if c.exists()]
+        if not found:
+            raise ScenarioError([Problem(where, "directory has no scenario.yaml or scenario.json")])
+        return _read_document(found[0])
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise ScenarioError([Problem(where, "file is empty")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ScenarioError([Problem(where, f"not UTF-8 text (byte {e.start})")]) from None
+    try:
+        if path.suffix.lower() == ".json":
+            doc = json.loads(text)
+        else:
+            doc = yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise ScenarioError([Problem(f"{where}: line {e.lineno}", f"malformed JSON: {e.msg}")]) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        loc = f"{where}: line {mark.line + 1}" if mark else where
+        raise ScenarioError([Problem(loc, f"malformed YAML: {getattr(e, 'problem', None) or e}")]) from None
+    if not isinstance(doc, dict):
+        raise ScenarioError([Problem(where, "the document must be a mapping of scenario fields")])
+    return doc
+
+
+def load_scenario(path: str | Path | None = None, **option_overrides: Any) -> Scenario:
+    """Read and validate a scenario file (YAML or JSON), or the embedded default when ``path`` is None.
+
+    Keyword arguments override the scenario's options (e.g. ``objective="cost"``, ``budget_usd=5e4``).
+    Raises :class:`~planner.errors.ScenarioError` listing every problem found.
+    """
+    if path is None:
+        from .defaults import default_scenario_path
+
+        path = default_scenario_path()
+    path = Path(path)
+    if path.is_dir():
+        for name in ("scenario.yaml", "scenario.yml", "scenario.json"):
+            if (path / name).exists():
+                path = path / name
+                break
+    doc = _read_document(path)
+    sc = scenario_from_dict(doc, base_dir=path.parent, source=str(path))
+    return sc.with_options(**option_overrides)
+
+
+def scenario_from_dict(doc: dict, base_dir: str | Path | None = None, source: str = "<memory>") -> Scenario:
+    """Validate a scenario given as a dict (tables inline or as CSV paths relative to ``base_dir``)."""
+    try:
+        spec = ScenarioSpec.model_validate(doc)
+    except ValidationError as e:
+        raise ScenarioError(_pydantic_problems(e, source)) from None
+    return _resolve(spec, Path(base_dir) if base_dir is not None else Path.cwd(), source)
+
+
+class _Reader:
+    """Reads one table (CSV path or inline rows), collecting problems with file and line."""
+
+    def __init__(self, base_dir: Path, source: str, problems: list[Problem]):
+        self.base_dir = base_dir
+        self.source = source
+        self.problems = problems
+
+    def read(self, field_name: str, value, columns: dict[str, str]) -> tuple[pd.DataFrame | None, str, Any]:
+        """Return (frame, where, rowlabel) with typed columns; None if unreadable."""
+        if isinstance(value, str):
+            p = (self.base_dir / value) if not Path(value).is_absolute() else Path(value)
+            where = str(p)
+            if not p.exists():
+                self.problems.append(Problem(f"{self.source}: {field_name}", f"table file not found: {p}"))
+                return None, where, None
+            raw = p.read_bytes()
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError as e:
+                self.problems.append(Problem(where, f"not UTF-8 text (byte {e.start})"))
+                return None, where, None
+            if not text.strip():
+                self.problems.append(Problem(where, "file is empty"))
+                return None, where, None
+            try:
+                df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+            except Exception as e:  # pandas parser errors
+                self.problems.append(Problem(where, f"malformed CSV: {str(e).strip()}"))
+                return None, where, None
+            rowlabel = lambda i: f"{where}: line {i + 2}"  # noqa: E731 - header is line 1
+        else:
+            where = f"{self.source}: {field_name}"
+            if not value:
+                self.problems.append(Problem(where, "table is empty"))
+                return None, where, None
+            bad = [i for i, r in enumerate(value) if not isinstance(r, dict)]
+            if bad:
+                self.problems.append(Problem(f"{where}[{bad[0]}]", "each row must be a mapping"))
+                return None, where, None
+            df = pd.DataFrame([{k: ("" if v is None else str(v)) for k, v in r.items()} for r in value])
+            rowlabel = lambda i: f"{where}[{i}]"  # noqa: E731
+        df.columns = [str(c).strip() for c in df.columns]
+        missing = [c for c in columns if c not in df.columns and c not in OPTIONAL_COLUMNS]
+        unknown = [c for c in df.columns if c not in columns and c not in OPTIONAL_COLUMNS]
+        if missing:
+            self.problems.append(Problem(where, f"missing column(s): {', '.join(missing)}"))
+        if unknown:
+            self.problems.append(
+                Problem(where, f"unknown column(s): {', '.join(unknown)} (expected {', '.join(columns)})")
+            )
+        if missing or unknown:
+            return None, where, None
+        if df.empty:
+            self.problems.append(Problem(where, "table has no rows"))
+            return None, where, None
+        out = {}
+        ok = True
+        for col, kind in columns.items():
+            if col not in df.columns:
+                out[col] = pd.Series([""] * len(df), dtype=object)
+                continue
+            s = df[col].astype(str).str.strip()
+            empty = s == ""
+            if kind != "str" or col != "source":
+                if empty.any():
+                    i = int(np.nonzero(empty.to_numpy())[0][0])
+                    self.problems.append(Problem(rowlabel(i), f"{col}: empty value"))
+                    ok = False
+                    continue
+            if kind == "str":
+                out[col] = s
+            elif kind in ("float", "int"):
+                num = pd.to_numeric(s, errors="coerce")
+                bad = num.isna().to_numpy() | ~np.isfinite(num.to_numpy(dtype=float, na_value=np.nan))
+                if bad.any():
+                    i = int(np.nonzero(bad)[0][0])
+                    self.problems.append(Problem(rowlabel(i), f"{col}: not a finite number: {s.iloc[i]!r}"))
+                    ok = False
+                    continue
+                vals = num.to_numpy(dtype=float)
+                if kind == "int":
+                    nonint = vals != np.round(vals)
+                    if nonint.any():
+                        i = int(np.nonzero(nonint)[0][0])
+                        self.problems.append(Problem(rowlabel(i), f"{col}: not a whole number: {s.iloc[i]!r}"))
+                        ok = False
+                        continue
+                    vals = vals.astype(np.int64)
+                neg = vals < 0
+                if neg.any():
+                    i = int(np.nonzero(neg)[0][0])
+                    self.problems.append(Problem(rowlabel(i), f"{col}: negative value {s.iloc[i]}"))
+                    ok = False
+                    continue
+                out[col] = pd.Series(vals)
+            elif kind == "time":
+                ts = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601")
+                bad = ts.isna().to_numpy()
+                if bad.any():
+                    i = int(np.nonzero(bad)[0][0])
+                    self.problems.append(
+                        Problem(rowlabel(i), f"{col}: not an ISO 8601 timestamp: {s.iloc[i]!r}")
+                    )
+                    ok = False
+                    continue
+                out[col] = pd.Series(ts.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]"))
+        if not ok:
+            return None, where, None
+        frame = pd.DataFrame(out)
+        frame.index = range(len(frame))
+        return frame, where, rowlabel
+
+
+def _check_unique(names: list[str], where: str, problems: list[Problem]) -> None:
+    seen = set()
+    for i, n in enumerate(names):
+        if n in seen:
+            problems.append(Problem(f"{where}[{i}].name", f"duplicate name {n!r}"))
+        seen.add(n)
+
+
+def _check_refs(frame, col, known, rowlabel, problems, what) -> np.ndarray:
+    """Flag rows whose ``col`` is not in ``known``; returns the mask of good rows."""
+    ok = frame[col].isin(known).to_numpy()
+    if not ok.all():
+        bad_vals = pd.unique(frame.loc[~ok, col])
+        for v in bad_vals[:5]:
+            i = int(np.nonzero((frame[col] == v).to_numpy())[0][0])
+            problems.append(Problem(rowlabel(i), f"unknown {what} {v!r}"))
+    return ok
+
+
+def _resolve(spec: ScenarioSpec, base_dir: Path, source: str) -> Scenario:
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    reg = [r.name for r in spec.regions]
+    gpus = [g.name for g in spec.gpu_types]
+    models = [m.name for m in spec.models]
+    shapes = [s.name for s in spec.shapes]
+    classes = [k.name for k in spec.classes]
+    origins = [o.name for o in spec.origins]
+    for lst, w in (
+        (gpus, "gpu_types"),
+        (models, "models"),
+        (shapes, "shapes"),
+        (classes, "classes"),
+        (reg, "regions"),
+        (origins, "origins"),
+    ):
+        _check_unique(lst, f"{source}: {w}", problems)
+    for i, k in enumerate(spec.classes):
+        if k.model not in models:
+            problems.append(Problem(f"{source}: classes[{i}].model", f"unknown model {k.model!r}"))
+        if k.shape not in shapes:
+            problems.append(Problem(f"{source}: classes[{i}].shape", f"unknown shape {k.shape!r}"))
+    for i, r in enumerate(spec.regions):
+        for j, g in enumerate(r.gpus):
+            if g.type not in gpus:
+                problems.append(Problem(f"{source}: regions[{i}].gpus[{j}].type", f"unknown GPU type {g.type!r}"))
+    for i, o in enumerate(spec.origins):
+        for rname in o.rtt_ms:
+            if rname not in reg:
+                problems.append(Problem(f"{source}: origins[{i}].rtt_ms", f"unknown region {rname!r}"))
+        if o.allowed_regions is not None:
+            for rname in o.allowed_regions:
+                if rname not in reg:
+                    problems.append(Problem(f"{source}: origins[{i}].allowed_regions", f"unknown region {rname!r}"))
+                elif rname not in o.rtt_ms:
+                    problems.append(
+                        Problem(f"{source}: origins[{i}].allowed_regions", f"region {rname!r} has no rtt_ms entry")
+                    )
+        if not o.rtt_ms:
+            problems.append(Problem(f"{source}: origins[{i}].rtt_ms", "no region is reachable (empty rtt_ms)"))
+
+    R, G, K, O, T = len(reg), len(gpus), len(classes), len(origins), spec.horizon.slots
+    rix = {n: i for i, n in enumerate(reg)}
+    gix = {n: i for i, n in enumerate(gpus)}
+    kix = {n: i for i, n in enumerate(classes)}
+    oix = {n: i for i, n in enumerate(origins)}
+    start = np.datetime64(spec.horizon.start.replace(tzinfo=None), "ns").astype(np.int64)
+    slot_ns = spec.horizon.slot_minutes * 60 * 1_000_000_000
+    edges = start + slot_ns * np.arange(T + 1, dtype=np.int64)
+
+    reader = _Reader(base_dir, source, problems)
+    tables: dict[str, pd.DataFrame] = {}
+
+    # ---- profiles
+    prof, pwhere, plabel = reader.read("profiles", spec.profiles, PROFILE_COLUMNS)
+    if prof is not None:
+        ok = _check_refs(prof, "model", models, plabel, problems, "model")
+        ok &= _check_refs(prof, "gpu", gpus, plabel, problems, "GPU type")
+        ok &= _check_refs(prof, "shape", shapes, plabel, problems, "shape")
+        for col in ("tp", "pp", "freq_mhz", "max_rps", "ttft_ms", "tbt_ms"):
+            zero = (prof[col] <= 0).to_numpy()
+            if zero.any():
+                i = int(np.nonzero(zero)[0][0])
+                problems.append(Problem(plabel(i), f"{col}: must be positive"))
+                ok &= ~zero
+        low = (prof["busy_power_w"] < prof["idle_power_w"]).to_numpy()
+        if low.any():
+            i = int(np.nonzero(low)[0][0])
+            problems.append(Problem(plabel(i), "busy_power_w is below idle_power_w"))
+        dup = prof.duplicated(PROFILE_KEY, keep="first").to_numpy()
+        if dup.any():
+            i = int(np.nonzero(dup)[0][0])
+            problems.append(
+                Problem(plabel(i), "duplicate profile row for (model, gpu, tp, pp, freq_mhz, shape)")
+            )
+        prof = prof.sort_values(PROFILE_KEY, kind="stable").reset_index(drop=True)
+        tables["profiles"] = prof
+        for k in spec.classes:
+            if not ((prof["model"] == k.model) & (prof["shape"] == k.shape)).any():
+                warnings.append(f"class {k.name!r}: no profile rows for model {k.model!r} and shape {k.shape!r}")
+
+    def series(field_name, value, columns, keycols, valcol, how, required_keys=None):
+        frame, where, label = reader.read(field_name, value, columns)
+        if frame is None:
+            return None
+        ok = np.ones(len(frame), bool)
+        refs = {"region": (reg, "region"), "class": (classes, "class"), "origin": (origins, "origin"),
+                "gpu": (gpus, "GPU type")}
+        for c in keycols:
+            known, what = refs[c]
+            ok &= _check_refs(frame, c, known, label, problems, what)
+        frame = frame[ok]
+        out = {}
+        for key, grp in frame.groupby(keycols, sort=True):
+            key = key if isinstance(key, tuple) else (key,)
+            kdesc = ", ".join(f"{c}={v}" for c, v in zip(keycols, key))
+            vals, probs = align_series(
+                grp["timestamp"].to_numpy().astype(np.int64), grp[valcol].to_numpy(float), edges, slot_ns, how,
+                f"{where} ({kdesc})",
+            )
+            problems.extend(probs)
+            if vals is not None:
+                out[key] = vals
+        if required_keys is not None:
+            for key in required_keys:
+                if key not in out and not any(p.where.startswith(where) for p in problems):
+                    problems.append(Problem(where, f"no series for {', '.join(f'{c}={v}' for c, v in zip(keycols, key))}"))
+        tables[field_name] = frame.sort_values(keycols + ["timestamp"], kind="stable").reset_index(drop=True)
+        return out
+
+    carbon = np.full((R, T), np.nan)
+    cs = series("carbon_intensity", spec.carbon_intensity, CARBON_COLUMNS, ["region"], "gco2_per_kwh", "mean",
+                [(r,) for r in reg])
+    if cs:
+        for (r,), v in cs.items():
+            carbon[rix[r]] = v
+
+    demand = np.zeros((K, O, T))
+    ds = series("demand", spec.demand, DEMAND_COLUMNS, ["class", "origin"], "rate_rps", "mean")
+    if ds:
+        for (k, o), v in ds.items():
+            demand[kix[k], oix[o]] = v
+
+    elec = np.zeros((R, T))
+    priced = np.zeros(R, bool)
+    if spec.electricity_price is not None:
+        es = series("electricity_price", spec.electricity_price, PRICE_COLUMNS, ["region"], "usd_per_mwh", "mean")
+        if es:
+            for (r,), v in es.items():
+                elec[rix[r]] = v
+                priced[rix[r]] = True
+
+    avail = np.zeros((R, G, T), dtype=np.int64)
+    gprice = np.full((R, G), np.nan)
+    for i, r in enumerate(spec.regions):
+        for g in r.gpus:
+            if g.type in gix:
+                avail[i, gix[g.type]] = g.count
+                gprice[i, gix[g.type]] = g.price_usd_per_gpu_hour
+    if spec.availability is not None:
+        av = series("availability", spec.availability, AVAIL_COLUMNS, ["region", "gpu"], "count", "min")
+        if av:
+            for (r, g), v in av.items():
+                if np.isnan(gprice[rix[r], gix[g]]):
+                    problems.append(
+                        Problem(f"{source}: availability", f"GPU type {g!r} is not offered in region {r!r} "
+                                f"(add it to regions[{rix[r]}].gpus with a price)")
+                    )
+                    continue
+                avail[rix[r], gix[g]] = np.floor(v + 1e-9).astype(np.int64)
+
+    rtt = np.full((O, R), np.nan)
+    allowed = np.zeros((O, R), bool)
+    for i, o in enumerate(spec.origins):
+        for rname, ms in o.rtt_ms.items():
+            if rname in rix:
+                rtt[i, rix[rname]] = ms
+        names = o.allowed_regions if o.allowed_regions is not None else list(o.rtt_ms)
+        for rname in names:
+            if rname in rix and rname in o.rtt_ms:
+                allowed[i, rix[rname]] = True
+
+    if problems:
+        raise ScenarioError(problems)
+    return Scenario(
+        spec=spec,
+        source=source,
+        profiles=prof,
+        carbon=carbon,
+        elec_price=elec,
+        elec_priced=priced,
+        availability=avail,
+        gpu_price=gprice,
+        demand=demand,
+        rtt=rtt,
+        allowed=allowed,
+        tables=tables,
+        warnings=tuple(warnings),
+    )
