@@ -1,0 +1,88 @@
+"""Backend interface and the small result dataclasses every backend returns."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from formulations.linear import LinearModel
+
+OPTIMAL = "optimal"
+FEASIBLE = "feasible"  # a feasible plan, stopped at a limit before proving optimality
+INFEASIBLE = "infeasible"
+UNBOUNDED = "unbounded"
+NO_SOLUTION = "no_solution"  # stopped at a limit with no feasible plan
+ERROR = "error"
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    time_limit: float | None = None
+    """Wall-clock seconds for one solve (None: no limit)."""
+    mip_gap: float = 1e-4
+    """Relative MIP gap at which the solver stops."""
+    threads: int | None = None
+    seed: int | None = None
+    progress: Callable[[dict], None] | None = field(default=None, compare=False)
+    """Called with {incumbent, bound, gap, elapsed} while a MIP solves (HiGHS backend only)."""
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    status: str
+    objective: float | None
+    bound: float | None
+    gap: float | None
+    solve_seconds: float
+    x: np.ndarray | None = field(default=None, repr=False)
+    message: str = ""
+
+    @property
+    def has_solution(self) -> bool:
+        return self.status in (OPTIMAL, FEASIBLE) and self.x is not None
+
+
+class Backend:
+    """A native model built from a :class:`LinearModel`.
+
+    ``native`` is the solver library's own object (``highspy.Highs``, a Pyomo ``ConcreteModel`` or a
+    ``pulp.LpProblem``): add your own variables or constraints to it, then call :meth:`solve`;
+    the plan is read from the columns of the LinearModel.
+    """
+
+    name = "base"
+
+    def __init__(self, lm: LinearModel, objective: np.ndarray, names: bool = False):
+        self.lm = lm
+        t0 = time.perf_counter()
+        self._build(objective, names)
+        self.build_seconds = time.perf_counter() - t0
+
+    # implemented by each backend
+    def _build(self, objective: np.ndarray, names: bool) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def set_objective(self, objective: np.ndarray) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def add_row(self, name: str, cols: np.ndarray, vals: np.ndarray, lower: float, upper: float) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    def solve(self, opts: SolveOptions, start: np.ndarray | None = None) -> SolveResult:  # pragma: no cover
+        raise NotImplementedError
+
+    def write_model(self, path: str) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    @property
+    def native(self):  # pragma: no cover
+        raise NotImplementedError
+
+
+def gap_of(obj: float | None, bound: float | None) -> float | None:
+    if obj is None or bound is None or not np.isfinite(obj) or not np.isfinite(bound):
+        return None
+    return abs(obj - bound) / max(abs(obj), 1e-9) if abs(obj - bound) > 1e-12 else 0.0
