@@ -373,7 +373,7 @@ def _check_unique(names: list[str], where: str, problems: list[Problem]) -> None
 
 def _check_refs(frame, col, known, rowlabel, problems, what) -> np.ndarray:
     """Flag rows whose ``col`` is not in ``known``; returns the mask of good rows."""
-    ok = frame[col].isin(known).to_numpy()
+    ok = frame[col].isin(known).to_numpy().copy()
     if not ok.all():
         bad_vals = pd.unique(frame.loc[~ok, col])
         for v in bad_vals[:5]:
@@ -440,14 +440,14 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str) -> Scenario:
     prof, pwhere, plabel = reader.read("profiles", spec.profiles, PROFILE_COLUMNS)
     if prof is not None:
         ok = _check_refs(prof, "model", models, plabel, problems, "model")
-        ok &= _check_refs(prof, "gpu", gpus, plabel, problems, "GPU type")
-        ok &= _check_refs(prof, "shape", shapes, plabel, problems, "shape")
+        ok = ok & _check_refs(prof, "gpu", gpus, plabel, problems, "GPU type")
+        ok = ok & _check_refs(prof, "shape", shapes, plabel, problems, "shape")
         for col in ("tp", "pp", "freq_mhz", "max_rps", "ttft_ms", "tbt_ms"):
             zero = (prof[col] <= 0).to_numpy()
             if zero.any():
                 i = int(np.nonzero(zero)[0][0])
                 problems.append(Problem(plabel(i), f"{col}: must be positive"))
-                ok &= ~zero
+                ok = ok & ~zero
         low = (prof["busy_power_w"] < prof["idle_power_w"]).to_numpy()
         if low.any():
             i = int(np.nonzero(low)[0][0])
@@ -473,7 +473,7 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str) -> Scenario:
                 "gpu": (gpus, "GPU type")}
         for c in keycols:
             known, what = refs[c]
-            ok &= _check_refs(frame, c, known, label, problems, what)
+            ok = ok & _check_refs(frame, c, known, label, problems, what)
         frame = frame[ok]
         out = {}
         for key, grp in frame.groupby(keycols, sort=True):

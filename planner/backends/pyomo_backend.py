@@ -104,16 +104,9 @@ class PyomoBackend(Backend):
             so["random_seed"] = int(opts.seed)
         if so:
             kw["solver_options"] = so
-        if start is not None:
-            for c, val in zip(self.cols, start):
-                c.set_value(float(val), skip_validation=True)
-            kw["warmstart"] = True
+        # Pyomo's HiGHS interface takes no warm start; ``start`` is ignored here.
         t0 = time.perf_counter()
-        try:
-            res = opt.solve(self.m, **kw)
-        except TypeError:  # older interface without warmstart
-            kw.pop("warmstart", None)
-            res = opt.solve(self.m, **kw)
+        res = opt.solve(self.m, **kw)
         elapsed = time.perf_counter() - t0
         self._last_solver = opt
         tc, ss = res.termination_condition, res.solution_status

@@ -1,0 +1,763 @@
+#!/usr/bin/env python3
+"""Build the embedded default scenario in ``data/default/`` from the raw public data.
+
+Usage::
+
+    python3 data/build_default.py [--shared DIR] [--out DIR] [--quiet]
+
+``--shared`` defaults to ``<repo>/../shared/data`` (the raw-data folder described by its own
+README.md); ``--out`` defaults to ``data/default`` next to this script. The script is
+deterministic: same raw data in, byte-identical files out. It never copies raw files; every
+output number is either read from a raw table (and said so in a ``source`` column) or computed
+from the constants below, each of which names its origin. ``data/README.md`` is the long-form
+description of the same derivation.
+
+Outputs
+-------
+scenario.yaml          fleet, models, shapes, classes, origins, options (schema_version 1).
+carbon.csv             timestamp,region,gco2_per_kwh,source -- 24 hourly values per region.
+electricity_price.csv  timestamp,region,usd_per_mwh,source -- 24 hourly values per region.
+demand.csv             timestamp,class,origin,rate_rps,source -- 24 hourly values per pair.
+profiles.csv           model,gpu,tp,pp,freq_mhz,shape,max_rps,ttft_ms,tbt_ms,busy_power_w,
+                       idle_power_w,source -- provisional roofline estimate.
+
+Derivation
+----------
+Day and regions. Planning day 2023-06-15 (a Thursday), 24 one-hour slots from 00:00 UTC.
+Six regions on three continents, each tied to an Electricity Maps zone that has both a carbon
+and an electricity-price series in the shared data (GB has carbon but no price series, so the
+only European zone is DE-LU), and to the cloud regions used for prices (see REGIONS).
+
+Carbon. ``carbon/electricitymaps-2023/<ZONE>.csv``, column "Carbon Intensity gCO2eq/kWh
+(direct)", rows whose "Datetime (UTC)" falls on 2023-06-15. Values are copied unchanged
+(rounded to 0.01). Attribution: Electricity Maps 2023 via HewlettPackard/sustain-cluster.
+
+Electricity price. ``energy-prices/<ZONE>.csv``, column "Price (USD/MWh)", same day (UTC).
+Negative prices would be clipped at 0 (the planner rejects negative numbers); none occur on
+this day for the chosen zones, and the script reports how many values it clipped.
+
+GPU prices (USD per GPU-hour, on-demand ``Price``/``AcceleratorCount``):
+* A100-80GB, H100-80GB: ``prices/azure_gpu_vms.csv``. The profile uses SXM datasheet specs and
+  TP up to 8, so the 8-GPU SXM instances are preferred (Standard_ND96amsr_A100_v4,
+  Standard_ND96isr_H100_v5). Where the Azure region has no such instance, the region's
+  PCIe/NVL single-node price (Standard_NC*ads_A100_v4 / Standard_NC*ads_H100_v5, cheapest per
+  GPU) is scaled by the median ND/NC per-GPU ratio over all Azure regions listing both.
+* L4: ``prices/gcp_gpu_vms.csv`` (GPU-only price, no host VM; cheapest zone of the mapped
+  GCP region).
+* L40S: no catalog in the shared data lists it. Proxy: Lambda ``gpu_1x_a6000`` (RTX A6000,
+  48 GB, the previous-generation card of the same class) from ``prices/lambda_gpu_vms.csv``,
+  same price in every region.
+
+GPU availability (``count``) and PUE are stated assumptions (see REGIONS and README).
+
+Network. ``network/continent_rtt_ms.csv`` azure rows give inter-continent RTT (US-EU 70 ms,
+US-AP 230 ms, EU-AP 315 ms; Canada counts as US). Same-continent RTTs are an assumption
+(15-40 ms, INTRA_RTT_MS). Data residency: traffic from origin ``eu`` may only be served in
+eu-central.
+
+Shapes and class mix. ``traces/azure-llm-2023/{conv,code}.csv`` (one hour, 2023-11-16).
+Conversation output lengths are bimodal with an almost empty gap at 256-320 tokens, so conv
+requests are split at 256 generated tokens: conv-short (<= 256) and conv-long (> 256). Each
+shape is the (rounded) median of ContextTokens and GeneratedTokens of its subset; the code
+shape is the median of the code trace. Class shares of the request count: code-70b = code
+requests / all requests; chat-long = conv-long share; the conv-short share is split between
+chat-short (8B) and chat-70b (70B) by CHAT70B_SHARE_OF_SHORT (an assumption).
+
+Demand. rate(class, origin, slot) = TOTAL_MEAN_RPS x origin share x class share x
+diurnal(local hour at slot midpoint), where diurnal(h) = 1 + a cos(2 pi (h - peak) / 24),
+a = (R - 1)/(R + 1) (daily mean 1, peak/trough ratio R). Chat classes: peak 16:00 local,
+R = 2.5; code: peak 14:00 local, R = 4 (working-day pattern). Origins' local time: na UTC-5,
+eu UTC+2, asia UTC+8 (June). The shape is an assumption: no multi-day LLM trace is in the
+shared data; the Azure trace is used only for shapes and the class mix.
+
+Profiles (provisional roofline model, to be replaced by a calibrated one). For each model,
+GPU, TP in {1,2,4,8}, PP in {1,2}: n = tp*pp GPUs. A config is kept if its weights plus the
+KV cache of MIN_BATCH sequences of the model's longest shape fit in n*(0.9*mem - 1.5 GB), and
+n <= 2*n_min (n_min: the smallest fitting GPU count), which drops needlessly wide replicas.
+Frequencies: 5 levels evenly spaced from 0.6*fmax to fmax, rounded to 15 MHz; r = f/fmax.
+With W = weight bytes, k = KV bytes per token, P = params, L = in + out/2 (mean context),
+BW_eff = 0.7*BW, F_eff = 0.5*FLOPS*r (per GPU):
+  decode step  t_step(B) = W/(tp*BW_eff) + B*k*L/(n*BW_eff) + 2*P*B/(n*F_eff)
+                           + t_allreduce(tp, B) + (pp-1)*t_hop
+    (with PP each stage still reads its weights once per micro-batch, so the weight term does
+     not shrink with pp; KV and compute spread over all n GPUs)
+  prefill (per request, GPU occupancy) t_pf = max(2*P*in/(n*F_eff), W/(n*BW_eff))
+                                               + t_allreduce_prefill/pp
+  prefill latency                      t_pf_lat = t_pf * pp + (pp-1)*t_hop
+  effective TBT (chunked prefill mixes new prompts into decode steps)
+                tbt(B) = t_step(B) + B*t_pf/out
+  max_rps(B) = B/(out*tbt(B)) = B/(out*t_step(B) + B*t_pf)
+  B = largest batch (<= 256, KV fits) with tbt(B) <= max(TBT_REF[shape], 1.25*tbt(1))
+  ttft = 2*t_pf_lat + t_step(B)      (queueing factor 2, plus the running iteration)
+All-reduce: 2 per layer, alpha + 2(tp-1)/tp * bytes/(0.7*link), link = NVLink for SXM parts,
+PCIe Gen4 x16 for L40S/L4.
+Power per GPU: idle = 0.2*TDP; c = compute share of the busy time (decode compute + prefill
+over tbt); u = 0.35 + 0.5*c; busy = idle + (u*TDP - idle) * (c*r^ALPHA_C + (1-c)*r^ALPHA_M).
+ALPHA_C is fitted here on perseus-dvfs A100 forward-pass power (stage 0 of both A100 files,
+P_idle as above); ALPHA_M = 1 (memory-bound phases: HBM power does not scale with SM clock;
+an assumption). Replica power = n x per-GPU power; busy <= n*TDP, busy >= idle by construction.
+
+Checks. The script asserts the schema invariants it can check without the planner (24 regular
+hourly points per series, idle identical across shapes, busy >= idle > 0, monotone in clock)
+and prints a rough capacity check: for each slot, sum over classes of demand / (capacity of
+the whole fleet at 0.8 utilisation if it served only that class, best SLO-feasible config per
+GPU type, ignoring RTT) -- a value below 1 means a fractional split of the fleet serves all
+demand; the same for the eu origin on eu-central alone (residency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# --------------------------------------------------------------------------------------------
+# Constants (each with its origin; data/README.md repeats them with citations)
+# --------------------------------------------------------------------------------------------
+
+DAY = "2023-06-15"
+SLOTS = 24
+TS_FMT = "%Y-%m-%dT%H:%M:%SZ"
+ATTR_CARBON = "Electricity Maps 2023 via HewlettPackard/sustain-cluster"
+ATTR_PRICE = "HewlettPackard/sustain-cluster electricity_prices (standardized)"
+
+# name -> electricity zone, Azure region, GCP region (for L4), PUE (assumed), location text,
+# GPU availability (assumed counts, GPUs available every slot)
+REGIONS = {
+    "us-west": dict(
+        zone="US-CAL-CISO", azure="westus", gcp="us-west4", pue=1.15,
+        location="us-west, California, USA (Azure westus; GCP us-west4 for L4)",
+        counts={"A100-80GB": 32, "H100-80GB": 48, "L40S": 32, "L4": 64},
+    ),
+    "us-east": dict(
+        zone="US-MIDA-PJM", azure="eastus", gcp="us-east4", pue=1.18,
+        location="us-east, Virginia, USA (Azure eastus; GCP us-east4 for L4)",
+        counts={"A100-80GB": 64, "H100-80GB": 64, "L40S": 32, "L4": 96},
+    ),
+    "ca-central": dict(
+        zone="CA-ON", azure="canadacentral", gcp="northamerica-northeast2", pue=1.12,
+        location="ca-central, Toronto, Canada (Azure canadacentral; GCP northamerica-northeast2 for L4)",
+        counts={"A100-80GB": 16, "H100-80GB": 16, "L4": 32},
+    ),
+    "eu-central": dict(
+        zone="DE-LU", azure="germanywestcentral", gcp="europe-west3", pue=1.15,
+        location="eu-central, Frankfurt, Germany (Azure germanywestcentral; GCP europe-west3 for L4)",
+        counts={"A100-80GB": 48, "H100-80GB": 48, "L40S": 32, "L4": 64},
+    ),
+    "ap-southeast": dict(
+        zone="SG", azure="southeastasia", gcp="asia-southeast1", pue=1.30,
+        location="ap-southeast, Singapore (Azure southeastasia; GCP asia-southeast1 for L4)",
+        counts={"A100-80GB": 16, "H100-80GB": 16, "L40S": 16, "L4": 32},
+    ),
+    "ap-northeast": dict(
+        zone="JP-TK", azure="japaneast", gcp="asia-northeast1", pue=1.20,
+        location="ap-northeast, Tokyo, Japan (Azure japaneast; GCP asia-northeast1 for L4)",
+        counts={"A100-80GB": 32, "H100-80GB": 32, "L4": 64},
+    ),
+}
+CONTINENT = {  # continent group used by network/continent_rtt_ms.csv (Canada counts as US)
+    "us-west": "US", "us-east": "US", "ca-central": "US",
+    "eu-central": "EU", "ap-southeast": "AP", "ap-northeast": "AP",
+}
+
+# GPU datasheet specs: NVIDIA A100 Tensor Core GPU datasheet (A100 80GB SXM), NVIDIA H100 Tensor
+# Core GPU datasheet (H100 SXM), NVIDIA L40S datasheet, NVIDIA L4 Tensor Core GPU datasheet.
+# tflops = dense BF16 (datasheet figures with sparsity halved); link_gbs = unidirectional GPU-GPU
+# bandwidth (NVLink 600 / 900 GB/s total; PCIe Gen4 x16 64 GB/s total); fmax = max boost clock.
+GPUS = {
+    "A100-80GB": dict(mem_gb=80, bw_tbs=2.039, tflops=312, tdp_w=400, fmax=1410, link_gbs=300, nvlink=True),
+    "H100-80GB": dict(mem_gb=80, bw_tbs=3.35, tflops=989, tdp_w=700, fmax=1980, link_gbs=450, nvlink=True),
+    "L40S": dict(mem_gb=48, bw_tbs=0.864, tflops=362, tdp_w=350, fmax=2520, link_gbs=32, nvlink=False),
+    "L4": dict(mem_gb=24, bw_tbs=0.300, tflops=121, tdp_w=72, fmax=2040, link_gbs=32, nvlink=False),
+}
+
+# Model architecture: Llama 3.1 model cards / config.json (Meta) and "The Llama 3 Herd of Models"
+# (Llama Team, AI @ Meta, 2024), Table 3. BF16 weights (2 bytes per parameter).
+MODELS = {
+    "llama-3.1-8b": dict(params=8.03e9, layers=32, hidden=4096, kv_heads=8, head_dim=128),
+    "llama-3.1-70b": dict(params=70.6e9, layers=80, hidden=8192, kv_heads=8, head_dim=128),
+}
+BYTES_PER_PARAM = 2
+
+# Roofline efficiencies and serving assumptions (provisional; see README)
+BW_EFF = 0.7            # achievable fraction of HBM/GDDR bandwidth
+FLOPS_EFF = 0.5         # achievable fraction of dense BF16 tensor throughput (MFU)
+LINK_EFF = 0.7          # achievable fraction of link bandwidth in all-reduce / PP hops
+ALPHA_NVLINK_S = 8e-6   # per all-reduce latency over NVLink
+ALPHA_PCIE_S = 20e-6    # per all-reduce latency over PCIe
+MEM_UTIL = 0.9          # vLLM-style gpu_memory_utilization
+RESERVE_GB = 1.5        # per GPU: activations, CUDA graphs, runtime
+MIN_BATCH = 8           # a config "fits" if it holds the KV of 8 sequences of the longest shape
+MAX_BATCH = 256         # vLLM default max_num_seqs
+QUEUE_FACTOR = 2.0      # ttft = 2 x prefill latency (+ one running iteration)
+TBT_RELAX = 1.25        # when even B=1 misses the reference, allow 1.25 x tbt(1)
+TP_SET = (1, 2, 4, 8)
+PP_SET = (1, 2)
+N_FREQ = 5
+FREQ_LOW = 0.6
+FREQ_STEP_MHZ = 15
+IDLE_FRAC = 0.2         # idle power per GPU / TDP
+U_BASE, U_COMPUTE = 0.35, 0.5   # busy power at fmax = TDP * (U_BASE + U_COMPUTE * compute share)
+ALPHA_M = 1.0           # clock exponent of dynamic power in memory-bound phases (assumption)
+PROFILE_SOURCE = "provisional roofline estimate from datasheets (see data/README.md)"
+
+# Shapes: name -> (trace, subset); medians computed from the Azure 2023 trace
+CONV_SPLIT_OUT = 256
+TBT_REF_MS = {"conv-short": 80.0, "conv-long": 80.0, "code": 120.0}
+
+# Classes: name -> model, shape, SLO (ms)
+CLASSES = {
+    "chat-short": dict(model="llama-3.1-8b", shape="conv-short", slo=dict(ttft_ms=1000, tbt_ms=100)),
+    "chat-long": dict(model="llama-3.1-8b", shape="conv-long", slo=dict(ttft_ms=2000, tbt_ms=100)),
+    "chat-70b": dict(model="llama-3.1-70b", shape="conv-short", slo=dict(ttft_ms=1500, tbt_ms=100)),
+    "code-70b": dict(model="llama-3.1-70b", shape="code", slo=dict(ttft_ms=1000, tbt_ms=150, e2e_ms=2500)),
+}
+CHAT70B_SHARE_OF_SHORT = 1 / 3   # assumption: a third of short chats go to the 70B tier
+
+# Demand
+TOTAL_MEAN_RPS = 300.0           # daily mean over all classes and origins (assumption, sized to the fleet)
+ORIGINS = {  # share of requests, UTC offset of local time in June, allowed regions (None = all)
+    "na": dict(share=0.45, utc_offset=-5, allowed=None),
+    "eu": dict(share=0.30, utc_offset=+2, allowed=["eu-central"]),
+    "asia": dict(share=0.25, utc_offset=+8, allowed=None),
+}
+DIURNAL = {  # per class: (peak local hour, peak/trough ratio)
+    "chat-short": (16.0, 2.5), "chat-long": (16.0, 2.5), "chat-70b": (16.0, 2.5), "code-70b": (14.0, 4.0),
+}
+# Same-continent RTT from an origin to a region (assumption, ms); other pairs from the paper table.
+ORIGIN_CONTINENT = {"na": "US", "eu": "EU", "asia": "AP"}
+INTRA_RTT_MS = {
+    ("na", "us-east"): 25, ("na", "ca-central"): 25, ("na", "us-west"): 40,
+    ("eu", "eu-central"): 15,
+    ("asia", "ap-southeast"): 30, ("asia", "ap-northeast"): 40,
+}
+MAX_UTILIZATION = 0.8
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+def default_shared() -> Path:
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def day_index() -> pd.DatetimeIndex:
+    return pd.date_range(f"{DAY}T00:00:00Z", periods=SLOTS, freq="h")
+
+
+def fmt_ts(ts: pd.Timestamp) -> str:
+    return ts.strftime(TS_FMT)
+
+
+def need(path: Path) -> Path:
+    if not path.is_file():
+        sys.exit(f"missing raw file: {path}")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Time series: carbon and electricity price
+# --------------------------------------------------------------------------------------------
+
+def build_carbon(shared: Path) -> pd.DataFrame:
+    rows = []
+    idx = day_index()
+    for region, r in REGIONS.items():
+        df = pd.read_csv(need(shared / "carbon" / "electricitymaps-2023" / f"{r['zone']}.csv"))
+        col = next(c for c in df.columns if c.endswith("(direct)"))
+        ts = pd.to_datetime(df["Datetime (UTC)"], utc=True)
+        s = pd.Series(df[col].to_numpy(float), index=ts)
+        s = s[~s.index.duplicated(keep="first")].reindex(idx)
+        if s.isna().any():
+            sys.exit(f"carbon {r['zone']}: missing hours on {DAY}")
+        for t, v in s.items():
+            rows.append((fmt_ts(t), region, round(float(v), 2),
+                         f"{ATTR_CARBON}; zone {r['zone']}, direct intensity"))
+    return pd.DataFrame(rows, columns=["timestamp", "region", "gco2_per_kwh", "source"])
+
+
+def build_prices(shared: Path) -> tuple[pd.DataFrame, int]:
+    rows, clipped = [], 0
+    idx = day_index()
+    for region, r in REGIONS.items():
+        df = pd.read_csv(need(shared / "energy-prices" / f"{r['zone']}.csv"))
+        ts = pd.to_datetime(df["Datetime (UTC)"], utc=True)
+        s = pd.Series(df["Price (USD/MWh)"].to_numpy(float), index=ts)
+        s = s[~s.index.duplicated(keep="first")].reindex(idx)
+        if s.isna().any():
+            sys.exit(f"price {r['zone']}: missing hours on {DAY}")
+        for t, v in s.items():
+            src = f"{ATTR_PRICE}; zone {r['zone']}"
+            if v < 0:
+                clipped += 1
+                src += f"; clipped from {v:.2f} to 0"
+                v = 0.0
+            rows.append((fmt_ts(t), region, round(float(v), 2), src))
+    return pd.DataFrame(rows, columns=["timestamp", "region", "usd_per_mwh", "source"]), clipped
+
+
+# --------------------------------------------------------------------------------------------
+# GPU prices
+# --------------------------------------------------------------------------------------------
+
+AZ_FAMILY = {  # our GPU -> (Azure AcceleratorName, ND 8-GPU SXM prefix, NC PCIe/NVL prefix)
+    "A100-80GB": ("A100-80GB", "Standard_ND96amsr_A100_v4", "Standard_NC"),
+    "H100-80GB": ("H100", "Standard_ND96isr_H100_v5", "Standard_NC"),
+}
+
+
+def build_gpu_prices(shared: Path) -> dict[tuple[str, str], tuple[float, str]]:
+    az = pd.read_csv(need(shared / "prices" / "azure_gpu_vms.csv"))
+    az = az[az["Price"].notna() & (az["AcceleratorCount"] > 0)].copy()
+    az["per_gpu"] = az["Price"] / az["AcceleratorCount"]
+    out: dict[tuple[str, str], tuple[float, str]] = {}
+    for gpu, (acc, nd_name, nc_prefix) in AZ_FAMILY.items():
+        fam = az[az["AcceleratorName"] == acc]
+        nd = fam[fam["InstanceType"] == nd_name].groupby("Region")["per_gpu"].min()
+        is_nc = fam["InstanceType"].str.startswith(nc_prefix) & ~fam["InstanceType"].str.startswith("Standard_NCC")
+        nc = fam[is_nc].groupby("Region")["per_gpu"].min()
+        both = nd.index.intersection(nc.index)
+        ratio = float(np.median(nd[both] / nc[both]))
+        for region, r in REGIONS.items():
+            a = r["azure"]
+            if a in nd.index:
+                out[(region, gpu)] = (round(float(nd[a]), 4),
+                                      f"azure {nd_name} {a} on-demand Price/8")
+            elif a in nc.index:
+                out[(region, gpu)] = (round(float(nc[a]) * ratio, 4),
+                                      f"azure NC-series {acc} {a} per-GPU price x median ND/NC ratio {ratio:.3f} "
+                                      f"({len(both)} regions)")
+    gcp = pd.read_csv(need(shared / "prices" / "gcp_gpu_vms.csv"))
+    gcp = gcp[(gcp["AcceleratorName"] == "L4") & gcp["Price"].notna()].copy()
+    gcp["per_gpu"] = gcp["Price"] / gcp["AcceleratorCount"]
+    l4 = gcp.groupby("Region")["per_gpu"].min()
+    for region, r in REGIONS.items():
+        if r["gcp"] in l4.index:
+            out[(region, "L4")] = (round(float(l4[r["gcp"]]), 4),
+                                   f"gcp L4 {r['gcp']} on-demand GPU-only price (no host VM)")
+    lam = pd.read_csv(need(shared / "prices" / "lambda_gpu_vms.csv"))
+    lam = lam[(lam["AcceleratorName"] == "A6000") & lam["Price"].notna()]
+    a6000 = round(float(np.median(lam["Price"] / lam["AcceleratorCount"])), 4)
+    for region in REGIONS:
+        out[(region, "L40S")] = (a6000, "proxy: lambda gpu_1x_a6000 (RTX A6000 48GB) on-demand price; "
+                                        "no L40S in the shared catalogs")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Shapes and class mix from the Azure 2023 trace
+# --------------------------------------------------------------------------------------------
+
+def build_shapes(shared: Path) -> tuple[dict, dict, dict]:
+    conv = pd.read_csv(need(shared / "traces" / "azure-llm-2023" / "conv.csv"))
+    code = pd.read_csv(need(shared / "traces" / "azure-llm-2023" / "code.csv"))
+    long_ = conv["GeneratedTokens"] > CONV_SPLIT_OUT
+
+    def med(df):
+        return dict(input_tokens=int(round(float(df["ContextTokens"].median()))),
+                    output_tokens=int(round(float(df["GeneratedTokens"].median()))))
+
+    shapes = {"conv-short": med(conv[~long_]), "conv-long": med(conv[long_]), "code": med(code)}
+    n_all = len(conv) + len(code)
+    s_code = len(code) / n_all
+    s_long = long_.sum() / n_all
+    s_short = (~long_).sum() / n_all
+    shares = {
+        "chat-short": s_short * (1 - CHAT70B_SHARE_OF_SHORT),
+        "chat-long": s_long,
+        "chat-70b": s_short * CHAT70B_SHARE_OF_SHORT,
+        "code-70b": s_code,
+    }
+    stats = dict(n_conv=len(conv), n_code=len(code), n_conv_long=int(long_.sum()),
+                 conv_gap=int(((conv["GeneratedTokens"] > CONV_SPLIT_OUT) &
+                               (conv["GeneratedTokens"] <= 320)).sum()))
+    return shapes, shares, stats
+
+
+# --------------------------------------------------------------------------------------------
+# Demand
+# --------------------------------------------------------------------------------------------
+
+def diurnal(local_hour: np.ndarray, peak: float, ratio: float) -> np.ndarray:
+    a = (ratio - 1.0) / (ratio + 1.0)
+    return 1.0 + a * np.cos(2.0 * math.pi * (local_hour - peak) / 24.0)
+
+
+def build_demand(shares: dict) -> pd.DataFrame:
+    idx = day_index()
+    mid_utc = np.arange(SLOTS) + 0.5
+    rows = []
+    for cls in CLASSES:
+        peak, ratio = DIURNAL[cls]
+        for origin, o in ORIGINS.items():
+            local = (mid_utc + o["utc_offset"]) % 24.0
+            rate = TOTAL_MEAN_RPS * o["share"] * shares[cls] * diurnal(local, peak, ratio)
+            src = (f"assumed diurnal shape (peak {peak:02.0f}:00 local UTC{o['utc_offset']:+d}, "
+                   f"peak/trough {ratio:g}) x Azure LLM inference trace 2023 class mix (see data/README.md)")
+            for t, v in zip(idx, rate):
+                rows.append((fmt_ts(t), cls, origin, round(float(v), 3), src))
+    return pd.DataFrame(rows, columns=["timestamp", "class", "origin", "rate_rps", "source"])
+
+
+# --------------------------------------------------------------------------------------------
+# Profiles: provisional roofline model
+# --------------------------------------------------------------------------------------------
+
+def fit_alpha_compute(shared: Path) -> tuple[float, int]:
+    """Clock exponent of dynamic power for compute-bound work, fitted on perseus-dvfs A100 rows."""
+    xs, ys = [], []
+    tdp = GPUS["A100-80GB"]["tdp_w"]
+    p_idle = IDLE_FRAC * tdp
+    for name in ("bloom+a100_sxm_bf16.csv", "gpt3-175b+a100_sxm_bf16.csv"):
+        df = pd.read_csv(need(shared / "perf" / "perseus-dvfs" / name))
+        df = df[(df["stage"] == 0) & (df["instruction"] == "forward")]
+        p = df["energy"] / df["time"]
+        fmax = df["frequency"].max()
+        pmax = float(p[df["frequency"] == fmax].iloc[0])
+        r = df["frequency"] / fmax
+        y = (p - p_idle) / (pmax - p_idle)
+        keep = (r < 1) & (y > 0)
+        xs.extend(np.log(r[keep]).tolist())
+        ys.extend(np.log(y[keep]).tolist())
+    x, y = np.array(xs), np.array(ys)
+    alpha = float((x @ y) / (x @ x))  # least squares through the origin in log-log
+    return round(alpha, 2), len(x)
+
+
+def freq_levels(fmax: int) -> list[int]:
+    return [int(round(f / FREQ_STEP_MHZ) * FREQ_STEP_MHZ) for f in np.linspace(FREQ_LOW * fmax, fmax, N_FREQ)]
+
+
+def kv_bytes_per_token(m: dict) -> float:
+    return 2 * m["layers"] * m["kv_heads"] * m["head_dim"] * BYTES_PER_PARAM
+
+
+def kv_budget(m: dict, g: dict, n: int) -> float:
+    return n * (MEM_UTIL * g["mem_gb"] - RESERVE_GB) * 1e9 - m["params"] * BYTES_PER_PARAM
+
+
+def allreduce_s(g: dict, tp: int, nbytes: float) -> float:
+    if tp == 1:
+        return 0.0
+    alpha = ALPHA_NVLINK_S if g["nvlink"] else ALPHA_PCIE_S
+    return alpha + 2 * (tp - 1) / tp * nbytes / (LINK_EFF * g["link_gbs"] * 1e9)
+
+
+def hop_s(g: dict, nbytes: float) -> float:
+    alpha = ALPHA_NVLINK_S if g["nvlink"] else ALPHA_PCIE_S
+    return alpha + nbytes / (LINK_EFF * g["link_gbs"] * 1e9)
+
+
+def configs_for(model: str, gpu: str, longest_ctx: int) -> list[tuple[int, int]]:
+    m, g = MODELS[model], GPUS[gpu]
+    kv = kv_bytes_per_token(m)
+    fits = [(tp, pp) for tp in TP_SET for pp in PP_SET
+            if kv_budget(m, g, tp * pp) >= MIN_BATCH * longest_ctx * kv]
+    if not fits:
+        return []
+    n_min = min(tp * pp for tp, pp in fits)
+    return sorted((tp, pp) for tp, pp in fits if tp * pp <= 2 * n_min)
+
+
+def operating_point(model: str, gpu: str, tp: int, pp: int, freq: int, shape: dict, tbt_ref_ms: float,
+                    alpha_c: float) -> dict:
+    m, g = MODELS[model], GPUS[gpu]
+    n = tp * pp
+    r = freq / g["fmax"]
+    bw = BW_EFF * g["bw_tbs"] * 1e12
+    fl = FLOPS_EFF * g["tflops"] * 1e12 * r
+    W = m["params"] * BYTES_PER_PARAM
+    kv = kv_bytes_per_token(m)
+    inp, out = shape["input_tokens"], shape["output_tokens"]
+    L = inp + out / 2.0
+    max_b_mem = int(kv_budget(m, g, n) // ((inp + out) * kv))
+    layers, hidden = m["layers"], m["hidden"]
+
+    # prefill of one request: occupancy of the replica and latency through the pipeline
+    pf_comp = 2 * m["params"] * inp / (n * fl)
+    pf_mem = W / (n * bw)
+    pf_comm = 2 * layers * allreduce_s(g, tp, inp * hidden * BYTES_PER_PARAM) / pp
+    t_pf = max(pf_comp, pf_mem) + pf_comm
+    t_pf_lat = t_pf * pp + (pp - 1) * hop_s(g, inp * hidden * BYTES_PER_PARAM)
+
+    def step(B):
+        w = W / (tp * bw)
+        kvt = B * kv * L / (n * bw)
+        comp = 2 * m["params"] * B / (n * fl)
+        comm = 2 * layers * allreduce_s(g, tp, B * hidden * BYTES_PER_PARAM / pp)
+        hop = (pp - 1) * hop_s(g, B * hidden * BYTES_PER_PARAM / pp)
+        return w + kvt + comp + comm + hop, comp
+
+    def tbt(B):
+        return step(B)[0] + B * t_pf / out
+
+    ref = max(tbt_ref_ms / 1e3, TBT_RELAX * tbt(1))
+    B = 1
+    for b in range(1, min(MAX_BATCH, max_b_mem) + 1):
+        if tbt(b) <= ref:
+            B = b
+        else:
+            break
+    t_step, t_comp = step(B)
+    tbt_s = tbt(B)
+    max_rps = B / (out * tbt_s)
+    ttft_s = QUEUE_FACTOR * t_pf_lat + t_step
+    # power
+    compute_time = t_comp + B * max(pf_comp, 0.0) / out
+    c = min(1.0, compute_time / tbt_s)
+    tdp = g["tdp_w"]
+    idle = IDLE_FRAC * tdp
+    u = U_BASE + U_COMPUTE * c
+    scale = c * r ** alpha_c + (1 - c) * r ** ALPHA_M
+    busy = idle + (u * tdp - idle) * scale
+    return dict(B=B, max_rps=max_rps, ttft_ms=ttft_s * 1e3, tbt_ms=tbt_s * 1e3,
+                busy_power_w=busy * n, idle_power_w=idle * n, compute_share=c, max_b_mem=max_b_mem)
+
+
+def build_profiles(shapes: dict, alpha_c: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    model_shapes: dict[str, list[str]] = {}
+    for c in CLASSES.values():
+        model_shapes.setdefault(c["model"], [])
+        if c["shape"] not in model_shapes[c["model"]]:
+            model_shapes[c["model"]].append(c["shape"])
+    rows, debug = [], []
+    for model in MODELS:
+        shp = sorted(model_shapes.get(model, []))
+        if not shp:
+            continue
+        longest = max(shapes[s]["input_tokens"] + shapes[s]["output_tokens"] for s in shp)
+        for gpu in GPUS:
+            for tp, pp in configs_for(model, gpu, longest):
+                for f in freq_levels(GPUS[gpu]["fmax"]):
+                    for s in shp:
+                        op = operating_point(model, gpu, tp, pp, f, shapes[s], TBT_REF_MS[s], alpha_c)
+                        rows.append((model, gpu, tp, pp, f, s, round(op["max_rps"], 4), round(op["ttft_ms"], 1),
+                                     round(op["tbt_ms"], 1), round(op["busy_power_w"], 1),
+                                     round(op["idle_power_w"], 1), PROFILE_SOURCE))
+                        debug.append(dict(model=model, gpu=gpu, tp=tp, pp=pp, freq_mhz=f, shape=s, **op))
+    cols = ["model", "gpu", "tp", "pp", "freq_mhz", "shape", "max_rps", "ttft_ms", "tbt_ms",
+            "busy_power_w", "idle_power_w", "source"]
+    return pd.DataFrame(rows, columns=cols), pd.DataFrame(debug)
+
+
+# --------------------------------------------------------------------------------------------
+# scenario.yaml (written by hand so that every fleet number carries its source as a comment)
+# --------------------------------------------------------------------------------------------
+
+def q(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def rtt_table(shared: Path) -> dict[str, dict[str, float]]:
+    net = pd.read_csv(need(shared / "network" / "continent_rtt_ms.csv"))
+    net = net[net["provider"] == "azure"]
+    inter = {(a, b): float(v) for a, b, v in zip(net["from"], net["to"], net["rtt_ms"])}
+    out = {}
+    for origin in ORIGINS:
+        oc = ORIGIN_CONTINENT[origin]
+        out[origin] = {}
+        for region in REGIONS:
+            rc = CONTINENT[region]
+            out[origin][region] = float(INTRA_RTT_MS[(origin, region)]) if rc == oc else inter[(oc, rc)]
+    return out
+
+
+def build_yaml(shapes: dict, prices: dict, rtt: dict, share_stats: dict) -> str:
+    L = []
+    a = L.append
+    a("# Default scenario, generated by data/build_default.py -- do not edit by hand.")
+    a("# Every number's origin is documented in data/README.md; fleet prices carry it inline.")
+    a("schema_version: 1")
+    a("name: default-2023-06-15")
+    a("description: " + q(
+        "Embedded default: one day (2023-06-15, 24 hourly slots) of Llama 3.1 8B/70B serving for "
+        "na/eu/asia users on six regions (US, Canada, Germany, Singapore, Japan) with A100-80GB, "
+        "H100-80GB, L40S and L4 GPUs. Carbon: Electricity Maps 2023 via HewlettPackard/sustain-cluster; "
+        "prices: Azure/GCP/Lambda catalogs (anycloud-sh/catalog); request shapes and class mix: "
+        "Azure LLM inference trace 2023; performance: provisional roofline estimate from datasheets. "
+        "See data/README.md."))
+    a("horizon:")
+    a(f"  start: {q(DAY + 'T00:00:00Z')}")
+    a("  slot_minutes: 60")
+    a(f"  slots: {SLOTS}")
+    a("gpu_types:  # memory: NVIDIA datasheets (A100 80GB SXM, H100 SXM, L40S, L4)")
+    for gname, g in GPUS.items():
+        a(f"  - {{name: {gname}, memory_gb: {g['mem_gb']}}}")
+    a("models:  # parameter counts: Llama 3.1 model cards (Meta)")
+    for mname, m in MODELS.items():
+        a(f"  - {{name: {mname}, params_billion: {m['params'] / 1e9:g}}}")
+    a("shapes:  # medians of the Azure LLM inference trace 2023 (conv split at 256 output tokens; code)")
+    for sname, s in shapes.items():
+        a(f"  - {{name: {sname}, input_tokens: {s['input_tokens']}, output_tokens: {s['output_tokens']}}}")
+    a("classes:  # SLOs: assumptions for interactive chat / code completion, see data/README.md")
+    for cname, c in CLASSES.items():
+        slo = ", ".join(f"{k}: {v}" for k, v in c["slo"].items())
+        a(f"  - {{name: {cname}, model: {c['model']}, shape: {c['shape']}, slo: {{{slo}}}}}")
+    a("regions:  # pue: assumption (data/README.md); count: assumed availability; price: see comment")
+    for rname, r in REGIONS.items():
+        a(f"  - name: {rname}")
+        a(f"    pue: {r['pue']}")
+        a(f"    location: {q(r['location'] + '; grid zone ' + r['zone'])}")
+        a("    gpus:")
+        for gname in GPUS:
+            if gname not in r["counts"]:
+                continue
+            price, src = prices[(rname, gname)]
+            a(f"      - {{type: {gname}, count: {r['counts'][gname]}, price_usd_per_gpu_hour: {price:g}}}  # {src}")
+    a("origins:  # rtt: network/continent_rtt_ms.csv azure rows across continents; same continent assumed")
+    for oname, o in ORIGINS.items():
+        a(f"  - name: {oname}")
+        a("    rtt_ms: {" + ", ".join(f"{r}: {v:g}" for r, v in rtt[oname].items()) + "}")
+        if o["allowed"] is not None:
+            a("    allowed_regions: [" + ", ".join(o["allowed"]) + "]  # data residency")
+    a("profiles: profiles.csv")
+    a("carbon_intensity: carbon.csv")
+    a("demand: demand.csv")
+    a("electricity_price: electricity_price.csv")
+    a("options:")
+    a("  objective: carbon")
+    a(f"  max_utilization: {MAX_UTILIZATION}")
+    return "\n".join(L) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Checks and summary
+# --------------------------------------------------------------------------------------------
+
+def check_tables(profiles: pd.DataFrame, series: dict[str, tuple[pd.DataFrame, list[str]]]) -> None:
+    key = ["model", "gpu", "tp", "pp", "freq_mhz", "shape"]
+    assert not profiles.duplicated(key).any(), "duplicate profile rows"
+    assert (profiles["idle_power_w"] > 0).all()
+    assert (profiles["busy_power_w"] >= profiles["idle_power_w"]).all()
+    assert (profiles["max_rps"] > 0).all()
+    idle = profiles.groupby(["model", "gpu", "tp", "pp", "freq_mhz"])["idle_power_w"].nunique()
+    assert (idle == 1).all(), "idle power differs across shapes"
+    tdp = profiles["gpu"].map(lambda g: GPUS[g]["tdp_w"]) * profiles["tp"] * profiles["pp"]
+    assert (profiles["busy_power_w"] <= tdp + 1e-6).all(), "busy power above TDP"
+    for k, grp in profiles.sort_values("freq_mhz").groupby(["model", "gpu", "tp", "pp", "shape"]):
+        assert grp["max_rps"].is_monotonic_increasing, f"max_rps not increasing with clock: {k}"
+        assert grp["busy_power_w"].is_monotonic_increasing, f"busy power not increasing with clock: {k}"
+    expected = [fmt_ts(t) for t in day_index()]
+    for name, (df, keys) in series.items():
+        for k, grp in df.groupby(keys):
+            assert list(grp["timestamp"]) == expected, f"{name} {k}: not 24 hourly points"
+
+
+def capacity_check(profiles: pd.DataFrame, demand: pd.DataFrame, rtt: dict) -> dict:
+    """Rough capacity bound (see module docstring)."""
+    best = {}  # (class, gpu) -> best SLO-feasible max_rps per GPU (ignoring RTT), all clocks
+    for cname, c in CLASSES.items():
+        slo = c["slo"]
+        p = profiles[(profiles["model"] == c["model"]) & (profiles["shape"] == c["shape"])]
+        ok = (p["ttft_ms"] <= slo["ttft_ms"]) & (p["tbt_ms"] <= slo["tbt_ms"])
+        p = p[ok]
+        for gname in GPUS:
+            pg = p[p["gpu"] == gname]
+            best[(cname, gname)] = float((pg["max_rps"] / (pg["tp"] * pg["pp"])).max()) if len(pg) else 0.0
+
+    def cap(cname, regions):
+        return sum(MAX_UTILIZATION * best[(cname, g)] * REGIONS[r]["counts"].get(g, 0)
+                   for r in regions for g in GPUS)
+
+    all_regions = list(REGIONS)
+    d = demand.pivot_table(index="timestamp", columns="class", values="rate_rps", aggfunc="sum")
+    frac = sum(d[c] / cap(c, all_regions) for c in CLASSES)
+    deu = demand[demand["origin"] == "eu"].pivot_table(index="timestamp", columns="class",
+                                                        values="rate_rps", aggfunc="sum")
+    eu_regions = ORIGINS["eu"]["allowed"]
+    frac_eu = sum(deu[c] / cap(c, eu_regions) for c in CLASSES)
+    return dict(best=best, total=d.sum(axis=1), frac=frac, frac_eu=frac_eu,
+                cap_all={c: cap(c, all_regions) for c in CLASSES})
+
+
+def summarize(profiles, debug, carbon, prices_ts, demand, cc, alpha_c, n_alpha, shapes, shares, stats, clipped):
+    print(f"alpha_compute (perseus-dvfs A100 fit, {n_alpha} points) = {alpha_c}")
+    print(f"shapes: {shapes}")
+    print("class shares: " + ", ".join(f"{k}={v:.3f}" for k, v in shares.items()) +
+          f"  (conv {stats['n_conv']}, long {stats['n_conv_long']}, in gap 257-320: {stats['conv_gap']}; "
+          f"code {stats['n_code']})")
+    print(f"electricity prices clipped at 0: {clipped}")
+    print("\nper model/gpu: best max_rps per GPU at fmax, and energy per request (J, busy, no PUE)")
+    top = debug.copy()
+    top["rps_per_gpu"] = top["max_rps"] / (top["tp"] * top["pp"])
+    top["j_per_req"] = top["busy_power_w"] / top["max_rps"]
+    fm = top["gpu"].map(lambda g: GPUS[g]["fmax"])
+    for (m, s, g), grp in top[top["freq_mhz"] == fm].groupby(["model", "shape", "gpu"], sort=False):
+        b = grp.loc[grp["rps_per_gpu"].idxmax()]
+        lo = top[(top["model"] == m) & (top["shape"] == s) & (top["gpu"] == g) & (top["tp"] == b["tp"])
+                 & (top["pp"] == b["pp"])]
+        lo = lo.loc[lo["freq_mhz"].idxmin()]
+        print(f"  {m:14s} {s:10s} {g:10s} tp{b.tp} pp{b.pp} B={b.B:3d} rps/GPU={b.rps_per_gpu:7.3f} "
+              f"J/req={b.j_per_req:7.1f} ttft={b.ttft_ms:6.0f} tbt={b.tbt_ms:5.1f} W={b.busy_power_w:6.0f} | "
+              f"@{lo.freq_mhz} rps/GPU={lo.rps_per_gpu:6.3f} J/req={lo.j_per_req:6.1f}")
+    print("\ncarbon mean per region (gCO2/kWh): " +
+          ", ".join(f"{r}={v:.0f}" for r, v in carbon.groupby("region", sort=False)["gco2_per_kwh"].mean().items()))
+    print("price mean per region (USD/MWh): " +
+          ", ".join(f"{r}={v:.0f}" for r, v in prices_ts.groupby("region", sort=False)["usd_per_mwh"].mean().items()))
+    print("\nbest SLO-feasible req/s per GPU (any clock, RTT ignored): ")
+    for c in CLASSES:
+        print(f"  {c:11s} " + "  ".join(f"{g}={cc['best'][(c, g)]:.3f}" for g in GPUS) +
+              f"  | fleet capacity if alone: {cc['cap_all'][c]:.0f} req/s")
+    tot = cc["total"]
+    print(f"\ndemand total: mean {tot.mean():.1f}, peak {tot.max():.1f} req/s at {tot.idxmax()}")
+    print(f"fleet fraction needed (sum_c d_c / cap_c): max {cc['frac'].max():.2f}, "
+          f"mean {cc['frac'].mean():.2f}; eu on eu-central only: max {cc['frac_eu'].max():.2f}")
+    print(f"GPUs: " + ", ".join(f"{g}={sum(r['counts'].get(g, 0) for r in REGIONS.values())}" for g in GPUS))
+
+
+# --------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--shared", type=Path, default=default_shared(), help="raw shared data folder")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "default")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    shared: Path = args.shared.resolve()
+    if not (shared / "README.md").is_file():
+        sys.exit(f"shared data not found at {shared} (use --shared DIR)")
+
+    carbon = build_carbon(shared)
+    prices_ts, clipped = build_prices(shared)
+    gpu_prices = build_gpu_prices(shared)
+    for rname, r in REGIONS.items():
+        for gname in r["counts"]:
+            if (rname, gname) not in gpu_prices:
+                sys.exit(f"no price for {gname} in {rname}")
+    shapes, shares, stats = build_shapes(shared)
+    demand = build_demand(shares)
+    alpha_c, n_alpha = fit_alpha_compute(shared)
+    profiles, debug = build_profiles(shapes, alpha_c)
+    rtt = rtt_table(shared)
+    yaml_text = build_yaml(shapes, gpu_prices, rtt, stats)
+
+    check_tables(profiles, {
+        "carbon": (carbon, ["region"]),
+        "electricity_price": (prices_ts, ["region"]),
+        "demand": (demand, ["class", "origin"]),
+    })
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scenario.yaml").write_text(yaml_text)
+    opts = dict(index=False, lineterminator="\n")
+    profiles.to_csv(out / "profiles.csv", float_format="%.10g", **opts)
+    carbon.to_csv(out / "carbon.csv", float_format="%.10g", **opts)
+    demand.to_csv(out / "demand.csv", float_format="%.10g", **opts)
+    prices_ts.to_csv(out / "electricity_price.csv", float_format="%.10g", **opts)
+
+    if not args.quiet:
+        cc = capacity_check(profiles, demand, rtt)
+        summarize(profiles, debug, carbon, prices_ts, demand, cc, alpha_c, n_alpha, shapes, shares, stats, clipped)
+        print(f"\nwrote {out}: scenario.yaml, profiles.csv ({len(profiles)} rows), carbon.csv ({len(carbon)}), "
+              f"demand.csv ({len(demand)}), electricity_price.csv ({len(prices_ts)})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Explaining infeasibility in domain words (placeholder; filled in below)."""

@@ -1,0 +1,285 @@
+"""Solving: build the model, run the backend (lexicographic tie-break), turn the solution into a Plan."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from formulations import OBJECTIVE_EXPRESSION, SECONDARY, LinearModel, ModelData, Vars, build, build_sets, objective_vector
+
+from .backends import FEASIBLE, INFEASIBLE, NO_SOLUTION, OPTIMAL, UNBOUNDED, Backend, SolveOptions, SolveResult, get_backend
+from .errors import InfeasibleError, InputError, NoSolutionError, SolverError
+from .loading import Scenario
+from .plan import (ClassLoad, Deployment, ObjectiveValue, Plan, PlanOptions, PruningInfo, Route, ScenarioRef, Slot,
+                   SlotTotals, SolverInfo, Target, Totals, UnservedRate)
+
+UNITS = {"carbon": "kgCO2e", "energy": "kWh", "cost": "USD", "gpu-hours": "GPU-h"}
+EPS = 1e-9
+
+
+@dataclass
+class BuiltModel:
+    """A model ready to solve: the sets, the neutral LinearModel and the backend's native model.
+
+    ``native`` is the solver library's object; add constraints to it, then call :meth:`solve`.
+    """
+
+    scenario: Scenario
+    data: ModelData
+    lm: LinearModel
+    vars: Vars
+    backend: Backend
+    objective: str
+    build_seconds: float
+
+    @property
+    def native(self):
+        return self.backend.native
+
+    def write(self, path: str | Path) -> None:
+        """Write the exact model given to HiGHS; format by suffix (.mps or .lp)."""
+        self.backend.write_model(str(path))
+
+    def solve(self, time_limit: float | None = None, mip_gap: float = 1e-4, threads: int | None = None,
+              seed: int | None = None, progress: Callable[[dict], None] | None = None) -> Plan:
+        return _solve_built(self, SolveOptions(time_limit, mip_gap, threads, seed, progress))
+
+
+def build_model(scenario: Scenario, objective: str | None = None, backend: str = "highs", names: bool = False,
+                **option_overrides: Any) -> BuiltModel:
+    """Build the MILP for ``scenario`` (options overridden by keyword) on the chosen backend.
+
+    Raises :class:`~planner.errors.InfeasibleError` when some demand cannot be routed at all
+    (no allowed region, no SLO-feasible config, no GPU).
+    """
+    if objective is not None:
+        option_overrides["objective"] = objective
+    sc = scenario.with_options(**option_overrides)
+    t0 = time.perf_counter()
+    md = build_sets(sc)
+    if len(md.unroutable) and not sc.options.unserved.allowed:
+        from .explain import explain_unroutable
+
+        raise InfeasibleError(explain_unroutable(md))
+    lm, v = build(md)
+    obj = sc.options.objective.value
+    vec = objective_vector(lm, md, obj)
+    be = get_backend(backend)(lm, vec, names=names)
+    return BuiltModel(sc, md, lm, v, be, obj, time.perf_counter() - t0)
+
+
+def solve(scenario: Scenario, objective: str | None = None, backend: str = "highs", *,
+          time_limit: float | None = None, mip_gap: float = 1e-4, threads: int | None = None,
+          seed: int | None = None, write_model: str | Path | None = None,
+          progress: Callable[[dict], None] | None = None, **option_overrides: Any) -> Plan:
+    """Solve ``scenario`` and return a :class:`~planner.plan.Plan`.
+
+    ``objective``: carbon | energy | cost | gpu-hours; ``backend``: highs | pyomo | pulp; other
+    keyword arguments override scenario options (``budget_usd``, ``carbon_cap_kg``, ``tie_break``,
+    ``max_utilization``). Raises InfeasibleError (with an explanation), NoSolutionError (time
+    limit without a feasible plan) or SolverError.
+    """
+    if mip_gap is not None and not (0 <= mip_gap < 1):
+        raise InputError(f"mip gap must be in [0, 1), got {mip_gap}")
+    if time_limit is not None and time_limit <= 0:
+        raise InputError(f"time limit must be positive, got {time_limit}")
+    built = build_model(scenario, objective, backend, names=write_model is not None, **option_overrides)
+    if write_model is not None:
+        built.write(write_model)
+    return _solve_built(built, SolveOptions(time_limit, mip_gap if mip_gap is not None else 1e-4, threads, seed,
+                                            progress))
+
+
+def _solve_built(b: BuiltModel, opts: SolveOptions) -> Plan:
+    sc, lm, be = b.scenario, b.lm, b.backend
+    t_start = time.perf_counter()
+    r1 = be.solve(opts)
+    if r1.status == INFEASIBLE or r1.status == UNBOUNDED:
+        from .explain import explain_infeasible
+
+        raise InfeasibleError(explain_infeasible(sc, opts))
+    if r1.status == NO_SOLUTION:
+        raise NoSolutionError(
+            f"no feasible plan found within the time limit ({opts.time_limit} s); best bound "
+            f"{r1.bound if r1.bound is not None else 'unknown'}. Raise --time-limit or --mip-gap."
+        )
+    if not r1.has_solution:
+        raise SolverError(f"the solver failed: {r1.message}")
+    x = r1.x
+    tie = sc.options.tie_break.value
+    sec = SECONDARY[b.objective] if tie == "lexicographic" else None
+    solve_seconds = r1.solve_seconds
+    sec_value = None
+    if sec is not None:
+        primary = objective_vector(lm, b.data, b.objective)
+        z1 = float(primary @ x)
+        remaining = None
+        if opts.time_limit is not None:
+            remaining = opts.time_limit - (time.perf_counter() - t_start)
+        if remaining is not None and remaining < 0.5:
+            tie = "skipped: time limit reached by the primary solve"
+            sec = None
+        else:
+            nz = np.nonzero(primary)[0]
+            be.add_row("tie_break_primary_bound", nz, primary[nz], -np.inf, z1 + max(1e-9 * abs(z1), 1e-9))
+            be.set_objective(lm.expressions[OBJECTIVE_EXPRESSION[sec]])
+            o2 = SolveOptions(remaining, opts.mip_gap, opts.threads, opts.seed, None)
+            r2 = be.solve(o2, start=x)
+            solve_seconds += r2.solve_seconds
+            if r2.has_solution and float(primary @ r2.x) <= z1 + 1e-6 * max(1.0, abs(z1)):
+                x = r2.x
+            else:
+                tie = f"skipped: tie-break solve ended {r2.status}"
+                sec = None
+    status = "optimal" if r1.status == OPTIMAL else "feasible"
+    info = dict(
+        backend=be.name, status=r1.message, gap=r1.gap, bound=r1.bound, mip_gap=opts.mip_gap,
+        time_limit=opts.time_limit, threads=opts.threads, seed=opts.seed, tie_break=tie,
+        variables=lm.ncols, constraints=lm.nrows, integer_variables=int(lm.integrality.sum()),
+        build_seconds=b.build_seconds + be.build_seconds, solve_seconds=solve_seconds,
+    )
+    return make_plan(b, x, status, info, sec)
+
+
+# ----------------------------------------------------------------------------------- extraction
+
+
+def _clean(lm: LinearModel, x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, float).copy()
+    x[lm.integrality] = np.round(x[lm.integrality])
+    x[np.abs(x) < EPS] = 0.0
+    return np.maximum(x, 0.0)
+
+
+def _split_targets(xk: pd.DataFrame, yk: pd.DataFrame) -> dict[int, list[tuple[int, float]]]:
+    """Split each origin's routed rate over configs it may use (slack >= rtt), tightest origin first.
+
+    Valid whenever latency_nesting holds (Hall's condition on nested sets): processing origins by
+    decreasing RTT, origin i takes its rate from configs usable by it; every config usable by i is
+    usable by later origins, so the prefix sums guarantee enough is left.
+    """
+    out: dict[int, list[tuple[int, float]]] = {}
+    cap = {int(c): float(v) for c, v in zip(yk["c"], yk["val"])}
+    slack = {int(c): float(s) for c, s in zip(yk["c"], yk["slack_ms"])}
+    order_c = sorted(cap, key=lambda c: (slack[c], c))
+    for i, row in xk.sort_values(["rtt", "o"], ascending=[False, True]).iterrows():
+        need = float(row["val"])
+        parts = []
+        usable = [c for c in order_c if slack[c] >= row["rtt"] - 1e-9 and cap[c] > 0]
+        for c in usable:
+            if need <= 1e-12:
+                break
+            take = min(need, cap[c])
+            if take > 0:
+                parts.append((c, take))
+                cap[c] -= take
+                need -= take
+        if need > 1e-9 * max(1.0, row["val"]) and usable:
+            # numerical residue: put it on the last usable config
+            c = usable[-1]
+            parts.append((c, need))
+        out[int(row["o"])] = parts
+    return out
+
+
+def make_plan(b: BuiltModel, x_raw: np.ndarray, status: str, info: dict, secondary: str | None) -> Plan:
+    sc, md, lm, v = b.scenario, b.data, b.lm, b.vars
+    x = _clean(lm, x_raw)
+    cfg = md.configs.set_index("c")
+    pairs = md.pairs.set_index(["c", "k"])
+    T = sc.n_slots
+    n = v.n.assign(val=x[v.n["col"].to_numpy()])
+    n = n[n["val"] > 0]
+    y = v.y.assign(val=x[v.y["col"].to_numpy()])
+    y = y[y["val"] > 0]
+    xr = v.x.assign(val=x[v.x["col"].to_numpy()])
+    xr = xr[xr["val"] > 0]
+    u = v.u.assign(val=x[v.u["col"].to_numpy()])
+    u = u[u["val"] > 0]
+    R, K, O = sc.regions, sc.classes, sc.origins
+    E = lm.expressions
+    h = sc.slot_hours
+    slots = []
+    y_by_t = {t: g for t, g in y.groupby("t")}
+    n_by_t = {t: g for t, g in n.groupby("t")}
+    x_by_t = {t: g for t, g in xr.groupby("t")}
+    u_by_t = {t: g for t, g in u.groupby("t")}
+    empty = pd.DataFrame(columns=["k", "o", "r", "c", "t", "val", "col", "rtt", "slack_ms", "mu", "marg_w"])
+    for t in range(T):
+        nt = n_by_t.get(t, empty)
+        yt = y_by_t.get(t, empty)
+        xt = x_by_t.get(t, empty)
+        ut = u_by_t.get(t, empty)
+        deps = []
+        dep_id = {}
+        for (r, c), val in sorted(zip(zip(nt["r"], nt["c"]), nt["val"])):
+            cr = cfg.loc[c]
+            did = f"{R[r]}/{cr['key']}"
+            dep_id[(r, c)] = did
+            reps = int(round(val))
+            loads = yt[(yt["r"] == r) & (yt["c"] == c)].sort_values("k")
+            util = float(sum(loads["val"] / loads["mu"])) / reps if reps else 0.0
+            power = float(cr["idle_w"]) * reps + float(sum(loads["val"] * loads["marg_w"]))
+            deps.append(Deployment(
+                id=did, region=R[r], model=cr["model"], gpu=cr["gpu"], tp=int(cr["tp"]), pp=int(cr["pp"]),
+                freq_mhz=float(cr["freq_mhz"]), replicas=reps, gpus=reps * int(cr["gpus"]), utilization=util,
+                power_w=power,
+                classes=[ClassLoad(**{"class": K[k], "rate_rps": float(vv),
+                                      "ttft_ms": float(pairs.loc[(c, k), "ttft_ms"]),
+                                      "tbt_ms": float(pairs.loc[(c, k), "tbt_ms"])})
+                         for k, vv in zip(loads["k"], loads["val"])],
+            ))
+        routing = []
+        for (k, r), grp in xt.groupby(["k", "r"], sort=True):
+            yk = yt[(yt["k"] == k) & (yt["r"] == r)]
+            split = _split_targets(grp, yk)
+            for _, row in grp.sort_values("o").iterrows():
+                o = int(row["o"])
+                routing.append(Route(**{
+                    "class": K[k], "origin": O[o], "region": R[r], "rate_rps": float(row["val"]),
+                    "share": float(row["val"] / sc.demand[k, o, t]), "rtt_ms": float(row["rtt"]),
+                    "targets": [Target(deployment=dep_id[(r, c)], rate_rps=float(q)) for c, q in split[o]],
+                }))
+        routing.sort(key=lambda q: (q.class_, q.origin, q.region))
+        uns = [UnservedRate(**{"class": K[int(k)], "origin": O[int(o)], "rate_rps": float(val)})
+               for k, o, val in sorted(zip(ut["k"], ut["o"], ut["val"]))]
+        cols = np.concatenate([nt["col"].to_numpy(int), yt["col"].to_numpy(int)])
+        st = SlotTotals(
+            carbon_kg=float(E["carbon_kg"][cols] @ x[cols]), energy_kwh=float(E["energy_kwh"][cols] @ x[cols]),
+            cost_usd=float(E["cost_usd"][cols] @ x[cols]), gpu_hours=float(E["gpu_hours"][cols] @ x[cols]),
+        )
+        slots.append(Slot(index=t, start=sc.slot_starts[t].strftime("%Y-%m-%dT%H:%M:%SZ"), deployments=deps,
+                          routing=routing, unserved=uns, totals=st))
+    unserved_req = float(E["unserved_requests"] @ x)
+    total_req = float(sc.demand.sum() * sc.slot_seconds)
+    totals = Totals(
+        carbon_kg=float(E["carbon_kg"] @ x), energy_kwh=float(E["energy_kwh"] @ x), cost_usd=float(E["cost_usd"] @ x),
+        gpu_cost_usd=float(E["gpu_cost_usd"] @ x), electricity_cost_usd=float(E["electricity_cost_usd"] @ x),
+        gpu_hours=float(E["gpu_hours"] @ x), served_requests=total_req - unserved_req,
+        unserved_requests=unserved_req, unserved_rps=unserved_req / (sc.slot_seconds * T),
+    )
+    obj_name = b.objective
+    obj_val = float(objective_vector(lm, md, obj_name) @ x)
+    opts = sc.options
+    sec_val = float(lm.expressions[OBJECTIVE_EXPRESSION[secondary]] @ x) if secondary else None
+    return Plan(
+        scenario=ScenarioRef(name=sc.spec.name, fingerprint=sc.fingerprint),
+        status=status,
+        objective=ObjectiveValue(name=obj_name, value=obj_val, unit=UNITS[obj_name], secondary=secondary,
+                                 secondary_value=sec_val),
+        options=PlanOptions(objective=obj_name, budget_usd=opts.budget_usd, carbon_cap_kg=opts.carbon_cap_kg,
+                            max_utilization=opts.max_utilization, unserved_allowed=opts.unserved.allowed,
+                            unserved_penalty_per_request=opts.unserved.penalty_per_request,
+                            tie_break=opts.tie_break.value),
+        totals=totals,
+        solver=SolverInfo(**info),
+        pruning=PruningInfo(**md.pruning.as_dict()),
+        horizon={"start": sc.spec.horizon.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "slot_minutes": sc.spec.horizon.slot_minutes, "slots": T},
+        slots=slots,
+    )
