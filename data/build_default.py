@@ -131,12 +131,12 @@ REGIONS = {
     "us-west": dict(
         zone="US-CAL-CISO", azure="westus", gcp="us-west4", pue=1.15,
         location="us-west, California, USA (Azure westus; GCP us-west4 for L4)",
-        counts={"A100-80GB": 32, "H100-80GB": 48, "L40S": 32, "L4": 64},
+        counts={"A100-80GB": 32, "H100-80GB": 32, "L40S": 16, "L4": 64},
     ),
     "us-east": dict(
         zone="US-MIDA-PJM", azure="eastus", gcp="us-east4", pue=1.18,
         location="us-east, Virginia, USA (Azure eastus; GCP us-east4 for L4)",
-        counts={"A100-80GB": 64, "H100-80GB": 64, "L40S": 32, "L4": 96},
+        counts={"A100-80GB": 48, "H100-80GB": 48, "L40S": 32, "L4": 64},
     ),
     "ca-central": dict(
         zone="CA-ON", azure="canadacentral", gcp="northamerica-northeast2", pue=1.12,
@@ -146,7 +146,7 @@ REGIONS = {
     "eu-central": dict(
         zone="DE-LU", azure="germanywestcentral", gcp="europe-west3", pue=1.15,
         location="eu-central, Frankfurt, Germany (Azure germanywestcentral; GCP europe-west3 for L4)",
-        counts={"A100-80GB": 48, "H100-80GB": 48, "L40S": 32, "L4": 64},
+        counts={"A100-80GB": 48, "H100-80GB": 40, "L40S": 32, "L4": 64},
     ),
     "ap-southeast": dict(
         zone="SG", azure="southeastasia", gcp="asia-southeast1", pue=1.30,
@@ -156,7 +156,7 @@ REGIONS = {
     "ap-northeast": dict(
         zone="JP-TK", azure="japaneast", gcp="asia-northeast1", pue=1.20,
         location="ap-northeast, Tokyo, Japan (Azure japaneast; GCP asia-northeast1 for L4)",
-        counts={"A100-80GB": 32, "H100-80GB": 32, "L4": 64},
+        counts={"A100-80GB": 32, "H100-80GB": 24, "L4": 48},
     ),
 }
 CONTINENT = {  # continent group used by network/continent_rtt_ms.csv (Canada counts as US)
@@ -214,7 +214,7 @@ CLASSES = {
     "chat-short": dict(model="llama-3.1-8b", shape="conv-short", slo=dict(ttft_ms=1000, tbt_ms=100)),
     "chat-long": dict(model="llama-3.1-8b", shape="conv-long", slo=dict(ttft_ms=2000, tbt_ms=100)),
     "chat-70b": dict(model="llama-3.1-70b", shape="conv-short", slo=dict(ttft_ms=1500, tbt_ms=100)),
-    "code-70b": dict(model="llama-3.1-70b", shape="code", slo=dict(ttft_ms=1000, tbt_ms=150, e2e_ms=2500)),
+    "code-70b": dict(model="llama-3.1-70b", shape="code", slo=dict(ttft_ms=800, tbt_ms=150, e2e_ms=2000)),
 }
 CHAT70B_SHARE_OF_SHORT = 1 / 3   # assumption: a third of short chats go to the 70B tier
 

@@ -1,1 +1,284 @@
-"""Explaining infeasibility in domain words (placeholder; filled in below)."""
+"""Explaining infeasibility in domain words.
+
+Three layers, cheapest first:
+
+1. **Static** (:func:`explain_unroutable`): demand with no route at all: no allowed region, no
+   profiled config, every config misses the TBT/TTFT SLO, RTT too long, GPU type not offered or
+   not available in the slot. Found while building the sets, before any solve.
+2. **Elastic** (:func:`explain_infeasible`): the model is solved with each group of constraints
+   relaxed in turn: (a) demand may go unserved: the largest servable rate shows where GPUs,
+   availability, residency and latency fall short; (b) with all demand served and no budget,
+   the cheapest plan's cost (or its proven lower bound) against the budget; (c) with the budget,
+   the lowest carbon against the carbon cap.
+3. **IIS** fallback: HiGHS's irreducible infeasible subsystem of the LP relaxation, its rows mapped
+   to constraint families.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from formulations import build, build_sets
+from formulations.sets import config_class_pairs
+
+
+@dataclass
+class Finding:
+    families: list[str]
+    """Constraint families in conflict (names as in docs/formulation.md)."""
+    message: str
+    data: dict = field(default_factory=dict)
+
+
+@dataclass
+class Explanation:
+    summary: str
+    findings: list[Finding]
+    method: str
+    """static | elastic | iis | unknown"""
+
+    def render(self, limit: int = 12) -> str:
+        lines = [f"infeasible: {self.summary}"]
+        for f in self.findings[:limit]:
+            lines.append(f"  - {f.message}  [{', '.join(f.families)}]")
+        if len(self.findings) > limit:
+            lines.append(f"  ... and {len(self.findings) - limit} more (see --explain JSON)")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"summary": self.summary, "method": self.method,
+                "findings": [{"families": f.families, "message": f.message, "data": f.data} for f in self.findings]}
+
+
+def _slot_label(sc, t: int) -> str:
+    return sc.slot_starts[t].strftime("%Y-%m-%d %H:%M")
+
+
+def _slots_text(sc, ts: list[int]) -> str:
+    ts = sorted(ts)
+    if len(ts) == 1:
+        return f"slot {_slot_label(sc, ts[0])}"
+    return f"{len(ts)} slots ({_slot_label(sc, ts[0])} to {_slot_label(sc, ts[-1])})"
+
+
+# ------------------------------------------------------------------------------------------ static
+
+
+def explain_unroutable(md) -> Explanation:
+    """Why some (class, origin) demand has no route at all."""
+    sc = md.scenario
+    cfg_all, pairs_all, _ = config_class_pairs(sc)
+    findings = []
+    un = md.unroutable
+    for (k, o), grp in un.groupby(["k", "o"], sort=True):
+        cls = sc.spec.classes[k]
+        kname, oname = sc.classes[k], sc.origins[o]
+        ts = list(grp["t"])
+        head = f"class {kname} from {oname} needs up to {grp['ub'].max():.4g} req/s in {_slots_text(sc, ts)}"
+        prof = sc.profiles
+        rows = prof[(prof["model"] == cls.model) & (prof["shape"] == cls.shape)]
+        data = {"class": kname, "origin": oname, "slots": [int(t) for t in ts], "max_rate_rps": float(grp["ub"].max())}
+        if rows.empty:
+            findings.append(Finding(["profiles"], f"{head} but the profile table has no row for model "
+                                    f"{cls.model} with shape {cls.shape}", data))
+            continue
+        if (rows["tbt_ms"] > cls.slo.tbt_ms).all():
+            best = rows.loc[rows["tbt_ms"].idxmin()]
+            findings.append(Finding(["latency_tbt"], f"{head} but no config meets its TBT SLO of "
+                                    f"{cls.slo.tbt_ms:g} ms (best: {best['tbt_ms']:g} ms on {best['gpu']} "
+                                    f"tp{best['tp']} pp{best['pp']} at {best['freq_mhz']:g} MHz)", data))
+            continue
+        pk = pairs_all[pairs_all["k"] == k]
+        if pk.empty:
+            ok = rows[rows["tbt_ms"] <= cls.slo.tbt_ms]
+            best = ok.loc[ok["ttft_ms"].idxmin()]
+            findings.append(Finding(["latency_ttft"], f"{head} but no config meets its TTFT SLO of "
+                                    f"{cls.slo.ttft_ms:g} ms{' / e2e SLO' if cls.slo.e2e_ms else ''} even with zero "
+                                    f"network RTT (best TTFT {best['ttft_ms']:g} ms on {best['gpu']})", data))
+            continue
+        reasons = []
+        fams = set()
+        allowed = [r for r in range(len(sc.regions)) if sc.allowed[o, r]]
+        if not allowed:
+            findings.append(Finding(["data_residency"], f"{head} but origin {oname} may not be served in any region", data))
+            continue
+        kc = pk.merge(cfg_all[["c", "g", "gpus", "gpu", "tp", "pp", "freq_mhz"]], on="c")
+        for r in range(len(sc.regions)):
+            rname = sc.regions[r]
+            if not sc.allowed[o, r]:
+                reasons.append(f"{rname}: not allowed for {oname}")
+                fams.add("data_residency")
+                continue
+            offered = ~np.isnan(sc.gpu_price[r, kc["g"].to_numpy()])
+            if not offered.any():
+                reasons.append(f"{rname}: offers none of the GPU types that can serve {kname} "
+                               f"({', '.join(sorted(set(kc['gpu'])))})")
+                fams.add("gpu_availability")
+                continue
+            kr = kc[offered]
+            rtt = sc.rtt[o, r]
+            if (kr["slack_ms"] < rtt - 1e-9).all():
+                best = kr.loc[kr["ttft_ms"].idxmin()]
+                reasons.append(f"{rname}: RTT {rtt:g} ms + lowest TTFT {best['ttft_ms']:g} ms "
+                               f"({best['gpu']} tp{best['tp']}) exceeds the SLO of {cls.slo.ttft_ms:g} ms"
+                               + (" (or the e2e SLO)" if cls.slo.e2e_ms else ""))
+                fams.add("latency_ttft")
+                continue
+            kr = kr[kr["slack_ms"] >= rtt - 1e-9]
+            av = sc.availability[r][kr["g"].to_numpy()][:, ts]  # [configs, slots]
+            if (av < kr["gpus"].to_numpy()[:, None]).all():
+                reasons.append(f"{rname}: no {'/'.join(sorted(set(kr['gpu'])))} GPUs available in those slots "
+                               f"(a replica needs {int(kr['gpus'].min())})")
+                fams.add("gpu_availability")
+                continue
+            reasons.append(f"{rname}: usable in some slots only")
+        fams = sorted(fams | {"demand_served"})
+        findings.append(Finding(fams, f"{head} but no region can serve it: " + "; ".join(reasons), data))
+    n = len(findings)
+    return Explanation(f"{n} (class, origin) demand stream{'s' if n != 1 else ''} cannot be routed to any region "
+                       "within SLOs, data residency and GPU offer", findings, "static")
+
+
+# ----------------------------------------------------------------------------------------- elastic
+
+
+def _solve_vec(sc, objective_vec_fn, opts, extra=None):
+    """Build the model for ``sc`` and minimise ``objective_vec_fn(lm)`` with HiGHS; returns (md, lm, v, result)."""
+    from .backends import get_backend
+
+    md = build_sets(sc)
+    lm, v = build(md)
+    be = get_backend("highs")(lm, objective_vec_fn(lm))
+    return md, lm, v, be.solve(opts)
+
+
+def explain_infeasible(sc, opts) -> Explanation:
+    """Find which constraint families conflict, by elastic relaxation (then IIS as a fallback)."""
+    from .backends import SolveOptions
+
+    o = SolveOptions(opts.time_limit, opts.mip_gap, opts.threads, opts.seed)
+    # (a) capacity: maximise served demand without budget or carbon cap
+    sa = sc.with_options(unserved={"allowed": True, "penalty_per_request": 1.0})
+    sa = _drop_caps(sa)
+    md, lm, v, res = _solve_vec(sa, lambda lm: lm.expressions["unserved_requests"], o)
+    if res.has_solution:
+        x = res.x
+        u = v.u.assign(val=x[v.u["col"].to_numpy()])
+        u = u[u["val"] > 1e-6 * np.maximum(1.0, sa.demand[u["k"], u["o"], u["t"]])]
+        if len(u):
+            return _capacity_findings(sa, md, lm, v, x, u)
+    # (b) budget
+    B = sc.options.budget_usd
+    if B is not None:
+        sb = _drop_caps(sc)
+        md, lm, v, res = _solve_vec(sb, lambda lm: lm.expressions["cost_usd"], o)
+        if res.has_solution or res.bound is not None:
+            low = res.bound if res.bound is not None else res.objective
+            if low is not None and low > B * (1 + 1e-9) + 1e-9:
+                gpu = float(lm.expressions["gpu_cost_usd"] @ res.x) if res.has_solution else None
+                el = float(lm.expressions["electricity_cost_usd"] @ res.x) if res.has_solution else None
+                msg = f"serving all demand costs at least {low:,.2f} USD over the horizon but the budget is {B:,.2f} USD"
+                if gpu is not None:
+                    msg += f" (cheapest plan found: {res.objective:,.2f} USD = GPU rental {gpu:,.2f} + electricity {el:,.2f})"
+                return Explanation("the budget is too small to serve all demand",
+                                   [Finding(["budget", "demand_served"], msg,
+                                            {"min_cost_usd": low, "budget_usd": B})], "elastic")
+    # (c) carbon cap (with the budget in force)
+    cap = sc.options.carbon_cap_kg
+    if cap is not None:
+        sc2 = _drop_cap_only(sc)
+        md, lm, v, res = _solve_vec(sc2, lambda lm: lm.expressions["carbon_kg"], o)
+        low = res.bound if res.bound is not None else res.objective
+        if low is not None and low > cap * (1 + 1e-9) + 1e-9:
+            fams = ["carbon_cap", "demand_served"] + (["budget"] if B is not None else [])
+            within = f" within the budget of {B:,.2f} USD" if B is not None else ""
+            return Explanation("the carbon cap is too tight", [Finding(
+                fams, f"serving all demand{within} emits at least {low:,.3f} kgCO2e but the cap is {cap:,.3f} kgCO2e",
+                {"min_carbon_kg": low, "carbon_cap_kg": cap})], "elastic")
+    return _iis(sc, o)
+
+
+def _drop_caps(sc):
+    return _with(sc, budget_usd=None, carbon_cap_kg=None)
+
+
+def _drop_cap_only(sc):
+    return _with(sc, carbon_cap_kg=None)
+
+
+def _with(sc, **kw):
+    from .loading import Scenario, _replace
+
+    opts = sc.spec.options.model_copy(update=kw)
+    return Scenario(**_replace(sc, spec=sc.spec.model_copy(update={"options": opts})))
+
+
+def _capacity_findings(sc, md, lm, v, x, u) -> Explanation:
+    findings = []
+    cfg = md.configs
+    for (t, k, o), row in u.set_index(["t", "k", "o"]).sort_index().iterrows():
+        D = sc.demand[k, o, t]
+        served = D - row["val"]
+        regs = sorted(set(md.routes[(md.routes["k"] == k) & (md.routes["o"] == o)]["r"]))
+        parts = []
+        for r in regs:
+            gpus = sorted(set(md.pairs[md.pairs["k"] == k].merge(cfg, on="c")["g"]))
+            av = ", ".join(f"{sc.gpus[g]}: {int(sc.availability[r, g, t])}" for g in gpus
+                           if not np.isnan(sc.gpu_price[r, g]))
+            parts.append(f"{sc.regions[r]} ({av or 'no suitable GPUs'})")
+        fams = ["demand_served", "replica_capacity", "gpu_availability"]
+        restricted = [r for r in range(len(sc.regions)) if not sc.allowed[o, r]]
+        if restricted:
+            fams.append("data_residency")
+        if len(regs) < int(sc.allowed[o].sum()):
+            fams.append("latency_nesting")
+        where = ", ".join(parts) if parts else "none"
+        findings.append(Finding(
+            fams,
+            f"class {sc.classes[k]} from {sc.origins[o]} needs {D:.4g} req/s in slot {_slot_label(sc, t)} but the GPUs "
+            f"available in the regions that can serve it within its SLOs{' and residency' if restricted else ''} "
+            f"serve at most {served:.4g} req/s alongside the other demand (regions and GPUs available: {where})",
+            {"class": sc.classes[k], "origin": sc.origins[o], "slot": int(t), "demand_rps": float(D),
+             "servable_rps": float(served), "regions": [sc.regions[r] for r in regs]},
+        ))
+    tot = float(u["val"].sum())
+    slots = sorted(set(int(t) for t in u["t"]))
+    return Explanation(
+        f"demand exceeds what the available GPUs can serve within SLOs in {_slots_text(sc, slots)}; "
+        f"at best {tot:.4g} req/s (summed over those slots) stays unserved",
+        findings, "elastic")
+
+
+def _iis(sc, o) -> Explanation:
+    """Fallback: HiGHS's IIS of the LP relaxation, rows mapped to families."""
+    try:
+        import highspy
+
+        from .backends.highs import HighsBackend
+
+        md = build_sets(sc)
+        lm, v = build(md)
+        be = HighsBackend(lm, np.zeros(lm.ncols))
+        h = be.native
+        n = lm.ncols
+        h.changeColsIntegrality(n, np.arange(n, dtype=np.int32),
+                                np.array([highspy.HighsVarType.kContinuous] * n))
+        h.run()
+        st, iis = h.getIis()
+        rows = list(getattr(iis, "row_index_", []) or [])
+        fams: dict[str, list[str]] = {}
+        for r in rows:
+            blk, j = lm.row_family(int(r))
+            fams.setdefault(blk.name, []).append(lm.index_label(blk.dims, blk.index[j]))
+        if fams:
+            findings = [Finding([f], f"{f}: {len(ix)} row(s) in conflict, e.g. {', '.join(ix[:3])}", {"rows": ix})
+                        for f, ix in sorted(fams.items())]
+            return Explanation("the LP relaxation is infeasible; HiGHS's IIS involves: " + ", ".join(sorted(fams)),
+                               findings, "iis")
+    except Exception as e:  # pragma: no cover - diagnostic fallback
+        return Explanation(f"infeasible (no explanation could be derived: {e})", [], "unknown")
+    return Explanation("infeasible: the integer plan is infeasible although every relaxation above is feasible "
+                       "(the conflict comes from whole replicas: try a smaller slot demand or more GPUs)", [], "unknown")
