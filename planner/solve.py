@@ -90,7 +90,10 @@ def solve(scenario: Scenario, objective: str | None = None, backend: str = "high
         raise InputError(f"time limit must be positive, got {time_limit}")
     built = build_model(scenario, objective, backend, names=write_model is not None, **option_overrides)
     if write_model is not None:
-        built.write(write_model)
+        from .io import atomic_path
+
+        with atomic_path(write_model) as tmp:
+            built.write(tmp)
     return _solve_built(built, SolveOptions(time_limit, mip_gap if mip_gap is not None else 1e-4, threads, seed,
                                             progress))
 
