@@ -75,7 +75,7 @@ class ModelData:
 
 def config_key(model, gpu, tp, pp, freq) -> str:
     f = float(freq)
-    fs = str(int(f)) if f == int(f) else f"{f:g}"
+    fs = str(int(f)) if f == int(f) else f"{f:.10g}"
     return f"{model}|{gpu}|tp{int(tp)}|pp{int(pp)}|{fs}MHz"
 
 
@@ -202,6 +202,18 @@ def routes(sc, pairs: pd.DataFrame, place: pd.DataFrame) -> pd.DataFrame:
     kor = kor.merge(best, on=["k", "r"])
     kor = kor[kor["rtt"] <= kor["slack_ms"] + TOL]
     return kor[["k", "o", "r", "rtt"]].sort_values(["k", "o", "r"]).reset_index(drop=True)
+
+
+def restrict_slots(md: ModelData, slots) -> ModelData:
+    """The same sets restricted to some slots (for solving slot by slot when nothing couples them)."""
+    import copy
+
+    out = copy.copy(md)
+    slots = set(int(t) for t in slots)
+    for name in ("n_index", "x_index", "y_index", "u_index"):
+        df = getattr(md, name)
+        setattr(out, name, df[df["t"].isin(slots)].reset_index(drop=True))
+    return out
 
 
 def build_sets(sc) -> ModelData:

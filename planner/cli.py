@@ -258,20 +258,25 @@ def main(argv: list[str] | None = None) -> int:
     except PlannerError as e:
         from rich.markup import escape
 
-        err.print(("[red]error:[/] " if not isinstance(e, InfeasibleError) else "[red]") + escape(str(e)) + "[/]")
+        if isinstance(e, InfeasibleError):
+            err.print("[red]" + escape(str(e)) + "[/]")
+        else:
+            err.print("[red]error:[/] " + escape(str(e)))
         return e.exit_code
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
+    except typer.Abort:
+        err.print("aborted")
+        return 130
     except Exception as e:
-        import click
-
-        if isinstance(e, click.exceptions.Abort):
-            err.print("aborted")
-            return 130
-        if isinstance(e, click.ClickException):
+        # usage errors of the command-line parser (typer vendors click; match by shape, not by import)
+        if hasattr(e, "show") and hasattr(e, "exit_code") and type(e).__name__.endswith(
+            ("UsageError", "BadParameter", "MissingParameter", "NoSuchOption", "BadOptionUsage", "BadArgumentUsage",
+             "ClickException", "FileError")
+        ):
             e.show(file=sys.stderr)
-            return EXIT_INPUT if isinstance(e, click.UsageError) else e.exit_code
+            return EXIT_INPUT
         if debug:
             raise
         from rich.markup import escape
