@@ -260,8 +260,12 @@ def objective_vector(lm: LinearModel, md: ModelData, objective: str) -> np.ndarr
     return vec
 
 
-def build(md: ModelData) -> tuple[LinearModel, Vars]:
-    """The whole model, family by family, in the order of docs/formulation.md."""
+def build(md: ModelData, coupling: bool = True) -> tuple[LinearModel, Vars]:
+    """The whole model, family by family, in the order of docs/formulation.md.
+
+    ``coupling=False`` leaves out the families that couple slots (budget, carbon_cap): without them
+    the model is block-diagonal by slot and each slot can be solved on its own.
+    """
     lm = LinearModel(labels=md.labels | {"scope": ["horizon"]})
     v = variables(lm, md)
     expressions(lm, md, v)
@@ -270,6 +274,7 @@ def build(md: ModelData) -> tuple[LinearModel, Vars]:
     latency_nesting(lm, md, v)
     replica_capacity(lm, md, v)
     gpu_availability(lm, md, v)
-    budget(lm, md, v)
-    carbon_cap(lm, md, v)
+    if coupling:
+        budget(lm, md, v)
+        carbon_cap(lm, md, v)
     return lm, v

@@ -585,9 +585,9 @@ class _Checker:
                   f"scenario {sc.spec.name!r} ({sc.source}) has {sc.fingerprint[:16]}...")
         po = p.options
         o.count("options", 6)
-        if po.tie_break not in ("lexicographic", "none"):
+        if po.tie_break not in ("routing", "lexicographic", "none"):
             o.add("options", {"field": "tie_break"},
-                  f"options.tie_break {po.tie_break!r} is neither 'lexicographic' nor 'none'")
+                  f"options.tie_break {po.tie_break!r} is not one of 'routing', 'lexicographic', 'none'")
         if po.objective != p.objective.name:
             o.add("options", {"field": "objective"},
                   f"options.objective is {po.objective!r} but the objective reported is {p.objective.name!r}")

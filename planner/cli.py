@@ -45,6 +45,7 @@ class BackendOpt(str, Enum):
 
 
 class TieBreakOpt(str, Enum):
+    routing = "routing"
     lexicographic = "lexicographic"
     none = "none"
 
@@ -77,9 +78,9 @@ def solve(
     backend: BackendOpt = typer.Option(BackendOpt.highs, "--backend", help="Model builder: highs (fastest), pyomo or pulp."),
     budget: Optional[float] = typer.Option(None, "--budget", help="Budget over the horizon, USD (overrides the scenario)."),
     carbon_cap: Optional[float] = typer.Option(None, "--carbon-cap", help="Emission cap over the horizon, kgCO2e."),
-    tie_break: Optional[TieBreakOpt] = typer.Option(None, "--tie-break", help="lexicographic (default) or none."),
+    tie_break: Optional[TieBreakOpt] = typer.Option(None, "--tie-break", help="routing (default: re-route for the secondary objective with the fleet fixed), lexicographic (second MILP) or none."),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Wall-clock limit for solving, seconds."),
-    mip_gap: float = typer.Option(1e-4, "--mip-gap", help="Relative MIP gap at which to stop."),
+    mip_gap: float = typer.Option(5e-3, "--mip-gap", help="Relative MIP gap at which to stop (the plan reports the gap reached)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="HiGHS threads."),
     seed: Optional[int] = typer.Option(None, "--seed", help="HiGHS random seed."),
     write_model: Optional[Path] = typer.Option(None, "--write-model", help="Write the model given to HiGHS (.mps or .lp)."),
@@ -117,7 +118,11 @@ def solve(
             inc = "-" if d["incumbent"] is None else f"{d['incumbent']:.6g}"
             bnd = "-" if d["bound"] is None else f"{d['bound']:.6g}"
             gap = "-" if d["gap"] is None else f"{100 * d['gap']:.2f}%"
-            live.update(f"solving: incumbent {inc}  bound {bnd}  gap {gap}  {d['elapsed']:.1f} s")
+            if "slots" in d:
+                live.update(f"solving slot by slot: {d['slots_done']}/{d['slots']} done, objective so far {inc}  "
+                            f"{d['elapsed']:.1f} s")
+            else:
+                live.update(f"solving: incumbent {inc}  bound {bnd}  gap {gap}  {d['elapsed']:.1f} s")
 
     try:
         if live is not None:

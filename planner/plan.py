@@ -70,6 +70,8 @@ class SolverInfo(_Out):
     variables: int
     constraints: int
     integer_variables: int
+    slots_solved_separately: bool = False
+    """True when no constraint coupled the slots and each slot was solved as its own model."""
     build_seconds: float
     solve_seconds: float
 

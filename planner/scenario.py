@@ -42,8 +42,9 @@ class Objective(str, Enum):
 
 
 class TieBreak(str, Enum):
-    """How ties of the primary objective are broken."""
+    """How ties of the primary objective are broken (secondary: cost, or carbon when the objective is cost)."""
 
+    routing = "routing"
     lexicographic = "lexicographic"
     none = "none"
 
@@ -162,9 +163,11 @@ class Options(_Frozen):
     """Headroom: the load of a replica stays within this fraction of its profiled maximum rate."""
     unserved: Unserved = Field(default_factory=Unserved)
     """Whether unserved demand is allowed, and its penalty."""
-    tie_break: TieBreak = TieBreak.lexicographic
-    """lexicographic: among plans optimal for the objective, pick the best by the secondary objective
-    (cost for carbon, energy and gpu-hours; carbon for cost). none: a single solve."""
+    tie_break: TieBreak = TieBreak.routing
+    """routing (default): keep the fleet found for the objective and re-route traffic to minimise the
+    secondary objective (cost for carbon, energy and gpu-hours; carbon for cost) with the primary held at
+    its value (an LP, milliseconds). lexicographic: minimise the secondary over all plans, fleet included,
+    with the primary held at its value (a second MILP). none: a single solve."""
 
 
 class ScenarioSpec(_Frozen):

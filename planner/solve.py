@@ -19,7 +19,7 @@ from .plan import (ClassLoad, Deployment, ObjectiveValue, Plan, PlanOptions, Pru
                    SlotTotals, SolverInfo, Target, Totals, UnservedRate)
 
 UNITS = {"carbon": "kgCO2e", "energy": "kWh", "cost": "USD", "gpu-hours": "GPU-h"}
-EPS = 1e-9
+EPS = 1e-7  # solver values below this are noise (HiGHS's feasibility tolerance)
 
 
 @dataclass
@@ -45,18 +45,12 @@ class BuiltModel:
         """Write the exact model given to HiGHS; format by suffix (.mps or .lp)."""
         self.backend.write_model(str(path))
 
-    def solve(self, time_limit: float | None = None, mip_gap: float = 1e-4, threads: int | None = None,
+    def solve(self, time_limit: float | None = None, mip_gap: float = 5e-3, threads: int | None = None,
               seed: int | None = None, progress: Callable[[dict], None] | None = None) -> Plan:
         return _solve_built(self, SolveOptions(time_limit, mip_gap, threads, seed, progress))
 
 
-def build_model(scenario: Scenario, objective: str | None = None, backend: str = "highs", names: bool = False,
-                **option_overrides: Any) -> BuiltModel:
-    """Build the MILP for ``scenario`` (options overridden by keyword) on the chosen backend.
-
-    Raises :class:`~planner.errors.InfeasibleError` when some demand cannot be routed at all
-    (no allowed region, no SLO-feasible config, no GPU).
-    """
+def _prepare(scenario: Scenario, objective: str | None, option_overrides: dict):
     if objective is not None:
         option_overrides["objective"] = objective
     sc = scenario.with_options(**option_overrides)
@@ -67,86 +61,229 @@ def build_model(scenario: Scenario, objective: str | None = None, backend: str =
 
         raise InfeasibleError(explain_unroutable(md))
     lm, v = build(md)
+    return sc, md, lm, v, time.perf_counter() - t0
+
+
+def build_model(scenario: Scenario, objective: str | None = None, backend: str = "highs", names: bool = False,
+                **option_overrides: Any) -> BuiltModel:
+    """Build the whole (all slots) MILP for ``scenario`` on the chosen backend.
+
+    Keyword arguments override scenario options. The returned model's ``native`` object can be
+    extended with your own constraints before :meth:`BuiltModel.solve`, which solves it as one model.
+    Raises :class:`~planner.errors.InfeasibleError` when some demand cannot be routed at all.
+    """
+    sc, md, lm, v, secs = _prepare(scenario, objective, option_overrides)
     obj = sc.options.objective.value
-    vec = objective_vector(lm, md, obj)
-    be = get_backend(backend)(lm, vec, names=names)
-    return BuiltModel(sc, md, lm, v, be, obj, time.perf_counter() - t0)
+    be = get_backend(backend)(lm, objective_vector(lm, md, obj), names=names)
+    return BuiltModel(sc, md, lm, v, be, obj, secs)
 
 
 def solve(scenario: Scenario, objective: str | None = None, backend: str = "highs", *,
-          time_limit: float | None = None, mip_gap: float = 1e-4, threads: int | None = None,
+          time_limit: float | None = None, mip_gap: float = 5e-3, threads: int | None = None,
           seed: int | None = None, write_model: str | Path | None = None,
-          progress: Callable[[dict], None] | None = None, **option_overrides: Any) -> Plan:
+          progress: Callable[[dict], None] | None = None, decompose: bool = True, **option_overrides: Any) -> Plan:
     """Solve ``scenario`` and return a :class:`~planner.plan.Plan`.
 
     ``objective``: carbon | energy | cost | gpu-hours; ``backend``: highs | pyomo | pulp; other
     keyword arguments override scenario options (``budget_usd``, ``carbon_cap_kg``, ``tie_break``,
-    ``max_utilization``). Raises InfeasibleError (with an explanation), NoSolutionError (time
-    limit without a feasible plan) or SolverError.
+    ``max_utilization``).
+
+    Without a budget or carbon cap nothing couples the slots, so each slot is solved on its own
+    (exactly the same optimum, much faster), ``threads`` slots at a time. With a budget or cap,
+    the slot-by-slot optimum is used when it satisfies them (it is then optimal for the whole
+    model); otherwise the whole model is solved at once. ``decompose=False`` always solves the
+    whole model.
+
+    Raises InfeasibleError (with an explanation), NoSolutionError (time limit without a feasible
+    plan) or SolverError.
     """
-    if mip_gap is not None and not (0 <= mip_gap < 1):
+    if mip_gap is None:
+        mip_gap = 5e-3
+    if not (0 <= mip_gap < 1):
         raise InputError(f"mip gap must be in [0, 1), got {mip_gap}")
     if time_limit is not None and time_limit <= 0:
         raise InputError(f"time limit must be positive, got {time_limit}")
-    built = build_model(scenario, objective, backend, names=write_model is not None, **option_overrides)
+    if threads is not None and threads < 1:
+        raise InputError(f"threads must be >= 1, got {threads}")
+    sc, md, lm, v, secs = _prepare(scenario, objective, option_overrides)
+    obj = sc.options.objective.value
+    opts = SolveOptions(time_limit, mip_gap, threads, seed, progress)
     if write_model is not None:
         from .io import atomic_path
 
+        t0 = time.perf_counter()
+        wb = get_backend(backend)(lm, objective_vector(lm, md, obj), names=True)
         with atomic_path(write_model) as tmp:
-            built.write(tmp)
-    return _solve_built(built, SolveOptions(time_limit, mip_gap if mip_gap is not None else 1e-4, threads, seed,
-                                            progress))
+            wb.write_model(tmp)
+        secs += time.perf_counter() - t0
+    if decompose and sc.n_slots > 1:
+        plan = _solve_by_slot(sc, md, lm, v, obj, backend, opts, secs)
+        if plan is not None:
+            return plan
+    be = get_backend(backend)(lm, objective_vector(lm, md, obj))
+    return _solve_built(BuiltModel(sc, md, lm, v, be, obj, secs), opts)
 
 
 def _solve_built(b: BuiltModel, opts: SolveOptions) -> Plan:
     sc, lm, be = b.scenario, b.lm, b.backend
     t_start = time.perf_counter()
-    r1 = be.solve(opts)
-    if r1.status == INFEASIBLE or r1.status == UNBOUNDED:
-        from .explain import explain_infeasible
-
-        raise InfeasibleError(explain_infeasible(sc, opts))
-    if r1.status == NO_SOLUTION:
-        raise NoSolutionError(
-            f"no feasible plan found within the time limit ({opts.time_limit} s); best bound "
-            f"{r1.bound if r1.bound is not None else 'unknown'}. Raise --time-limit or --mip-gap."
-        )
-    if not r1.has_solution:
-        raise SolverError(f"the solver failed: {r1.message}")
+    o1 = SolveOptions(opts.time_limit, opts.mip_gap, opts.threads, opts.seed, opts.progress)
+    r1 = be.solve(o1)
+    _raise_for(r1, sc, opts)
     x = r1.x
     tie = sc.options.tie_break.value
-    sec = SECONDARY[b.objective] if tie == "lexicographic" else None
+    sec = SECONDARY[b.objective] if tie != "none" else None
     solve_seconds = r1.solve_seconds
-    sec_value = None
     if sec is not None:
-        primary = objective_vector(lm, b.data, b.objective)
-        z1 = float(primary @ x)
-        remaining = None
-        if opts.time_limit is not None:
-            remaining = opts.time_limit - (time.perf_counter() - t_start)
-        if remaining is not None and remaining < 0.5:
-            tie = "skipped: time limit reached by the primary solve"
+        remaining = None if opts.time_limit is None else opts.time_limit - (time.perf_counter() - t_start)
+        x, tie, ok, s2 = _tie_break(be, lm, objective_vector(lm, b.data, b.objective), lm.expressions[
+            OBJECTIVE_EXPRESSION[sec]], x, remaining, opts, tie)
+        solve_seconds += s2
+        if not ok:
             sec = None
-        else:
-            nz = np.nonzero(primary)[0]
-            be.add_row("tie_break_primary_bound", nz, primary[nz], -np.inf, z1 + max(1e-9 * abs(z1), 1e-9))
-            be.set_objective(lm.expressions[OBJECTIVE_EXPRESSION[sec]])
-            o2 = SolveOptions(remaining, opts.mip_gap, opts.threads, opts.seed, None)
-            r2 = be.solve(o2, start=x)
-            solve_seconds += r2.solve_seconds
-            if r2.has_solution and float(primary @ r2.x) <= z1 + 1e-6 * max(1.0, abs(z1)):
-                x = r2.x
-            else:
-                tie = f"skipped: tie-break solve ended {r2.status}"
-                sec = None
     status = "optimal" if r1.status == OPTIMAL else "feasible"
     info = dict(
         backend=be.name, status=r1.message, gap=r1.gap, bound=r1.bound, mip_gap=opts.mip_gap,
         time_limit=opts.time_limit, threads=opts.threads, seed=opts.seed, tie_break=tie,
         variables=lm.ncols, constraints=lm.nrows, integer_variables=int(lm.integrality.sum()),
-        build_seconds=b.build_seconds + be.build_seconds, solve_seconds=solve_seconds,
+        build_seconds=b.build_seconds + be.build_seconds, solve_seconds=solve_seconds, slots_solved_separately=False,
     )
     return make_plan(b, x, status, info, sec)
+
+
+def _raise_for(r: SolveResult, sc: Scenario, opts: SolveOptions, where: str = "") -> None:
+    if r.status in (INFEASIBLE, UNBOUNDED):
+        from .explain import explain_infeasible
+
+        raise InfeasibleError(explain_infeasible(sc, opts))
+    if r.status == NO_SOLUTION:
+        raise NoSolutionError(
+            f"no feasible plan found within the time limit ({opts.time_limit} s){where}; best bound "
+            f"{r.bound if r.bound is not None else 'unknown'}. Raise --time-limit or --mip-gap."
+        )
+    if not r.has_solution:
+        raise SolverError(f"the solver failed{where}: {r.message}")
+
+
+def _tie_break(be: Backend, lm: LinearModel, primary: np.ndarray, secondary: np.ndarray, x: np.ndarray,
+               remaining: float | None, opts: SolveOptions, mode: str):
+    """Minimise ``secondary`` with ``primary`` held at its value in ``x``. Returns (x, label, ok, seconds).
+
+    mode ``routing``: the integer columns (replicas) are fixed to their values in ``x`` first, so the
+    second stage is an LP over routing and assignment. mode ``lexicographic``: nothing is fixed.
+    """
+    if remaining is not None and remaining < 0.05:
+        return x, "skipped: time limit reached by the primary solve", False, 0.0
+    z1 = float(primary @ x)
+    nz = np.nonzero(primary)[0]
+    if mode == "routing":
+        ints = np.nonzero(lm.integrality)[0]
+        be.fix_columns(ints, np.round(x[ints]))
+    be.add_row("tie_break_primary_bound", nz, primary[nz], -np.inf, z1 + max(1e-9 * abs(z1), 1e-9))
+    be.set_objective(secondary)
+    r2 = be.solve(SolveOptions(remaining, opts.mip_gap, opts.threads, opts.seed, None), start=x)
+    if r2.has_solution and float(primary @ r2.x) <= z1 + 1e-6 * max(1.0, abs(z1)):
+        return r2.x, mode, True, r2.solve_seconds
+    return x, f"skipped: tie-break solve ended {r2.status}", False, r2.solve_seconds
+
+
+# ------------------------------------------------------------------------------ slot decomposition
+
+
+def _slot_task(args) -> dict:
+    """Solve one slot's model (runs in a worker process): primary, then the lexicographic tie-break."""
+    t, lm, primary, secondary, backend, opts, mode = args
+    be = get_backend(backend)(lm, primary)
+    t0 = time.perf_counter()
+    r1 = be.solve(opts)
+    out = {"t": t, "status": r1.status, "message": r1.message, "objective": r1.objective, "bound": r1.bound,
+           "x": r1.x, "tie": "none", "build_seconds": be.build_seconds}
+    if r1.has_solution and secondary is not None:
+        remaining = None if opts.time_limit is None else opts.time_limit - (time.perf_counter() - t0)
+        x, tie, ok, _ = _tie_break(be, lm, primary, secondary, r1.x, remaining, opts, mode)
+        out["x"], out["tie"] = x, tie
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _solve_by_slot(sc, md, lm, v, obj, backend, opts: SolveOptions, build_secs: float) -> Plan | None:
+    """Solve slot by slot; None when a coupling constraint (budget, cap) is violated by the result."""
+    import os
+
+    from formulations.sets import restrict_slots
+
+    t0 = time.perf_counter()
+    T = sc.n_slots
+    tie = sc.options.tie_break.value
+    sec = SECONDARY[obj] if tie != "none" else None
+    workers = max(1, min(T, opts.threads or (os.cpu_count() or 1)))
+    per_slot_limit = None
+    if opts.time_limit is not None:
+        per_slot_limit = max(0.5, opts.time_limit * workers / T)
+    sub = SolveOptions(per_slot_limit, opts.mip_gap, 1, opts.seed, None)
+    tasks, maps = [], {}
+    for t in range(T):
+        mdt = restrict_slots(md, [t])
+        lmt, vt = build(mdt, coupling=False)
+        maps[t] = np.concatenate([f["col"].to_numpy()[f["t"].to_numpy() == t] for f in (v.n, v.x, v.y, v.u)])
+        assert len(maps[t]) == lmt.ncols
+        prim = objective_vector(lmt, mdt, obj)
+        tasks.append((t, lmt, prim, lmt.expressions[OBJECTIVE_EXPRESSION[sec]] if sec else None, backend, sub, tie))
+    build_secs += time.perf_counter() - t0
+    results = {}
+    t1 = time.perf_counter()
+
+    def note(r):
+        results[r["t"]] = r
+        if opts.progress is not None:
+            done = [q for q in results.values() if q["objective"] is not None]
+            opts.progress({"incumbent": sum(q["objective"] for q in done) if done else None, "bound": None,
+                           "gap": None, "elapsed": time.perf_counter() - t1, "slots_done": len(results), "slots": T})
+
+    if workers == 1:
+        for a in tasks:
+            note(_slot_task(a))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futs = [pool.submit(_slot_task, a) for a in tasks]
+            for f in as_completed(futs):
+                note(f.result())
+    solve_secs = time.perf_counter() - t1
+    for t in range(T):
+        r = results[t]
+        rr = SolveResult(r["status"], r["objective"], r["bound"], None, 0.0, r["x"], r["message"])
+        _raise_for(rr, sc, opts, where=f" for slot {t}")
+    x = np.zeros(lm.ncols)
+    for t in range(T):
+        x[maps[t]] = results[t]["x"]
+    # coupling constraints dropped from the slot models must hold, else solve the whole model
+    for name in ("budget", "carbon_cap"):
+        blk = lm.con_block(name)
+        if blk is not None and float(blk.vals @ x[blk.cols]) > blk.upper[0] * (1 + 1e-9) + 1e-9:
+            return None
+    objs = [results[t]["objective"] for t in range(T)]
+    bounds = [results[t]["bound"] for t in range(T)]
+    total = float(sum(objs))
+    bound = float(sum(bounds)) if all(b is not None for b in bounds) else None
+    gap = None if bound is None else (0.0 if abs(total - bound) < 1e-12 else abs(total - bound) / max(abs(total), 1e-9))
+    all_opt = all(results[t]["status"] == OPTIMAL for t in range(T))
+    ties = sorted({results[t]["tie"] for t in range(T)})
+    tie_label = ties[0] if len(ties) == 1 else "; ".join(ties)
+    sec_ok = sec is not None and ties == [tie]
+    msgs = sorted({results[t]["message"] for t in range(T)})
+    info = dict(
+        backend=backend, status=", ".join(msgs), gap=gap, bound=bound, mip_gap=opts.mip_gap,
+        time_limit=opts.time_limit, threads=opts.threads, seed=opts.seed, tie_break=tie_label,
+        variables=lm.ncols, constraints=lm.nrows, integer_variables=int(lm.integrality.sum()),
+        build_seconds=build_secs + sum(results[t]["build_seconds"] for t in range(T)), solve_seconds=solve_secs,
+        slots_solved_separately=True,
+    )
+    b = BuiltModel(sc, md, lm, v, None, obj, build_secs)
+    return make_plan(b, x, "optimal" if all_opt else "feasible", info, sec if sec_ok else None)
 
 
 # ----------------------------------------------------------------------------------- extraction

@@ -22,7 +22,7 @@ ERROR = "error"
 class SolveOptions:
     time_limit: float | None = None
     """Wall-clock seconds for one solve (None: no limit)."""
-    mip_gap: float = 1e-4
+    mip_gap: float = 5e-3
     """Relative MIP gap at which the solver stops."""
     threads: int | None = None
     seed: int | None = None
@@ -72,6 +72,10 @@ class Backend:
         raise NotImplementedError  # pragma: no cover
 
     def solve(self, opts: SolveOptions, start: np.ndarray | None = None) -> SolveResult:  # pragma: no cover
+        raise NotImplementedError
+
+    def fix_columns(self, cols: np.ndarray, values: np.ndarray) -> None:  # pragma: no cover
+        """Fix the given columns to values (used to hold the fleet while re-routing)."""
         raise NotImplementedError
 
     def write_model(self, path: str) -> None:  # pragma: no cover

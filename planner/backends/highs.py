@@ -100,6 +100,11 @@ class HighsBackend(Backend):
         n = self.lm.ncols
         self.h.changeColsCost(n, np.arange(n, dtype=np.int32), np.asarray(objective, float))
 
+    def fix_columns(self, cols, values):
+        cols = np.asarray(cols, np.int32)
+        v = np.asarray(values, float)
+        self.h.changeColsBounds(len(cols), cols, v, v)
+
     def add_row(self, name, cols, vals, lower, upper):
         cols = np.asarray(cols, np.int32)
         self.h.addRow(float(max(lower, -_INF)), float(min(upper, _INF)), len(cols), cols, np.asarray(vals, float))

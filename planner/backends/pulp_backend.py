@@ -54,6 +54,11 @@ class PulpBackend(Backend):
         nz = np.nonzero(objective)[0]
         self.prob.setObjective(pulp.LpAffineExpression([(self.cols[c], float(objective[c])) for c in nz]))
 
+    def fix_columns(self, cols, values):
+        for c, val in zip(cols, values):
+            self.cols[int(c)].lowBound = float(val)
+            self.cols[int(c)].upBound = float(val)
+
     def add_row(self, name, cols, vals, lower, upper):
         expr = pulp.LpAffineExpression([(self.cols[c], float(v)) for c, v in zip(cols, vals)])
         self._add(self.prob, name, expr, lower, upper)

@@ -80,6 +80,10 @@ class PyomoBackend(Backend):
             m.del_component("objective")
         m.objective = pyo.Objective(expr=self._lin(objective), sense=pyo.minimize)
 
+    def fix_columns(self, cols, values):
+        for c, val in zip(cols, values):
+            self.cols[int(c)].fix(float(val))
+
     def add_row(self, name, cols, vals, lower, upper):
         vec = np.zeros(self.lm.ncols)
         vec[np.asarray(cols)] = vals
