@@ -20,11 +20,14 @@ class PulpBackend(Backend):
         prob = pulp.LpProblem("serving_plan", pulp.LpMinimize)
         vnames = lm.var_names(safe=True)
         cols = []
+        # PuLP >= 3.3 attaches variables to the problem (add_variable); older versions construct them
+        new = getattr(prob, "add_variable", None)
         for b in lm.var_blocks:
             cat = pulp.LpInteger if b.integer else pulp.LpContinuous
             for j in range(b.size):
                 ub = float(b.upper[j]) if np.isfinite(b.upper[j]) else None
-                cols.append(pulp.LpVariable(vnames[b.start + j], lowBound=float(b.lower[j]), upBound=ub, cat=cat))
+                name, lb = vnames[b.start + j], float(b.lower[j])
+                cols.append(new(name, lb, ub, cat=cat) if new else pulp.LpVariable(name, lowBound=lb, upBound=ub, cat=cat))
         self.cols = cols
         start, cidx, vals = lm.csr_rows()
         rnames = lm.row_names(safe=True)
