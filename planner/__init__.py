@@ -12,7 +12,7 @@ from .errors import (InfeasibleError, InputError, NoSolutionError, PlanFileError
                      SolverError)
 from .loading import Scenario, load_scenario, scenario_from_dict
 from .plan import Plan
-from .solve import BuiltModel, build_model, solve
+from .solving import BuiltModel, build_model, solve
 
 __all__ = [
     "load_scenario", "scenario_from_dict", "solve", "build_model", "BuiltModel", "Scenario", "Plan",

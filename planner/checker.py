@@ -3,7 +3,7 @@
 :func:`check` recomputes everything a plan claims from the scenario's arrays and the plan's own
 decisions (replicas, per-class rates, routes, targets, unserved rates) with plain numpy/pandas. It
 deliberately shares no code with the model builder (:mod:`formulations`) or the solver
-(:mod:`planner.solve`): a bug there cannot hide itself here.
+(:mod:`planner.solving`): a bug there cannot hide itself here.
 
 Every violated relation is reported as a :class:`Violation` of one *family*:
 

@@ -91,7 +91,7 @@ def solve(
     """Solve a scenario and write the serving plan (JSON on stdout or -o; summary on stderr)."""
     from .io import _check_dir
     from .loading import load_scenario
-    from .solve import solve as _solve
+    from .solving import solve as _solve
 
     if budget is not None and budget < 0:
         raise InputError("--budget must be >= 0")
@@ -256,8 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, map errors to exit codes, never show a traceback unless PLANNER_DEBUG=1."""
     debug = os.environ.get("PLANNER_DEBUG") == "1"
     try:
-        app(args=argv, standalone_mode=False)
-        return EXIT_OK
+        rv = app(args=argv, standalone_mode=False)
+        # with standalone_mode=False, an explicit typer.Exit(code) comes back as the return value
+        return int(rv) if isinstance(rv, int) else EXIT_OK
     except typer.Exit as e:  # explicit exits (plan check)
         return int(e.exit_code)
     except PlannerError as e:
