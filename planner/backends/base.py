@@ -86,6 +86,11 @@ class Backend:
         raise NotImplementedError
 
 
+def empty_result() -> SolveResult:
+    """The optimum of a model with no variables (nothing to serve): zero."""
+    return SolveResult(OPTIMAL, 0.0, 0.0, 0.0, 0.0, np.zeros(0), "empty model: nothing to serve")
+
+
 def gap_of(obj: float | None, bound: float | None) -> float | None:
     if obj is None or bound is None or not np.isfinite(obj) or not np.isfinite(bound):
         return None

@@ -7,7 +7,7 @@ import time
 import highspy
 import numpy as np
 
-from .base import ERROR, FEASIBLE, INFEASIBLE, NO_SOLUTION, OPTIMAL, UNBOUNDED, Backend, SolveOptions, SolveResult
+from .base import empty_result, ERROR, FEASIBLE, INFEASIBLE, NO_SOLUTION, OPTIMAL, UNBOUNDED, Backend, SolveOptions, SolveResult
 
 _INF = highspy.kHighsInf
 
@@ -111,6 +111,8 @@ class HighsBackend(Backend):
         self._extra_rows += 1
 
     def solve(self, opts: SolveOptions, start=None) -> SolveResult:
+        if self.lm.ncols == 0:
+            return empty_result()
         h = self.h
         configure(h, opts)
         subs = []

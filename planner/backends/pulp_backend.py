@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pulp
 
-from .base import Backend, SolveOptions, SolveResult
+from .base import empty_result, Backend, SolveOptions, SolveResult
 from .highs import configure, read_status
 
 
@@ -77,10 +77,9 @@ class PulpBackend(Backend):
         return pulp.HiGHS(**kw)
 
     def solve(self, opts: SolveOptions, start=None) -> SolveResult:
-        solver = self._solver(opts)
-        if start is not None:
-            for c, v in zip(self.cols, start):
-                c.setInitialValue(float(v))
+        if self.lm.ncols == 0:
+            return empty_result()
+        solver = self._solver(opts)  # PuLP's HiGHS interface takes no warm start; ``start`` is ignored
         t0 = time.perf_counter()
         self.prob.solve(solver)
         elapsed = time.perf_counter() - t0

@@ -12,7 +12,7 @@ from pyomo.contrib.solver.common.factory import SolverFactory
 from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 from pyomo.core.expr.numeric_expr import LinearExpression
 
-from .base import ERROR, FEASIBLE, INFEASIBLE, NO_SOLUTION, OPTIMAL, UNBOUNDED, Backend, SolveOptions, SolveResult, gap_of
+from .base import empty_result, ERROR, FEASIBLE, INFEASIBLE, NO_SOLUTION, OPTIMAL, UNBOUNDED, Backend, SolveOptions, SolveResult, gap_of
 
 
 def _key(lm, dims, codes):
@@ -97,6 +97,8 @@ class PyomoBackend(Backend):
         return SolverFactory("highs")
 
     def solve(self, opts: SolveOptions, start=None) -> SolveResult:
+        if self.lm.ncols == 0:
+            return empty_result()
         opt = self._solver()
         kw = {"load_solutions": False, "raise_exception_on_nonoptimal_result": False, "rel_gap": float(opts.mip_gap)}
         if opts.time_limit is not None:
