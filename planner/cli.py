@@ -87,6 +87,7 @@ def solve(
     explain: bool = typer.Option(False, "--explain", help="If infeasible, print the explanation as JSON on stdout."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Plan JSON file (default: stdout)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary on stderr."),
+    whole_model: bool = typer.Option(False, "--whole-model", help="Solve all slots as one model (default: slot by slot when no budget or cap couples them)."),
 ):
     """Solve a scenario and write the serving plan (JSON on stdout or -o; summary on stderr)."""
     from .io import _check_dir
@@ -130,7 +131,7 @@ def solve(
         plan = _solve(
             sc, objective.value if objective else None, backend.value, time_limit=time_limit, mip_gap=mip_gap,
             threads=threads, seed=seed, write_model=write_model, progress=progress, budget_usd=budget,
-            carbon_cap_kg=carbon_cap, tie_break=tie_break.value if tie_break else None,
+            carbon_cap_kg=carbon_cap, tie_break=tie_break.value if tie_break else None, decompose=not whole_model,
         )
     except InfeasibleError as e:
         if live is not None:

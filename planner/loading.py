@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from .errors import Problem, ScenarioError
 from .scenario import Options, ScenarioSpec
-from .timeseries import align_series
+from .timeseries import align_series, table_step
 
 PROFILE_COLUMNS = {
     "model": "str",
@@ -476,12 +476,14 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str) -> Scenario:
             ok = ok & _check_refs(frame, c, known, label, problems, what)
         frame = frame[ok]
         out = {}
-        for key, grp in frame.groupby(keycols, sort=True):
+        groups = list(frame.groupby(keycols, sort=True))
+        step = table_step([g["timestamp"].to_numpy().astype(np.int64) for _, g in groups])
+        for key, grp in groups:
             key = key if isinstance(key, tuple) else (key,)
             kdesc = ", ".join(f"{c}={v}" for c, v in zip(keycols, key))
             vals, probs = align_series(
                 grp["timestamp"].to_numpy().astype(np.int64), grp[valcol].to_numpy(float), edges, slot_ns, how,
-                f"{where} ({kdesc})",
+                f"{where} ({kdesc})", step,
             )
             problems.extend(probs)
             if vals is not None:

@@ -2,8 +2,8 @@
 
 A series is a set of (timestamp, value) points for one key (a region, a (class, origin) pair, ...).
 It is read as a step function: each value holds from its timestamp until the next one. The step of
-a series is the smallest spacing between its timestamps; any larger spacing is a gap, and a gap is
-an error, never filled silently. The series must cover the horizon: first timestamp at or before the
+a table is the smallest spacing between consecutive timestamps of any of its series; any larger
+spacing within a series is a gap, and a gap is an error, never filled silently. The series must cover the horizon: first timestamp at or before the
 horizon start, last timestamp + step at or after the horizon end.
 
 A slot's value is either the time-weighted mean of the series over the slot (rates, intensities,
@@ -28,11 +28,13 @@ def align_series(
     slot_ns: int,
     how: str,
     where: str,
+    step_ns: int | None = None,
 ) -> tuple[np.ndarray | None, list[Problem]]:
     """Align one series to slots.
 
     ``ts_ns``: timestamps (int64 ns since epoch), any order; ``values``: float values;
-    ``slot_edges_ns``: the T+1 slot boundaries; ``how``: ``"mean"`` or ``"min"``.
+    ``slot_edges_ns``: the T+1 slot boundaries; ``how``: ``"mean"`` or ``"min"``; ``step_ns``: the
+    table's step (default: this series' smallest spacing, or the slot length for a single point).
     Returns the T slot values, or ``None`` with the problems found.
     """
     order = np.argsort(ts_ns, kind="stable")
@@ -43,7 +45,7 @@ def align_series(
         return None, [Problem(where, f"timestamp {_fmt(ts[dup[0]])} appears more than once")]
     if ts.size >= 2:
         diffs = np.diff(ts)
-        step = int(diffs.min())
+        step = int(step_ns) if step_ns else int(diffs.min())
         bad = np.nonzero(diffs != step)[0]
         if bad.size:
             i = int(bad[0])
@@ -55,7 +57,7 @@ def align_series(
                 )
             ]
     else:
-        step = slot_ns
+        step = int(step_ns) if step_ns else slot_ns
     start, end = int(slot_edges_ns[0]), int(slot_edges_ns[-1])
     covered_end = int(ts[-1]) + step
     if ts[0] > start or covered_end < end:
@@ -80,3 +82,14 @@ def align_series(
     else:  # pragma: no cover - programming error
         raise ValueError(how)
     return out, []
+
+
+def table_step(groups: list[np.ndarray]) -> int | None:
+    """Smallest spacing between consecutive distinct timestamps of any series (None if none has two)."""
+    best = None
+    for ts in groups:
+        u = np.unique(ts)
+        if u.size >= 2:
+            d = int(np.diff(u).min())
+            best = d if best is None else min(best, d)
+    return best
