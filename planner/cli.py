@@ -150,8 +150,8 @@ def solve(
         if output is not None:
             err.print(f"plan written to {output}")
     if plan.status != "optimal":
-        err.print(f"[yellow]note:[/] stopped at a limit; best plan found has gap "
-                  f"{plan.solver.gap if plan.solver.gap is not None else 'unknown'}")
+        gap = "unknown" if plan.solver.gap is None else f"{100 * plan.solver.gap:.2f}%"
+        err.print(f"[yellow]note:[/] stopped at a limit; the best plan found has a gap of {gap} to the bound")
 
 
 @app.command()

@@ -55,14 +55,19 @@ def plan_summary(plan: Plan, slot: int | None = None) -> Group:
     regions = Table(title="fleet by region (GPUs in use: min-max over slots)", show_edge=False)
     regions.add_column("region")
     regions.add_column("GPUs")
-    regions.add_column("configs used")
-    cfgs = defaultdict(set)
+    regions.add_column("configs (GPU-hours share)")
+    cfgs = defaultdict(lambda: defaultdict(float))
     for sl in plan.slots:
         for d in sl.deployments:
-            cfgs[d.region].add(f"{d.model} {d.gpu} tp{d.tp}pp{d.pp}@{d.freq_mhz:g}")
+            cfgs[d.region][f"{d.model} {d.gpu} tp{d.tp}pp{d.pp}@{d.freq_mhz:g}MHz"] += d.gpus
     for r in sorted(gp):
         gtxt = ", ".join(f"{g} {min(v + [0] * (len(plan.slots) - len(v)))}-{max(v)}" for g, v in sorted(gp[r].items()))
-        regions.add_row(r, gtxt, "; ".join(sorted(cfgs[r]))[:120])
+        tot = sum(cfgs[r].values()) or 1.0
+        top = sorted(cfgs[r].items(), key=lambda kv: (-kv[1], kv[0]))
+        ctxt = "; ".join(f"{k} {100 * v / tot:.0f}%" for k, v in top[:3])
+        if len(top) > 3:
+            ctxt += f"; +{len(top) - 3} more"
+        regions.add_row(r, gtxt, ctxt)
     parts = [head, regions]
     if slot is not None:
         sl = plan.slots[slot]
