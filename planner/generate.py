@@ -40,8 +40,8 @@ Construction
 * **Servability, by construction**: a fractional capacity LP (HiGHS) is solved over the hours of the
   day: GPUs of each type and region can be split over (class, origin) pairs, each GPU serving at
   most ``max_utilization x`` the best ``max_rps`` per GPU of the class's model over the profile rows
-  that meet the class's TBT SLO and leave room for the RTT in the TTFT/e2e SLOs, residency
-  respected. Its optimum gives the peak load factor (demand / capacity, all origins jointly). If it
+  that meet the class's TBT SLO, leave room for the RTT in the TTFT/e2e SLOs and whose replica fits
+  in the region's GPUs of that type, residency respected. Its optimum gives the peak load factor (demand / capacity, all origins jointly). If it
   exceeds 0.45 before the per-day factor, demand is scaled down so that it is 0.45 (so the final
   peak is at most 0.495 < 0.5), and the scenario description says so. A (class, origin) pair that
   no region can serve within the SLOs gets no demand (also stated in the description).
@@ -55,6 +55,7 @@ import csv
 import hashlib
 import io
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -100,6 +101,13 @@ def _num(x):
     """A float for YAML, written as an int when it is whole (1000 rather than 1000.0)."""
     x = float(x)
     return int(x) if x.is_integer() and abs(x) < 1e15 else x
+
+
+def _file_mode() -> int:
+    """0666 minus the process umask (what a plain open() would give)."""
+    um = os.umask(0)
+    os.umask(um)
+    return 0o666 & ~um
 
 
 def _round8(x: float) -> int:
@@ -206,8 +214,13 @@ def generate_scenario(
     outdir.mkdir(parents=True, exist_ok=True)
     from .io import atomic_write_text
 
+    mode = _file_mode()
     for name in FILES[1:] + FILES[:1]:  # the document last: it never points at missing tables
         atomic_write_text(outdir / name, texts[name])
+        try:  # the temporary file behind the atomic write is private (0600); give it the usual mode
+            os.chmod(outdir / name, mode)
+        except OSError:  # pragma: no cover
+            pass
     return outdir / "scenario.yaml"
 
 
@@ -244,7 +257,6 @@ def _build(*, regions: int, slots: int, n_gpus: int, n_models: int, n_classes: i
         b = base_models[i % len(base_models)]
         v = i // len(base_models) + 1
         model_list.append((b.name if v == 1 else f"{b.name}-v{v}", b.name, b.params_billion))
-    model_base = {m: b for m, b, _ in model_list}
     model_vix = {m: (i // len(base_models) + 1) for i, (m, _, _) in enumerate(model_list)}
 
     # ---- profiles (raw text of the default rows, so untouched rows stay byte-identical)
@@ -288,7 +300,7 @@ def _build(*, regions: int, slots: int, n_gpus: int, n_models: int, n_classes: i
                  "idle_power_w", "source"]
     prof_rows = []
     # numeric view for the SLO and capacity checks: model, gpu, shape, rps per GPU, ttft, tbt
-    pn_model, pn_gpu, pn_shape, pn_rpg, pn_ttft, pn_tbt = [], [], [], [], [], []
+    pn_model, pn_gpu, pn_shape, pn_rpg, pn_ttft, pn_tbt, pn_n = [], [], [], [], [], [], []
     for m, bm, _ in model_list:
         for g, bg, frps, fpow, _mem in gpu_list:
             for r in by_pair.get((bm, bg), []):
@@ -296,27 +308,29 @@ def _build(*, regions: int, slots: int, n_gpus: int, n_models: int, n_classes: i
                     continue
                 row = dict(r)
                 row["model"], row["gpu"] = m, g
-                notes = []
+                of = []
                 if g != bg:
                     row["max_rps"] = _fmt(float(r["max_rps"]) * frps)
                     row["busy_power_w"] = _fmt(float(r["busy_power_w"]) * fpow)
                     row["idle_power_w"] = _fmt(float(r["idle_power_w"]) * fpow)
-                    notes.append(f"synthetic variant of {bg}")
+                    of.append(bg)
                 if m != bm:
-                    notes.append(f"synthetic variant of {bm}")
-                if notes:
-                    row["source"] = f"{r.get('source', '')}; {', '.join(notes)} (plan generate seed={seed})"
+                    of.append(bm)
+                if of:
+                    row["source"] = (f"{r.get('source', '')}; synthetic variant of {' and '.join(of)} "
+                                     f"(plan generate seed={seed})")
                 prof_rows.append([row[c] for c in prof_cols])
                 pn_model.append(m)
                 pn_gpu.append(g)
                 pn_shape.append(r["shape"])
-                pn_rpg.append(float(row["max_rps"]) / (int(row["tp"]) * int(row["pp"])))
+                pn_n.append(int(row["tp"]) * int(row["pp"]))
+                pn_rpg.append(float(row["max_rps"]) / pn_n[-1])
                 pn_ttft.append(float(row["ttft_ms"]))
                 pn_tbt.append(float(row["tbt_ms"]))
     pn_model = np.array(pn_model, dtype=object)
     pn_gpu = np.array(pn_gpu, dtype=object)
     pn_shape = np.array(pn_shape, dtype=object)
-    pn_rpg, pn_ttft, pn_tbt = np.array(pn_rpg), np.array(pn_ttft), np.array(pn_tbt)
+    pn_rpg, pn_ttft, pn_tbt, pn_n = np.array(pn_rpg), np.array(pn_ttft), np.array(pn_tbt), np.array(pn_n)
 
     def slack(c: _Class, slo: dict) -> tuple[np.ndarray, np.ndarray]:
         """(mask of the class's SLO-feasible rows at zero RTT, their network slack in ms)."""
@@ -361,13 +375,12 @@ def _build(*, regions: int, slots: int, n_gpus: int, n_models: int, n_classes: i
             reg.gpus.append({"type": g, "count": int(count), "price_usd_per_gpu_hour": _num(price)})
 
     # ---- origins
-    eu_like = {o.name: o.allowed_regions for o in spec.origins}
-    origin_docs = []
+    origin_docs = []  # residency: a clone may serve the origins its source may serve
     for o in spec.origins:
         doc = {"name": o.name,
                "rtt_ms": {r.name: _num(o.rtt_ms[r.source]) for r in reg_list if r.source in o.rtt_ms}}
-        if eu_like[o.name] is not None:
-            doc["allowed_regions"] = [r.name for r in reg_list if r.source in eu_like[o.name]]
+        if o.allowed_regions is not None:
+            doc["allowed_regions"] = [r.name for r in reg_list if r.source in o.allowed_regions]
         origin_docs.append(doc)
 
     # ---- time axis
@@ -406,13 +419,18 @@ def _build(*, regions: int, slots: int, n_gpus: int, n_models: int, n_classes: i
     for ki, c in enumerate(cls_list):
         dbase[ki] = base.demand[kidx[c.template]] / denom * (regions / len(dorder))
 
-    # capacity per GPU: best rps per GPU of (class, origin, source region, gpu type) within the SLOs
+    # capacity per GPU: best rps per GPU of (class, origin, source region, gpu type) within the SLOs, over
+    # the configs whose replica fits in every region of the group. Regions derived from one source share
+    # their RTTs, so they form one pool per GPU type in the capacity LP (an equivalent, smaller LP).
     srcs = sorted({r.source for r in reg_list}, key=dorder.index)
     gnames = [g[0] for g in gpu_list]
     avail = np.zeros((len(srcs), len(gnames)))
+    fit = np.full((len(srcs), len(gnames)), np.inf)  # smallest count of the type in the group
     for reg in reg_list:
         for gd in reg.gpus:
-            avail[srcs.index(reg.source), gnames.index(gd["type"])] += gd["count"]
+            si, gi = srcs.index(reg.source), gnames.index(gd["type"])
+            avail[si, gi] += gd["count"]
+            fit[si, gi] = min(fit[si, gi], gd["count"])
     mu = np.zeros((K, O, len(srcs), len(gnames)))
     for ki, c in enumerate(cls_list):
         ok, sl = slack(c, c.slo)
@@ -423,7 +441,7 @@ def _build(*, regions: int, slots: int, n_gpus: int, n_models: int, n_classes: i
                     continue
                 rows_ok = ok & (sl >= o.rtt_ms[s] - _TOL)
                 for gi, g in enumerate(gnames):
-                    sel = rows_ok & (pn_gpu == g)
+                    sel = rows_ok & (pn_gpu == g) & (pn_n <= fit[si, gi])
                     if sel.any():
                         mu[ki, oi, si, gi] = util * pn_rpg[sel].max()
     reach = (mu * (avail[None, None] > 0)).sum(axis=(2, 3)) > 0  # [K, O]
@@ -452,12 +470,16 @@ def _build(*, regions: int, slots: int, n_gpus: int, n_models: int, n_classes: i
                 src += f"; copy of {c.template}"
             demand_rows += [[s, c.name, o.name, _fmt(v)] + [src] for s, v in zip(stamps, vals)]
 
+    if not demand_rows:  # pragma: no cover - chat classes from eu to eu-central are always servable
+        raise RuntimeError("plan generate: no (class, origin) pair can be served within its SLOs")
+
     # ---- document
     n_clones = max(0, regions - len(dorder))
     desc = (
         f"Synthetic scenario written by `plan generate` (seed {seed}) from the embedded default "
         f"({spec.name}; see data/README.md for every source): {regions} regions "
-        f"({len(reg_list) - n_clones} default, {n_clones} clones with time-shifted, scaled carbon and price series), "
+        f"({len(reg_list) - n_clones} default, {n_clones} clone{'s' if n_clones != 1 else ''} with time-shifted, scaled "
+        f"carbon and price series), "
         f"{slots} hourly slots (the default day tiled), {n_gpus} GPU types, {n_models} models, {n_classes} classes, "
         f"{O} origins. Demand: the default's diurnal demand x {regions}/{len(dorder)} x a per-day factor in "
         f"[{DAY_FACTOR[0]:g}, {DAY_FACTOR[1]:g}], class mix as in the default. Peak demand is at most "
