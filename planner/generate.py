@@ -103,13 +103,6 @@ def _num(x):
     return int(x) if x.is_integer() and abs(x) < 1e15 else x
 
 
-def _file_mode() -> int:
-    """0666 minus the process umask (what a plain open() would give)."""
-    um = os.umask(0)
-    os.umask(um)
-    return 0o666 & ~um
-
-
 def _round8(x: float) -> int:
     return max(8, 8 * int(round(x / 8.0)))
 
@@ -214,13 +207,8 @@ def generate_scenario(
     outdir.mkdir(parents=True, exist_ok=True)
     from .io import atomic_write_text
 
-    mode = _file_mode()
     for name in FILES[1:] + FILES[:1]:  # the document last: it never points at missing tables
         atomic_write_text(outdir / name, texts[name])
-        try:  # the temporary file behind the atomic write is private (0600); give it the usual mode
-            os.chmod(outdir / name, mode)
-        except OSError:  # pragma: no cover
-            pass
     return outdir / "scenario.yaml"
 
 

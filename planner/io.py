@@ -18,8 +18,21 @@ def _check_dir(path: Path) -> None:
         raise InputError([Problem(str(path), "is a directory")], "cannot write output")
 
 
+def _final_mode(path: Path) -> int:
+    """The mode the file would have had: the existing file's, else 0666 minus the umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        um = os.umask(0)
+        os.umask(um)
+        return 0o666 & ~um
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory, then rename."""
+    """Write ``text`` to ``path`` through a temporary file in the same directory, then rename.
+
+    The temporary file is private while written; it gets the final file's usual mode before the rename.
+    """
     path = Path(path)
     _check_dir(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent or "."))
@@ -28,6 +41,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _final_mode(path))
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -46,6 +60,7 @@ def atomic_path(path: str | Path):
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, _final_mode(path))
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -241,3 +241,19 @@ def test_timing_fields_are_the_only_nondeterminism(scen):
     b = planner.solve(sc, threads=1).without_timings()
     a["solver"].pop("threads"), b["solver"].pop("threads")
     assert a == b
+
+
+def test_written_files_get_the_usual_mode(scen, tmp_path, capsys):
+    """Atomic writes go through a private temporary file; the result has the umask's mode."""
+    import os
+
+    um = os.umask(0o022)
+    try:
+        out = tmp_path / "p.json"
+        assert run(["solve", scen, "-q", "-o", out], capsys)[0] == 0
+        assert out.stat().st_mode & 0o777 == 0o644
+        out.chmod(0o600)
+        assert run(["solve", scen, "-q", "-o", out], capsys)[0] == 0
+        assert out.stat().st_mode & 0o777 == 0o600  # an existing file keeps its mode
+    finally:
+        os.umask(um)
