@@ -17,7 +17,6 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from . import errors
 from .errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, EXIT_VIOLATIONS, InfeasibleError, InputError, PlannerError
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from formulations import build, build_sets
 from formulations.sets import config_class_pairs

@@ -55,7 +55,6 @@ import csv
 import hashlib
 import io
 import math
-import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,7 +12,7 @@ import pandas as pd
 
 from formulations import OBJECTIVE_EXPRESSION, SECONDARY, LinearModel, ModelData, Vars, build, build_sets, objective_vector
 
-from .backends import FEASIBLE, INFEASIBLE, NO_SOLUTION, OPTIMAL, UNBOUNDED, Backend, SolveOptions, SolveResult, get_backend
+from .backends import INFEASIBLE, NO_SOLUTION, OPTIMAL, UNBOUNDED, Backend, SolveOptions, SolveResult, get_backend
 from .errors import InfeasibleError, InputError, NoSolutionError, SolverError
 from .loading import Scenario
 from .plan import (ClassLoad, Deployment, ObjectiveValue, Plan, PlanOptions, PruningInfo, Route, ScenarioRef, Slot,
@@ -343,7 +343,6 @@ def make_plan(b: BuiltModel, x_raw: np.ndarray, status: str, info: dict, seconda
     u = u[u["val"] > 0]
     R, K, O = sc.regions, sc.classes, sc.origins
     E = lm.expressions
-    h = sc.slot_hours
     slots = []
     y_by_t = {t: g for t, g in y.groupby("t")}
     n_by_t = {t: g for t, g in n.groupby("t")}

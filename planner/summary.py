@@ -44,8 +44,6 @@ def plan_summary(plan: Plan, slot: int | None = None) -> Group:
 
     # per region: GPUs by type, min..max over slots, and energy/carbon
     gp = defaultdict(lambda: defaultdict(list))
-    carbon = defaultdict(float)
-    energy = defaultdict(float)
     for sl in plan.slots:
         per = defaultdict(int)
         for d in sl.deployments:

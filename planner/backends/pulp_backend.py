@@ -9,7 +9,7 @@ import numpy as np
 import pulp
 
 from .base import empty_result, Backend, SolveOptions, SolveResult
-from .highs import configure, read_status
+from .highs import read_status
 
 
 class PulpBackend(Backend):
