@@ -117,7 +117,9 @@ def solve(scenario: Scenario, objective: str | None = None, backend: str = "high
             wb.write_model(tmp)
         secs += time.perf_counter() - t0
     if decompose and sc.n_slots > 1:
-        plan = _solve_by_slot(sc, md, lm, v, obj, backend, opts, secs)
+        from .decompose import solve_by_slot
+
+        plan = solve_by_slot(sc, md, lm, v, obj, backend, opts, secs)
         if plan is not None:
             return plan
     be = get_backend(backend)(lm, objective_vector(lm, md, obj))
@@ -185,105 +187,6 @@ def _tie_break(be: Backend, lm: LinearModel, primary: np.ndarray, secondary: np.
     if r2.has_solution and float(primary @ r2.x) <= z1 + 1e-6 * max(1.0, abs(z1)):
         return r2.x, mode, True, r2.solve_seconds
     return x, f"skipped: tie-break solve ended {r2.status}", False, r2.solve_seconds
-
-
-# ------------------------------------------------------------------------------ slot decomposition
-
-
-def _slot_task(args) -> dict:
-    """Solve one slot's model (runs in a worker process): primary, then the lexicographic tie-break."""
-    t, lm, primary, secondary, backend, opts, mode = args
-    be = get_backend(backend)(lm, primary)
-    t0 = time.perf_counter()
-    r1 = be.solve(opts)
-    out = {"t": t, "status": r1.status, "message": r1.message, "objective": r1.objective, "bound": r1.bound,
-           "x": r1.x, "tie": "none", "build_seconds": be.build_seconds}
-    if r1.has_solution and secondary is not None:
-        remaining = None if opts.time_limit is None else opts.time_limit - (time.perf_counter() - t0)
-        x, tie, ok, _ = _tie_break(be, lm, primary, secondary, r1.x, remaining, opts, mode)
-        out["x"], out["tie"] = x, tie
-    out["seconds"] = time.perf_counter() - t0
-    return out
-
-
-def _solve_by_slot(sc, md, lm, v, obj, backend, opts: SolveOptions, build_secs: float) -> Plan | None:
-    """Solve slot by slot; None when a coupling constraint (budget, cap) is violated by the result."""
-    import os
-
-    from formulations.sets import restrict_slots
-
-    t0 = time.perf_counter()
-    T = sc.n_slots
-    tie = sc.options.tie_break.value
-    sec = SECONDARY[obj] if tie != "none" else None
-    workers = max(1, min(T, opts.threads or (os.cpu_count() or 1)))
-    per_slot_limit = None
-    if opts.time_limit is not None:
-        per_slot_limit = max(0.5, opts.time_limit * workers / T)
-    sub = SolveOptions(per_slot_limit, opts.mip_gap, 1, opts.seed, None)
-    tasks, maps = [], {}
-    for t in range(T):
-        mdt = restrict_slots(md, [t])
-        lmt, vt = build(mdt, coupling=False)
-        maps[t] = np.concatenate([f["col"].to_numpy()[f["t"].to_numpy() == t] for f in (v.n, v.x, v.y, v.u)])
-        assert len(maps[t]) == lmt.ncols
-        prim = objective_vector(lmt, mdt, obj)
-        tasks.append((t, lmt, prim, lmt.expressions[OBJECTIVE_EXPRESSION[sec]] if sec else None, backend, sub, tie))
-    build_secs += time.perf_counter() - t0
-    results = {}
-    t1 = time.perf_counter()
-
-    def note(r):
-        results[r["t"]] = r
-        if opts.progress is not None:
-            done = [q for q in results.values() if q["objective"] is not None]
-            opts.progress({"incumbent": sum(q["objective"] for q in done) if done else None, "bound": None,
-                           "gap": None, "elapsed": time.perf_counter() - t1, "slots_done": len(results), "slots": T})
-
-    if workers == 1:
-        for a in tasks:
-            note(_slot_task(a))
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futs = [pool.submit(_slot_task, a) for a in tasks]
-            for f in as_completed(futs):
-                note(f.result())
-    solve_secs = time.perf_counter() - t1
-    for t in range(T):
-        r = results[t]
-        rr = SolveResult(r["status"], r["objective"], r["bound"], None, 0.0, r["x"], r["message"])
-        _raise_for(rr, sc, opts, where=f" for slot {t}")
-    x = np.zeros(lm.ncols)
-    for t in range(T):
-        x[maps[t]] = results[t]["x"]
-    # coupling constraints dropped from the slot models must hold, else solve the whole model
-    for name in ("budget", "carbon_cap"):
-        blk = lm.con_block(name)
-        if blk is not None and float(blk.vals @ x[blk.cols]) > blk.upper[0] * (1 + 1e-9) + 1e-9:
-            return None
-    objs = [results[t]["objective"] for t in range(T)]
-    bounds = [results[t]["bound"] for t in range(T)]
-    total = float(sum(objs))
-    bound = float(sum(bounds)) if all(b is not None for b in bounds) else None
-    gap = None if bound is None else (0.0 if abs(total - bound) < 1e-12 else abs(total - bound) / max(abs(total), 1e-9))
-    all_opt = all(results[t]["status"] == OPTIMAL for t in range(T))
-    ties = sorted({results[t]["tie"] for t in range(T)})
-    tie_label = ties[0] if len(ties) == 1 else "; ".join(ties)
-    sec_ok = sec is not None and ties == [tie]
-    msgs = sorted({results[t]["message"] for t in range(T)})
-    info = dict(
-        backend=backend, status=", ".join(msgs), gap=gap, bound=bound, mip_gap=opts.mip_gap,
-        time_limit=opts.time_limit, threads=opts.threads, seed=opts.seed, tie_break=tie_label,
-        variables=lm.ncols, constraints=lm.nrows, integer_variables=int(lm.integrality.sum()),
-        build_seconds=build_secs + sum(results[t]["build_seconds"] for t in range(T)), solve_seconds=solve_secs,
-        slots_solved_separately=True,
-    )
-    b = BuiltModel(sc, md, lm, v, None, obj, build_secs)
-    return make_plan(b, x, "optimal" if all_opt else "feasible", info, sec if sec_ok else None)
 
 
 # ----------------------------------------------------------------------------------- extraction

@@ -62,7 +62,7 @@ def test_binding_budget(backend):
 
     Each slot needs one replica (0.26 kWh). Without a budget both slots go to A: 20 USD, 0.052 kg.
     With a budget of 11 USD only one slot can afford A: 10 + 1 = 11 USD and 0.026 + 0.104 = 0.13 kg.
-    The budget couples the slots, so this also exercises the whole-model solve.
+    The budget couples the slots: solved by Lagrangian decomposition and as one model, same optimum.
     """
     doc = scenario(
         regions={"A": {"gpus": [one_gpu(10.0)]}, "B": {"gpus": [one_gpu(1.0)]}},
@@ -73,11 +73,13 @@ def test_binding_budget(backend):
     free, _ = solve_checked(doc, "carbon", backend)
     assert free.objective.value == pytest.approx(0.052, rel=1e-6)
     assert free.totals.cost_usd == pytest.approx(20.0)
-    plan, _ = solve_checked(doc, "carbon", backend, budget_usd=11.0)
-    assert plan.objective.value == pytest.approx(0.13, rel=1e-6)
-    assert plan.totals.cost_usd == pytest.approx(11.0)
-    assert plan.solver.slots_solved_separately is False
-    assert sorted(d.region for s in plan.slots for d in s.deployments) == ["A", "B"]
+    for decompose in (True, False):
+        plan, _ = solve_checked(doc, "carbon", backend, budget_usd=11.0, decompose=decompose)
+        assert plan.objective.value == pytest.approx(0.13, rel=1e-6)
+        assert plan.totals.cost_usd == pytest.approx(11.0)
+        assert plan.status == "optimal" and plan.solver.gap <= 1e-9
+        assert plan.solver.slots_solved_separately is decompose
+        assert sorted(d.region for s in plan.slots for d in s.deployments) == ["A", "B"]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
