@@ -8,8 +8,15 @@ Library entry points::
     report = planner.check(plan, sc)                      # independent verification
 """
 
-from .errors import (InfeasibleError, InputError, NoSolutionError, PlanFileError, PlannerError, ScenarioError,
-                     SolverError)
+from .errors import (
+    InfeasibleError,
+    InputError,
+    NoSolutionError,
+    PlanFileError,
+    PlannerError,
+    ScenarioError,
+    SolverError,
+)
 from .loading import Scenario, load_scenario, scenario_from_dict
 from .plan import Plan
 from .solving import BuiltModel, build_model, solve

@@ -17,7 +17,17 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from .errors import EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, EXIT_VIOLATIONS, InfeasibleError, InputError, PlannerError
+from .errors import (
+    EXIT_INPUT,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_VIOLATIONS,
+    InfeasibleError,
+    InputError,
+    PlannerError,
+)
+from .scenario import Objective as ObjectiveOpt
+from .scenario import TieBreak as TieBreakOpt
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -30,23 +40,10 @@ app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, pretty_
                   rich_markup_mode=None)
 
 
-class ObjectiveOpt(str, Enum):
-    carbon = "carbon"
-    energy = "energy"
-    cost = "cost"
-    gpu_hours = "gpu-hours"
-
-
 class BackendOpt(str, Enum):
     highs = "highs"
     pyomo = "pyomo"
     pulp = "pulp"
-
-
-class TieBreakOpt(str, Enum):
-    routing = "routing"
-    lexicographic = "lexicographic"
-    none = "none"
 
 
 class SchemaKind(str, Enum):

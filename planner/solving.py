@@ -10,13 +10,45 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from formulations import OBJECTIVE_EXPRESSION, SECONDARY, LinearModel, ModelData, Vars, build, build_sets, objective_vector
+from formulations import (
+    OBJECTIVE_EXPRESSION,
+    SECONDARY,
+    LinearModel,
+    ModelData,
+    Vars,
+    build,
+    build_sets,
+    objective_vector,
+)
 
-from .backends import INFEASIBLE, NO_SOLUTION, OPTIMAL, UNBOUNDED, Backend, SolveOptions, SolveResult, get_backend
+from .backends import (
+    INFEASIBLE,
+    NO_SOLUTION,
+    OPTIMAL,
+    UNBOUNDED,
+    Backend,
+    SolveOptions,
+    SolveResult,
+    get_backend,
+)
 from .errors import InfeasibleError, InputError, NoSolutionError, SolverError
 from .loading import Scenario
-from .plan import (ClassLoad, Deployment, ObjectiveValue, Plan, PlanOptions, PruningInfo, Route, ScenarioRef, Slot,
-                   SlotTotals, SolverInfo, Target, Totals, UnservedRate)
+from .plan import (
+    ClassLoad,
+    Deployment,
+    ObjectiveValue,
+    Plan,
+    PlanOptions,
+    PruningInfo,
+    Route,
+    ScenarioRef,
+    Slot,
+    SlotTotals,
+    SolverInfo,
+    Target,
+    Totals,
+    UnservedRate,
+)
 
 UNITS = {"carbon": "kgCO2e", "energy": "kWh", "cost": "USD", "gpu-hours": "GPU-h"}
 EPS = 1e-7  # solver values below this are noise (HiGHS's feasibility tolerance)

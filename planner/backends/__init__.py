@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from .base import (ERROR, FEASIBLE, INFEASIBLE, NO_SOLUTION, OPTIMAL, UNBOUNDED, Backend, SolveOptions,
-                   SolveResult)
+from .base import (
+    ERROR,
+    FEASIBLE,
+    INFEASIBLE,
+    NO_SOLUTION,
+    OPTIMAL,
+    UNBOUNDED,
+    Backend,
+    SolveOptions,
+    SolveResult,
+)
 
 BACKENDS = ("highs", "pyomo", "pulp")
 

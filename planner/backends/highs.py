@@ -7,7 +7,18 @@ import time
 import highspy
 import numpy as np
 
-from .base import empty_result, ERROR, FEASIBLE, INFEASIBLE, NO_SOLUTION, OPTIMAL, UNBOUNDED, Backend, SolveOptions, SolveResult
+from .base import (
+    ERROR,
+    FEASIBLE,
+    INFEASIBLE,
+    NO_SOLUTION,
+    OPTIMAL,
+    UNBOUNDED,
+    Backend,
+    SolveOptions,
+    SolveResult,
+    empty_result,
+)
 
 _INF = highspy.kHighsInf
 

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pulp
 
-from .base import empty_result, Backend, SolveOptions, SolveResult
+from .base import Backend, SolveOptions, SolveResult, empty_result
 from .highs import read_status
 
 

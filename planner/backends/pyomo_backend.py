@@ -12,7 +12,19 @@ from pyomo.contrib.solver.common.factory import SolverFactory
 from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 from pyomo.core.expr.numeric_expr import LinearExpression
 
-from .base import empty_result, ERROR, FEASIBLE, INFEASIBLE, NO_SOLUTION, OPTIMAL, UNBOUNDED, Backend, SolveOptions, SolveResult, gap_of
+from .base import (
+    ERROR,
+    FEASIBLE,
+    INFEASIBLE,
+    NO_SOLUTION,
+    OPTIMAL,
+    UNBOUNDED,
+    Backend,
+    SolveOptions,
+    SolveResult,
+    empty_result,
+    gap_of,
+)
 
 
 def _key(lm, dims, codes):
