@@ -4,11 +4,18 @@ Solver-neutral: nothing here imports highspy, pyomo or pulp. :func:`build` retur
 :class:`LinearModel` that the backends in :mod:`planner.backends` turn into native models.
 """
 
-from .constraints import OBJECTIVE_EXPRESSION, SECONDARY, Vars, build, objective_vector
+from .constraints import (
+    OBJECTIVE_EXPRESSION,
+    SECONDARY,
+    Vars,
+    build,
+    objective_vector,
+    repair_replicas,
+)
 from .linear import ConBlock, LinearModel, VarBlock
 from .sets import ModelData, Pruning, build_sets
 
 __all__ = [
-    "OBJECTIVE_EXPRESSION", "SECONDARY", "Vars", "build", "objective_vector", "ConBlock", "LinearModel",
+    "OBJECTIVE_EXPRESSION", "SECONDARY", "Vars", "build", "objective_vector", "repair_replicas", "ConBlock", "LinearModel",
     "VarBlock", "ModelData", "Pruning", "build_sets",
 ]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .linear import INF, LinearModel
+from .linear import INF, LinearModel, snap
 from .sets import TOL, ModelData
 
 
@@ -240,8 +240,34 @@ def expressions(lm: LinearModel, md: ModelData, v: Vars) -> None:
     lm.add_expression("gpu_cost_usd", n["col"].to_numpy(), gcost)
     ecost = e * sc.elec_price[rr, tt] / 1000.0
     lm.add_expression("electricity_cost_usd", cols, ecost)
-    lm.expressions["cost_usd"] = lm.expressions["gpu_cost_usd"] + lm.expressions["electricity_cost_usd"]
+    lm.expressions["cost_usd"] = snap(lm.expressions["gpu_cost_usd"] + lm.expressions["electricity_cost_usd"])
     lm.add_expression("unserved_requests", v.u["col"].to_numpy(), np.full(len(v.u), sc.slot_seconds))
+
+
+def repair_replicas(lm: LinearModel, x: np.ndarray, eps: float = 1e-7) -> np.ndarray:
+    """Round replicas to whole numbers, never below what their load needs.
+
+    A MIP solver accepts integers within a tolerance (HiGHS: 1e-6), so a tiny load may sit on
+    "0.000001 replicas". From each ``replica_capacity`` row ``sum_k a_k assign_k - U replicas <= 0``:
+    replicas = max(round(replicas), ceil(sum_k a_k assign_k / U - 1e-9)) wherever the load exceeds eps.
+    """
+    x = np.asarray(x, float).copy()
+    ints = lm.integrality
+    x[ints] = np.round(x[ints])
+    blk = lm.con_block("replica_capacity")
+    if blk is None:
+        return x
+    neg = blk.vals < 0
+    ncol = np.full(blk.size, -1)
+    ncol[blk.rows[neg]] = blk.cols[neg]
+    U = np.zeros(blk.size)
+    U[blk.rows[neg]] = -blk.vals[neg]
+    load = np.zeros(blk.size)
+    np.add.at(load, blk.rows[~neg], blk.vals[~neg] * np.maximum(x[blk.cols[~neg]], 0.0))
+    ok = (ncol >= 0) & (load > eps) & (U > 0)
+    need = np.ceil(load[ok] / U[ok] - 1e-9)
+    x[ncol[ok]] = np.maximum(x[ncol[ok]], need)
+    return x
 
 
 OBJECTIVE_EXPRESSION = {"carbon": "carbon_kg", "energy": "energy_kwh", "cost": "cost_usd", "gpu-hours": "gpu_hours"}
@@ -256,7 +282,7 @@ def objective_vector(lm: LinearModel, md: ModelData, objective: str) -> np.ndarr
     vec = lm.expressions[OBJECTIVE_EXPRESSION[objective]].copy()
     un = md.scenario.options.unserved
     if un.allowed:
-        vec = vec + un.penalty_per_request * lm.expressions["unserved_requests"]
+        vec = snap(vec + un.penalty_per_request * lm.expressions["unserved_requests"])
     return vec
 
 

@@ -14,6 +14,17 @@ import numpy as np
 INF = float("inf")
 
 
+def snap(a) -> np.ndarray:
+    """Round to 12 significant digits, so that any model file written with 15 or more digits reads
+    back to exactly the same doubles (a written model then reproduces the solve bit for bit)."""
+    a = np.asarray(a, dtype=float)
+    out = a.copy()
+    fin = np.isfinite(out) & (out != 0)
+    if fin.any():
+        out[fin] = np.array([float(f"{v:.12g}") for v in out[fin]])
+    return out
+
+
 @dataclass
 class VarBlock:
     """A family of variables indexed by a tuple of dimension codes."""
@@ -75,8 +86,8 @@ class LinearModel:
         n = index.shape[0]
         blk = VarBlock(
             name, tuple(dims), index,
-            np.broadcast_to(np.asarray(lower, float), (n,)).copy(),
-            np.broadcast_to(np.asarray(upper, float), (n,)).copy(),
+            snap(np.broadcast_to(np.asarray(lower, float), (n,))),
+            snap(np.broadcast_to(np.asarray(upper, float), (n,))),
             integer, self.ncols, doc,
         )
         self.var_blocks.append(blk)
@@ -93,9 +104,9 @@ class LinearModel:
         vals = np.asarray(vals, float)
         keep = vals != 0
         blk = ConBlock(
-            name, tuple(dims), index, rows[keep], cols[keep], vals[keep],
-            np.broadcast_to(np.asarray(lower, float), (m,)).copy(),
-            np.broadcast_to(np.asarray(upper, float), (m,)).copy(),
+            name, tuple(dims), index, rows[keep], cols[keep], snap(vals[keep]),
+            snap(np.broadcast_to(np.asarray(lower, float), (m,))),
+            snap(np.broadcast_to(np.asarray(upper, float), (m,))),
             self.nrows, doc,
         )
         self.con_blocks.append(blk)
@@ -105,6 +116,7 @@ class LinearModel:
     def add_expression(self, name: str, cols, vals) -> np.ndarray:
         vec = np.zeros(self.ncols)
         np.add.at(vec, np.asarray(cols, np.int64), np.asarray(vals, float))
+        vec = snap(vec)
         self.expressions[name] = vec
         return vec
 

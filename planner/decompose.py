@@ -281,8 +281,11 @@ def _lagrangian(runner: SlotRunner, sc, lm, res0, coupling, opts, deadline, lowe
             lam[j] = 0.5 * max(abs(F0), 1e-9) / max(abs(G0[j]), 1e-9)
     best = _knapsack(menu, coupling, T)
     rounds = 0
+    stale = 0
     while rounds < MAX_ROUNDS:
         if best is not None and best[1] - lower <= opts.mip_gap * max(abs(best[1]), 1e-9):
+            break
+        if stale >= 2:  # neither the plan nor the bound improved twice in a row: leave it to refinement
             break
         if deadline is not None and deadline - time.perf_counter() < 1.0:
             break
@@ -295,6 +298,7 @@ def _lagrangian(runner: SlotRunner, sc, lm, res0, coupling, opts, deadline, lowe
         tasks = [runner.task(m, m.primary + sum(lj * gj for lj, gj in zip(lam, g)), sub) for m, g in zip(models, G)]
         res = runner.run(tasks, progress_cb(f"pricing round {rounds}"))
         add(res)
+        prev = (best[1] if best is not None else math.inf, lower)
         bnds = [r["bound"] for r in res]
         if all(bd is not None for bd in bnds):
             lower = max(lower, sum(bnds) - sum(lj * bj for lj, bj in zip(lam, b)))
@@ -310,6 +314,9 @@ def _lagrangian(runner: SlotRunner, sc, lm, res0, coupling, opts, deadline, lowe
                 hi[j] = lam[j]
                 lam[j] = math.sqrt(lo[j] * hi[j]) if lo[j] > 0 else lam[j] / 4
         best = _knapsack(menu, coupling, T)
+        tol = 1e-9 * max(1.0, abs(prev[0]) if math.isfinite(prev[0]) else 1.0)
+        improved = (best is not None and best[1] < prev[0] - tol) or lower > prev[1] + tol
+        stale = 0 if improved else stale + 1
     info = {"message": f"Lagrangian decomposition over {T} slots: {rounds} pricing round(s), "
                        f"multipliers {', '.join(f'{c[0]}={lj:.4g}' for c, lj in zip(coupling, lam))}"}
     if best is None:

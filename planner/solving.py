@@ -19,6 +19,7 @@ from formulations import (
     build,
     build_sets,
     objective_vector,
+    repair_replicas,
 )
 
 from .backends import (
@@ -212,11 +213,13 @@ def _tie_break(be: Backend, lm: LinearModel, primary: np.ndarray, secondary: np.
     nz = np.nonzero(primary)[0]
     if mode == "routing":
         ints = np.nonzero(lm.integrality)[0]
-        be.fix_columns(ints, np.round(x[ints]))
-    be.add_row("tie_break_primary_bound", nz, primary[nz], -np.inf, z1 + max(1e-9 * abs(z1), 1e-9))
+        be.fix_columns(ints, repair_replicas(lm, x)[ints])
+    # held relative to its value; replicas are whole within 1e-8, so fixing them moves it by less
+    tol = 1e-9 * abs(z1) + 1e-12
+    be.add_row("tie_break_primary_bound", nz, primary[nz], -np.inf, z1 + tol)
     be.set_objective(secondary)
     r2 = be.solve(SolveOptions(remaining, opts.mip_gap, opts.threads, opts.seed, None), start=x)
-    if r2.has_solution and float(primary @ r2.x) <= z1 + 1e-6 * max(1.0, abs(z1)):
+    if r2.has_solution and float(primary @ r2.x) <= z1 + 10 * tol:
         return r2.x, mode, True, r2.solve_seconds
     return x, f"skipped: tie-break solve ended {r2.status}", False, r2.solve_seconds
 
@@ -226,9 +229,8 @@ def _tie_break(be: Backend, lm: LinearModel, primary: np.ndarray, secondary: np.
 
 def _clean(lm: LinearModel, x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, float).copy()
-    x[lm.integrality] = np.round(x[lm.integrality])
     x[np.abs(x) < EPS] = 0.0
-    return np.maximum(x, 0.0)
+    return repair_replicas(lm, np.maximum(x, 0.0), EPS)
 
 
 def _split_targets(xk: pd.DataFrame, yk: pd.DataFrame) -> dict[int, list[tuple[int, float]]]:
@@ -272,6 +274,8 @@ def make_plan(b: BuiltModel, x_raw: np.ndarray, status: str, info: dict, seconda
     n = n[n["val"] > 0]
     y = v.y.assign(val=x[v.y["col"].to_numpy()])
     y = y[y["val"] > 0]
+    # load on a config whose replicas round to zero is solver tolerance (integers within 1e-6): drop it
+    y = y.merge(n[["r", "c", "t"]], on=["r", "c", "t"])
     xr = v.x.assign(val=x[v.x["col"].to_numpy()])
     xr = xr[xr["val"] > 0]
     u = v.u.assign(val=x[v.u["col"].to_numpy()])

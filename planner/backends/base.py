@@ -17,6 +17,9 @@ UNBOUNDED = "unbounded"
 NO_SOLUTION = "no_solution"  # stopped at a limit with no feasible plan
 ERROR = "error"
 
+MIP_FEASIBILITY_TOLERANCE = 1e-8
+"""Integrality tolerance given to HiGHS (its default, 1e-6, lets a tiny load ride on 1e-6 replicas)."""
+
 
 @dataclass(frozen=True)
 class SolveOptions:

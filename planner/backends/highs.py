@@ -11,6 +11,7 @@ from .base import (
     ERROR,
     FEASIBLE,
     INFEASIBLE,
+    MIP_FEASIBILITY_TOLERANCE,
     NO_SOLUTION,
     OPTIMAL,
     UNBOUNDED,
@@ -35,6 +36,7 @@ def configure(h: highspy.Highs, opts: SolveOptions) -> None:
     if opts.time_limit is not None:
         h.setOptionValue("time_limit", float(opts.time_limit))
     h.setOptionValue("mip_rel_gap", float(opts.mip_gap))
+    h.setOptionValue("mip_feasibility_tolerance", MIP_FEASIBILITY_TOLERANCE)
     if opts.threads is not None:
         h.setOptionValue("threads", int(opts.threads))
     if opts.seed is not None:

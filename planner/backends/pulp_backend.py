@@ -8,7 +8,13 @@ import time
 import numpy as np
 import pulp
 
-from .base import Backend, SolveOptions, SolveResult, empty_result
+from .base import (
+    MIP_FEASIBILITY_TOLERANCE,
+    Backend,
+    SolveOptions,
+    SolveResult,
+    empty_result,
+)
 from .highs import read_status
 
 
@@ -67,7 +73,7 @@ class PulpBackend(Backend):
         self._add(self.prob, name, expr, lower, upper)
 
     def _solver(self, opts: SolveOptions):
-        kw = {"msg": False, "gapRel": float(opts.mip_gap)}
+        kw = {"msg": False, "gapRel": float(opts.mip_gap), "mip_feasibility_tolerance": MIP_FEASIBILITY_TOLERANCE}
         if opts.time_limit is not None:
             kw["timeLimit"] = float(opts.time_limit)
         if opts.threads is not None:

@@ -16,6 +16,7 @@ from .base import (
     ERROR,
     FEASIBLE,
     INFEASIBLE,
+    MIP_FEASIBILITY_TOLERANCE,
     NO_SOLUTION,
     OPTIMAL,
     UNBOUNDED,
@@ -117,7 +118,7 @@ class PyomoBackend(Backend):
             kw["time_limit"] = float(opts.time_limit)
         if opts.threads is not None:
             kw["threads"] = int(opts.threads)
-        so = {}
+        so = {"mip_feasibility_tolerance": MIP_FEASIBILITY_TOLERANCE}
         if opts.seed is not None:
             so["random_seed"] = int(opts.seed)
         if so:
