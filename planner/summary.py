@@ -29,7 +29,7 @@ def plan_summary(plan: Plan, slot: int | None = None) -> Group:
     head.add_column()
     head.add_row("scenario", f"{plan.scenario.name}  (sha256 {plan.scenario.fingerprint[:12]})")
     obj = plan.objective
-    head.add_row("objective", f"{obj.name} = {_fmt(obj.value, 6)} {obj.unit}  [{plan.status}]"
+    head.add_row("objective", f"{obj.name} = {_fmt(obj.value, 6)} {obj.unit} ({plan.status})"
                  + (f", tie-break {obj.secondary} = {_fmt(obj.secondary_value, 6)}" if obj.secondary else ""))
     head.add_row("totals", f"carbon {_fmt(t.carbon_kg)} kgCO2e | energy {_fmt(t.energy_kwh)} kWh | cost "
                  f"{_fmt(t.cost_usd)} USD (GPU {_fmt(t.gpu_cost_usd)}, electricity {_fmt(t.electricity_cost_usd)}) | "
