@@ -108,6 +108,7 @@ def test_show(scen, tmp_path, capsys):
     code, stdout, _ = run(["show", out, "--slot", "1"], capsys)
     assert code == 0
     assert "slot 1" in stdout and "routing" in stdout and "GPU" in stdout
+    assert "(optimal)" in stdout
     code, _, err = run(["show", out, "--slot", "9"], capsys)
     assert code == 2 and "--slot" in err
 
