@@ -205,12 +205,6 @@ class LinearModel:
                 return b, row - b.start
         raise IndexError(row)
 
-    def col_block(self, col: int) -> tuple[VarBlock, int]:
-        for b in self.var_blocks:
-            if b.start <= col < b.start + b.size:
-                return b, col - b.start
-        raise IndexError(col)
-
 
 def _name(block: str, label: str, safe: bool) -> str:
     if not safe:

@@ -48,10 +48,6 @@ class SlotModel:
     primary: np.ndarray
 
 
-def _tie_rows(a):
-    return [(vec, ub) for vec, ub in a.get("holds", ())]
-
-
 def slot_task(a: dict) -> dict:
     """One slot (runs in a worker): solve ``a['weighted']`` (or take ``a['x']``), then the tie-break."""
     from .solving import _tie_break
@@ -68,7 +64,7 @@ def slot_task(a: dict) -> dict:
         out = {"t": a["t"], "status": OPTIMAL, "message": "", "objective": None, "bound": None, "x": a["x"]}
     out["tie"] = "none"
     if out["x"] is not None and a.get("secondary") is not None:
-        for vec, ub in _tie_rows(a):
+        for vec, ub in a.get("holds", ()):
             nz = np.nonzero(vec)[0]
             be.add_row("hold_coupling_share", nz, vec[nz], -np.inf, ub + max(1e-9 * abs(ub), 1e-9))
         remaining = None if opts.time_limit is None else opts.time_limit - (time.perf_counter() - t0)
@@ -188,13 +184,11 @@ def solve_by_slot(sc, md, lm, v, obj, backend, opts: SolveOptions, build_secs: f
             x, lower, info_extra = out
             xs = [x[m.cols] for m in runner.models]
             if sec_name is not None:
-                holds = []
-                for m, xt in zip(runner.models, xs):
-                    hv = [(m.primary, float(m.primary @ xt))]
-                    hv += [(m.lm.expressions[expr], float(m.lm.expressions[expr] @ xt)) for _, expr, _ in coupling]
-                    holds.append(hv)
+                # each slot keeps its share of every coupling amount (the tie-break holds the primary itself)
+                holds = [[(m.lm.expressions[expr], float(m.lm.expressions[expr] @ xt)) for _, expr, _ in coupling]
+                         for m, xt in zip(runner.models, xs)]
                 sub = SolveOptions(per_slot_limit(1.0), opts.mip_gap, 1, opts.seed)
-                tasks = [runner.task(m, m.primary, sub, sec_vec(m), tie, x=xt, holds=h[1:])
+                tasks = [runner.task(m, m.primary, sub, sec_vec(m), tie, x=xt, holds=h)
                          for m, xt, h in zip(runner.models, xs, holds)]
                 res2 = runner.run(tasks, progress_cb("tie-break"))
                 x = runner.assemble(lm.ncols, [r["x"] for r in res2])

@@ -26,6 +26,14 @@ EXIT_INFEASIBLE = 3
 EXIT_NO_SOLUTION = 4
 
 
+def bullet_list(head: str, items: list[str], limit: int, more_hint: str = "") -> str:
+    """``head`` then at most ``limit`` items as ``  - item`` lines, then how many were left out."""
+    lines = [head] + [f"  - {it}" for it in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"  ... and {len(items) - limit} more{more_hint}")
+    return "\n".join(lines)
+
+
 class PlannerError(Exception):
     """Base class of every error the planner raises deliberately."""
 
@@ -56,12 +64,8 @@ class InputError(PlannerError):
         super().__init__(self.render())
 
     def render(self, limit: int = 50) -> str:
-        lines = [f"{self.title} ({len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}):"]
-        for p in self.problems[:limit]:
-            lines.append(f"  - {p}")
-        if len(self.problems) > limit:
-            lines.append(f"  ... and {len(self.problems) - limit} more")
-        return "\n".join(lines)
+        n = len(self.problems)
+        return bullet_list(f"{self.title} ({n} problem{'s' if n != 1 else ''}):", [str(p) for p in self.problems], limit)
 
 
 class ScenarioError(InputError):

@@ -23,6 +23,8 @@ import numpy as np
 from formulations import build, build_sets
 from formulations.sets import config_class_pairs
 
+from .errors import bullet_list
+
 
 @dataclass
 class Finding:
@@ -40,12 +42,8 @@ class Explanation:
     """static | elastic | iis | unknown"""
 
     def render(self, limit: int = 12) -> str:
-        lines = [f"infeasible: {self.summary}"]
-        for f in self.findings[:limit]:
-            lines.append(f"  - {f.message}  [{', '.join(f.families)}]")
-        if len(self.findings) > limit:
-            lines.append(f"  ... and {len(self.findings) - limit} more (see --explain JSON)")
-        return "\n".join(lines)
+        items = [f"{f.message}  [{', '.join(f.families)}]" for f in self.findings]
+        return bullet_list(f"infeasible: {self.summary}", items, limit, " (see --explain JSON)")
 
     def to_dict(self) -> dict:
         return {"summary": self.summary, "method": self.method,
@@ -144,7 +142,7 @@ def explain_unroutable(md) -> Explanation:
 # ----------------------------------------------------------------------------------------- elastic
 
 
-def _solve_vec(sc, objective_vec_fn, opts, extra=None):
+def _solve_vec(sc, objective_vec_fn, opts):
     """Build the model for ``sc`` and minimise ``objective_vec_fn(lm)`` with HiGHS; returns (md, lm, v, result)."""
     from .backends import get_backend
 
@@ -160,8 +158,8 @@ def explain_infeasible(sc, opts) -> Explanation:
 
     o = SolveOptions(opts.time_limit, opts.mip_gap, opts.threads, opts.seed)
     # (a) capacity: maximise served demand without budget or carbon cap
-    sa = sc.with_options(unserved={"allowed": True, "penalty_per_request": 1.0})
-    sa = _drop_caps(sa)
+    sa = sc.replace_options(unserved={"allowed": True, "penalty_per_request": 1.0}, budget_usd=None,
+                            carbon_cap_kg=None)
     md, lm, v, res = _solve_vec(sa, lambda lm: lm.expressions["unserved_requests"], o)
     if res.has_solution:
         x = res.x
@@ -172,7 +170,7 @@ def explain_infeasible(sc, opts) -> Explanation:
     # (b) budget
     B = sc.options.budget_usd
     if B is not None:
-        sb = _drop_caps(sc)
+        sb = sc.replace_options(budget_usd=None, carbon_cap_kg=None)
         md, lm, v, res = _solve_vec(sb, lambda lm: lm.expressions["cost_usd"], o)
         if res.has_solution or res.bound is not None:
             low = res.bound if res.bound is not None else res.objective
@@ -188,7 +186,7 @@ def explain_infeasible(sc, opts) -> Explanation:
     # (c) carbon cap (with the budget in force)
     cap = sc.options.carbon_cap_kg
     if cap is not None:
-        sc2 = _drop_cap_only(sc)
+        sc2 = sc.replace_options(carbon_cap_kg=None)
         md, lm, v, res = _solve_vec(sc2, lambda lm: lm.expressions["carbon_kg"], o)
         low = res.bound if res.bound is not None else res.objective
         if low is not None and low > cap * (1 + 1e-9) + 1e-9:
@@ -200,36 +198,22 @@ def explain_infeasible(sc, opts) -> Explanation:
     return _iis(sc, o)
 
 
-def _drop_caps(sc):
-    return _with(sc, budget_usd=None, carbon_cap_kg=None)
-
-
-def _drop_cap_only(sc):
-    return _with(sc, carbon_cap_kg=None)
-
-
-def _with(sc, **kw):
-    from .loading import Scenario, _replace
-
-    opts = sc.spec.options.model_copy(update=kw)
-    return Scenario(**_replace(sc, spec=sc.spec.model_copy(update={"options": opts})))
-
-
 def _capacity_findings(sc, md, lm, v, x, u) -> Explanation:
     findings = []
-    cfg = md.configs
+    # GPU types with a config that can serve each class
+    class_gpus = md.pairs[["c", "k"]].merge(md.configs[["c", "g"]], on="c").groupby("k")["g"].unique()
     for (t, k, o), row in u.set_index(["t", "k", "o"]).sort_index().iterrows():
         D = sc.demand[k, o, t]
         served = D - row["val"]
         regs = sorted(set(md.routes[(md.routes["k"] == k) & (md.routes["o"] == o)]["r"]))
+        gpus = sorted(class_gpus.get(k, []))
         parts = []
         for r in regs:
-            gpus = sorted(set(md.pairs[md.pairs["k"] == k].merge(cfg, on="c")["g"]))
             av = ", ".join(f"{sc.gpus[g]}: {int(sc.availability[r, g, t])}" for g in gpus
                            if not np.isnan(sc.gpu_price[r, g]))
             parts.append(f"{sc.regions[r]} ({av or 'no suitable GPUs'})")
         fams = ["demand_served", "replica_capacity", "gpu_availability"]
-        restricted = [r for r in range(len(sc.regions)) if not sc.allowed[o, r]]
+        restricted = not sc.allowed[o].all()
         if restricted:
             fams.append("data_residency")
         if len(regs) < int(sc.allowed[o].sum()):

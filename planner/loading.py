@@ -149,20 +149,20 @@ class Scenario:
         return h.hexdigest()
 
     def with_options(self, **overrides: Any) -> "Scenario":
-        """A copy with some options replaced (``None`` values are ignored)."""
-        upd = {k: v for k, v in overrides.items() if v is not None}
-        if not upd:
+        """A copy with some options replaced; ``None`` values are ignored (unset command-line flags)."""
+        return self.replace_options(**{k: v for k, v in overrides.items() if v is not None})
+
+    def replace_options(self, **updates: Any) -> "Scenario":
+        """A copy with the given options set, ``None`` included (e.g. ``budget_usd=None`` drops the budget)."""
+        if not updates:
             return self
-        merged = self.spec.options.model_dump() | upd
+        merged = self.spec.options.model_dump() | updates
         try:
             opts = Options.model_validate(merged)
         except ValidationError as e:
             raise ScenarioError(_pydantic_problems(e, "options"), "invalid option") from None
         spec = self.spec.model_copy(update={"options": opts})
         return Scenario(**_replace(self, spec=spec))
-
-    def class_model(self) -> list[str]:
-        return [k.model for k in self.spec.classes]
 
 
 def _replace(s: Scenario, **kw) -> dict:

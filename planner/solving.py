@@ -141,21 +141,23 @@ def solve(scenario: Scenario, objective: str | None = None, backend: str = "high
     sc, md, lm, v, secs = _prepare(scenario, objective, option_overrides)
     obj = sc.options.objective.value
     opts = SolveOptions(time_limit, mip_gap, threads, seed, progress)
+    be = None  # the whole model's native form, built once (for writing and/or the whole-model solve)
     if write_model is not None:
         from .io import atomic_path
 
+        be = get_backend(backend)(lm, objective_vector(lm, md, obj), names=True)
         t0 = time.perf_counter()
-        wb = get_backend(backend)(lm, objective_vector(lm, md, obj), names=True)
         with atomic_path(write_model) as tmp:
-            wb.write_model(tmp)
+            be.write_model(tmp)
         secs += time.perf_counter() - t0
     if decompose and sc.n_slots > 1:
         from .decompose import solve_by_slot
 
-        plan = solve_by_slot(sc, md, lm, v, obj, backend, opts, secs)
+        plan = solve_by_slot(sc, md, lm, v, obj, backend, opts, secs + (be.build_seconds if be else 0.0))
         if plan is not None:
             return plan
-    be = get_backend(backend)(lm, objective_vector(lm, md, obj))
+    if be is None:
+        be = get_backend(backend)(lm, objective_vector(lm, md, obj))
     return _solve_built(BuiltModel(sc, md, lm, v, be, obj, secs), opts)
 
 

@@ -11,8 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import planner  # noqa: E402
 from builders import profile, scenario, ts  # noqa: E402
+
+import planner  # noqa: E402
 from planner.checker import FAMILIES, CheckReport, Violation, check, read_plan  # noqa: E402
 from planner.errors import PlanFileError  # noqa: E402
 
