@@ -249,6 +249,13 @@ def schema(kind: SchemaKind = typer.Argument(..., help="scenario or plan")):
     sys.stdout.write(json.dumps(s, indent=1, sort_keys=True) + "\n")
 
 
+from .cli_data import data_app  # noqa: E402
+from .cli_profile import profile_app  # noqa: E402
+
+app.add_typer(data_app, name="data")
+app.add_typer(profile_app, name="profile")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, map errors to exit codes, never show a traceback unless PLANNER_DEBUG=1."""
     debug = os.environ.get("PLANNER_DEBUG") == "1"

@@ -39,7 +39,10 @@ PROFILE_COLUMNS = {
     "busy_power_w": "float",
     "idle_power_w": "float",
     "source": "str",
+    "expected_error": "float?",
 }
+"""Profile columns. ``source`` and ``expected_error`` (relative error of an estimated row's ``max_rps``,
+e.g. 0.25; empty for measured rows) may be omitted or left empty."""
 CARBON_COLUMNS = {"timestamp": "time", "region": "str", "gco2_per_kwh": "float"}
 DEMAND_COLUMNS = {"timestamp": "time", "class": "str", "origin": "str", "rate_rps": "float"}
 PRICE_COLUMNS = {"timestamp": "time", "region": "str", "usd_per_mwh": "float"}
@@ -292,8 +295,9 @@ class _Reader:
             df = pd.DataFrame([{k: ("" if v is None else str(v)) for k, v in r.items()} for r in value])
             rowlabel = lambda i: f"{where}[{i}]"  # noqa: E731
         df.columns = [str(c).strip() for c in df.columns]
-        missing = [c for c in columns if c not in df.columns and c not in OPTIONAL_COLUMNS]
-        unknown = [c for c in df.columns if c not in columns and c not in OPTIONAL_COLUMNS]
+        optional = OPTIONAL_COLUMNS | {c for c, k in columns.items() if k.endswith("?")}
+        missing = [c for c in columns if c not in df.columns and c not in optional]
+        unknown = [c for c in df.columns if c not in columns and c not in optional]
         if missing:
             self.problems.append(Problem(where, f"missing column(s): {', '.join(missing)}"))
         if unknown:
@@ -308,12 +312,16 @@ class _Reader:
         out = {}
         ok = True
         for col, kind in columns.items():
+            nullable = kind.endswith("?")
+            kind = kind.rstrip("?")
             if col not in df.columns:
-                out[col] = pd.Series([""] * len(df), dtype=object)
+                out[col] = pd.Series([np.nan if nullable else ""] * len(df), dtype=float if nullable else object)
                 continue
             s = df[col].astype(str).str.strip()
             empty = s == ""
-            if kind != "str" or col != "source":
+            if nullable:
+                s = s.where(~empty, "nan")
+            elif kind != "str" or col != "source":
                 if empty.any():
                     i = int(np.nonzero(empty.to_numpy())[0][0])
                     self.problems.append(Problem(rowlabel(i), f"{col}: empty value"))
@@ -324,6 +332,8 @@ class _Reader:
             elif kind in ("float", "int"):
                 num = pd.to_numeric(s, errors="coerce")
                 bad = num.isna().to_numpy() | ~np.isfinite(num.to_numpy(dtype=float, na_value=np.nan))
+                if nullable:
+                    bad = bad & ~empty.to_numpy()
                 if bad.any():
                     i = int(np.nonzero(bad)[0][0])
                     self.problems.append(Problem(rowlabel(i), f"{col}: not a finite number: {s.iloc[i]!r}"))
@@ -338,7 +348,7 @@ class _Reader:
                         ok = False
                         continue
                     vals = vals.astype(np.int64)
-                neg = vals < 0
+                neg = vals < 0  # NaN (an empty optional value) compares False
                 if neg.any():
                     i = int(np.nonzero(neg)[0][0])
                     self.problems.append(Problem(rowlabel(i), f"{col}: negative value {s.iloc[i]}"))
