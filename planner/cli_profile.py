@@ -2,7 +2,185 @@
 
 from __future__ import annotations
 
+import sys
+from enum import Enum
+from pathlib import Path
+
 import typer
+
+from .errors import InputError, Problem
 
 profile_app = typer.Typer(help="Import profiled runs (vLLM, ML.ENERGY, CSV) and estimate missing profile rows.",
                           no_args_is_help=True, rich_markup_mode=None)
+
+
+class FormatOpt(str, Enum):
+    vllm = "vllm"
+    mlenergy = "mlenergy"
+    runs_csv = "runs-csv"
+    profile = "profile"
+
+
+class StatOpt(str, Enum):
+    mean = "mean"
+    p50 = "p50"
+    p90 = "p90"
+    p95 = "p95"
+    p99 = "p99"
+
+
+def _hooks() -> dict:
+    """Estimators for what a format does not measure: ``power_fn(deployment, point) -> (busy_w, idle_w)``
+    and ``ttft_fn(deployment, point) -> ms`` (see planner.profile_import). None: the user must give
+    the values as options. To be wired to the performance model."""
+    return {"power_fn": None, "ttft_fn": None}
+
+
+# options that make no sense for a format: an error, never silently ignored
+_NOT_FOR = {
+    "vllm": ("--gpu-map", "--parallel", "--ttft-ms-estimate"),
+    "mlenergy": ("--busy-power-w", "--ttft-ms", "--e2e-ms"),
+    "runs-csv": ("--model", "--gpu", "--tp", "--pp", "--freq-mhz", "--shape", "--gpu-map", "--parallel",
+                 "--percentile", "--busy-power-w", "--ttft-ms-estimate"),
+    "profile": ("--model", "--gpu", "--tp", "--pp", "--freq-mhz", "--shape", "--gpu-map", "--parallel",
+                "--percentile", "--busy-power-w", "--ttft-ms-estimate", "--ttft-ms", "--tbt-ms", "--e2e-ms",
+                "--idle-power-w", "--interpolate", "--allow-empty"),
+}
+_WHY = {
+    "vllm": "vLLM results",
+    "mlenergy": "ML.ENERGY files (they measure no TTFT/E2E and measure busy power)",
+    "runs-csv": "a CSV of runs (it carries the deployment, its statistic and power)",
+    "profile": "a final profile table (it is only validated and merged)",
+}
+
+
+def _parse_gpu_map(items: list[str]) -> dict[str, str]:
+    out, problems = {}, []
+    for it in items:
+        raw, sep, name = it.partition("=")
+        if not sep or not raw.strip() or not name.strip():
+            problems.append(Problem("--gpu-map", f"expected RAW=NAME, got {it!r}"))
+        else:
+            out[raw.strip()] = name.strip()
+    if problems:
+        raise InputError(problems, "invalid option")
+    return out
+
+
+@profile_app.command("import")
+def import_cmd(
+    paths: list[Path] = typer.Argument(..., help="Result files or folders (folders: every .json/.csv below)."),
+    fmt: FormatOpt | None = typer.Option(None, "--format", help="Input format (default: detected from the files)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Profile CSV to write (default: the --merge "
+                                          "file, else stdout)."),
+    merge: Path | None = typer.Option(None, "--merge", help="Existing profile CSV to add the rows to."),
+    replace: bool = typer.Option(False, "--replace", help="With --merge: imported rows replace rows with the same "
+                                 "(model, gpu, tp, pp, freq_mhz, shape) instead of being an error."),
+    model: str | None = typer.Option(None, "--model", help="Model name in the scenario (default: from the files)."),
+    gpu: str | None = typer.Option(None, "--gpu", help="GPU type name (ML.ENERGY: selects configurations, or "
+                                      "renames a single GPU type)."),
+    tp: int | None = typer.Option(None, "--tp", help="Tensor parallelism (ML.ENERGY: selects GPUs per replica)."),
+    pp: int | None = typer.Option(None, "--pp", help="Pipeline parallelism (default 1)."),
+    freq_mhz: float | None = typer.Option(None, "--freq-mhz", help="SM clock of the runs, MHz."),
+    shape: str | None = typer.Option(None, "--shape", help="Scenario shape name of the benchmarked workload."),
+    gpu_map: list[str] = typer.Option([], "--gpu-map", help="ML.ENERGY: RAW=NAME GPU renaming (repeatable)."),
+    parallel: str | None = typer.Option(None, "--parallel", help="ML.ENERGY v3: parallelism label to select "
+                                           "(tp4, ep8, dp8+ep8)."),
+    ttft_ms: float | None = typer.Option(None, "--ttft-ms", help="TTFT target, ms."),
+    tbt_ms: float | None = typer.Option(None, "--tbt-ms", help="TBT (TPOT/ITL) target, ms."),
+    e2e_ms: float | None = typer.Option(None, "--e2e-ms", help="End-to-end latency target, ms (optional)."),
+    percentile: StatOpt | None = typer.Option(None, "--percentile", help="Statistic that must meet the targets "
+                                                 "(default: p99; ML.ENERGY v2: mean, the only one)."),
+    interpolate: bool = typer.Option(False, "--interpolate", help="Interpolate between the last run meeting the "
+                                     "SLO and the first failing it (see docs/profiles.md)."),
+    busy_power_w: float | None = typer.Option(None, "--busy-power-w", help="vLLM: replica power at max_rps, W."),
+    idle_power_w: float | None = typer.Option(None, "--idle-power-w", help="Idle replica power, W."),
+    ttft_ms_estimate: float | None = typer.Option(None, "--ttft-ms-estimate", help="ML.ENERGY: the TTFT at "
+                                                     "max_rps (not measured there), ms."),
+    allow_empty: bool = typer.Option(False, "--allow-empty", help="Skip deployments where no run meets the SLO "
+                                     "(warning) instead of failing; nothing is written if no row remains."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary on stderr."),
+):
+    """Convert benchmark results into profile rows (the scenario's profiles table) and write them as CSV.
+
+    Formats: vLLM benchmark_serving.py --save-result JSON (several request rates of one deployment),
+    ML.ENERGY leaderboard v2/v3 JSON, a CSV of measured runs, or a final profile table. The row's
+    max_rps is the throughput at the highest load whose statistics meet --ttft-ms/--tbt-ms
+    (docs/profiles.md).
+    """
+    from rich.markup import escape
+
+    from .cli import err
+    from .io import _check_dir, atomic_write_text
+    from .profile_import import (
+        SLO,
+        Deployment,
+        detect_format,
+        expand_paths,
+        import_mlenergy,
+        import_profiles,
+        import_runs_csv,
+        import_vllm,
+        merge_profiles,
+        profiles_to_csv,
+        read_profile_table,
+    )
+
+    target = output if output is not None else merge
+    if target is not None:
+        _check_dir(target)
+    if merge is not None and not merge.exists():
+        raise InputError([Problem(str(merge), "file not found (--merge adds rows to an existing profile table)")])
+    if replace and merge is None:
+        raise InputError("--replace applies only with --merge")
+    files = expand_paths(paths)
+    kind = fmt.value if fmt is not None else detect_format(files)
+    given = {"--model": model, "--gpu": gpu, "--tp": tp, "--pp": pp, "--freq-mhz": freq_mhz, "--shape": shape,
+             "--gpu-map": gpu_map or None, "--parallel": parallel, "--percentile": percentile,
+             "--busy-power-w": busy_power_w, "--ttft-ms-estimate": ttft_ms_estimate, "--ttft-ms": ttft_ms,
+             "--tbt-ms": tbt_ms, "--e2e-ms": e2e_ms, "--idle-power-w": idle_power_w,
+             "--interpolate": interpolate or None, "--allow-empty": allow_empty or None}
+    bad = [o for o in _NOT_FOR[kind] if given[o] is not None]
+    if bad:
+        raise InputError([Problem(o, f"does not apply to {_WHY[kind]}") for o in bad], "invalid option")
+    dep = Deployment(model=model, gpu=gpu, tp=tp, pp=pp, freq_mhz=freq_mhz, shape=shape)
+    slo = SLO(ttft_ms=ttft_ms, tbt_ms=tbt_ms, e2e_ms=e2e_ms, statistic=percentile.value if percentile else None)
+    hooks = _hooks()
+    if kind == "vllm":
+        df = import_vllm(files, dep, slo, busy_power_w=busy_power_w, idle_power_w=idle_power_w,
+                         power_fn=hooks["power_fn"], interpolate=interpolate, allow_empty=allow_empty)
+    elif kind == "mlenergy":
+        df = import_mlenergy(files, dep, slo, ttft_ms=ttft_ms_estimate, ttft_fn=hooks["ttft_fn"],
+                             idle_power_w=idle_power_w, power_fn=hooks["power_fn"], interpolate=interpolate,
+                             parallel=parallel, gpu_map=_parse_gpu_map(gpu_map), allow_empty=allow_empty)
+    elif kind == "runs-csv":
+        df = import_runs_csv(files, slo, idle_power_w=idle_power_w, power_fn=hooks["power_fn"],
+                             interpolate=interpolate, allow_empty=allow_empty)
+    else:
+        df = import_profiles(files, "profile")
+    warnings = list(df.attrs.get("warnings", []))
+    for w in warnings:
+        err.print(f"[yellow]warning:[/] {escape(w)}")
+    if df.empty:
+        err.print("[yellow]warning:[/] no profile row imported; nothing written")
+        return 0
+    imported = df
+    if merge is not None:
+        base = read_profile_table(merge)
+        df = merge_profiles(base, df, replace=replace, base_name=str(merge))
+    text = profiles_to_csv(df)
+    if target is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        atomic_write_text(target, text)
+    if not quiet:
+        for _, r in imported.iterrows():
+            err.print(escape(f"{r['model']} {r['gpu']} tp{r['tp']} pp{r['pp']} {r['freq_mhz']:g} MHz {r['shape']}: "
+                             f"max_rps {r['max_rps']:.4g} req/s, ttft {r['ttft_ms']:.4g} ms, tbt {r['tbt_ms']:.4g} ms, "
+                             f"power {r['busy_power_w']:.4g} W busy / {r['idle_power_w']:.4g} W idle"))
+        if target is not None:
+            n = len(imported)
+            extra = f" (table now {len(df)} rows)" if merge is not None else ""
+            err.print(escape(f"{n} profile row{'s' if n != 1 else ''} written to {target}{extra}"))
+    return 0
