@@ -1,0 +1,542 @@
+"""Calibrated performance, power and DVFS model of one LLM serving replica.
+
+One replica is one copy of a model on ``tp × pp`` GPUs of one type, at one SM clock. The model is
+analytic (roofline terms for weight, KV-cache and FLOP work, plus software overheads and
+tensor-parallel communication) with a handful of efficiency parameters fitted on public
+measurements by ``data/calibrate_perf.py`` and stored in ``data/perf_calibration.json``
+(package ``planner_data``). Equations, parameters, calibration and held-out errors:
+``docs/performance-model.md``.
+
+The same functions serve the planner (:func:`profile_rows`, :meth:`ReplicaModel.capacity`) and
+discrete-event simulation (:meth:`ReplicaModel.decode_step_ms`, :meth:`ReplicaModel.prefill_ms`):
+:func:`replica_model` precomputes every coefficient once, so a step-time call is a few float ops.
+
+Units: milliseconds, watts, tokens, requests per second.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+
+# ---------------------------------------------------------------------------------------------
+# serving assumptions (documented in docs/performance-model.md, "Assumptions")
+
+BYTES_PER_PARAM = 2.0
+"""BF16 weights and KV cache."""
+MEM_UTIL = 0.9
+"""vLLM ``gpu_memory_utilization`` default: share of GPU memory the engine may use."""
+RESERVE_GB = 1.5
+"""Per GPU, inside that share: activations, CUDA graphs, NCCL buffers."""
+MAX_NUM_SEQS = 256
+"""vLLM ``max_num_seqs`` default: most sequences decoded together."""
+MIN_FIT_BATCH = 8
+"""A configuration is produced only if the KV cache of 8 sequences of the longest shape fits."""
+CHUNK_TOKENS = 2048
+"""Chunked prefill: prompt tokens admitted per iteration (vLLM ``max_num_batched_tokens``)."""
+LINK_EFF = 0.7
+"""Achievable share of the GPU-GPU link bandwidth in all-reduce and pipeline hops."""
+PCIE_LATENCY_FACTOR = 2.5
+"""All-reduce latency over PCIe relative to the calibrated NVLink latency (assumption)."""
+TTFT_QUEUE_ALLOWANCE = 2.0
+"""TTFT adds this multiple of the M/D/1 mean prefill queueing wait (a tail allowance)."""
+PLANNING_STACK = "vllm-v3"
+"""Software stack whose overheads profiles use (vLLM 0.11 as measured by ML.ENERGY v3)."""
+N_FREQ = 5
+FREQ_FLOOR = 0.6
+FREQ_STEP_MHZ = 15
+TP_SET = (1, 2, 4, 8)
+PP_SET = (1, 2)
+
+SOURCE_MEASURED = "calibrated model (ML.ENERGY v2/v3, Splitwise)"
+SOURCE_ESTIMATED = "estimated from spec sheet"
+
+ERROR_BOUNDS = {
+    # Held-out error bounds, checked by tests/test_calibration.py: (source, metric) -> (median, p90) of
+    # the absolute relative error. A little above the values in data/calibration_errors.csv.
+    ("splitwise", "token_time"): (0.13, 0.32),
+    ("splitwise", "prompt_time"): (0.17, 0.40),
+    ("ml-energy-v2", "tpot"): (0.25, 0.85),
+    ("ml-energy-v2", "throughput"): (0.11, 0.27),
+    ("ml-energy-v2", "power"): (0.23, 0.65),
+    ("ml-energy-v3", "itl"): (0.10, 0.27),
+    ("ml-energy-v3", "throughput"): (0.19, 0.50),
+    ("ml-energy-v3", "power"): (0.12, 0.23),
+    ("leave-one-gpu-out", "throughput"): (0.12, 0.34),
+    ("leave-one-gpu-out", "token_time"): (0.19, 0.33),
+    ("perseus-dvfs", "time"): (0.03, 0.04),
+    ("perseus-dvfs", "power"): (0.05, 0.16),
+    ("splitwise-pcap", "prompt_time_ratio"): (0.12, 0.12),
+}
+TRT_RATIO_MAX = 1.0
+"""Our vLLM offline throughput must stay below TensorRT-LLM's measured maximum (an upper bound)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# specs
+
+
+@dataclass(frozen=True)
+class GPUSpec:
+    """Datasheet figures of one GPU type (``data/gpu_specs.csv``)."""
+
+    name: str
+    memory_gb: float
+    mem_bw_gbs: float
+    bf16_tflops: float
+    fp8_tflops: float | None
+    tdp_w: float
+    min_clock_mhz: int
+    max_clock_mhz: int
+    interconnect: str
+    link_gbs: float
+    family: str
+    source: str
+
+    @property
+    def nvlink(self) -> bool:
+        """Whether GPUs of a replica talk over a scale-up link (NVLink, Infinity Fabric) rather than PCIe."""
+        return not self.interconnect.startswith("PCIe")
+
+    def freq_levels(self) -> list[int]:
+        """The 5 clock levels the planner considers: evenly spaced from 0.6 × max to max, 15 MHz grid."""
+        return [int(round(f / FREQ_STEP_MHZ) * FREQ_STEP_MHZ)
+                for f in np.linspace(FREQ_FLOOR * self.max_clock_mhz, self.max_clock_mhz, N_FREQ)]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture of one dense decoder-only model (``data/model_specs.csv``)."""
+
+    name: str
+    hf_id: str
+    params_b: float
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    source: str
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.params_b * 1e9 * BYTES_PER_PARAM
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        """K and V of every layer for one token."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * BYTES_PER_PARAM
+
+    @property
+    def attn_dim(self) -> int:
+        return self.heads * self.head_dim
+
+
+def _data_text(name: str) -> str:
+    return resources.files("planner_data").joinpath(name).read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
+def _gpu_table() -> dict[str, GPUSpec]:
+    import io
+
+    df = pd.read_csv(io.StringIO(_data_text("gpu_specs.csv")))
+    out = {}
+    for r in df.itertuples(index=False):
+        out[r.gpu] = GPUSpec(r.gpu, float(r.memory_gb), float(r.mem_bw_gbs), float(r.bf16_tflops),
+                             None if pd.isna(r.fp8_tflops) else float(r.fp8_tflops), float(r.tdp_w),
+                             int(r.min_clock_mhz), int(r.max_clock_mhz), r.interconnect, float(r.link_gbs),
+                             r.family, r.source)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _model_table() -> dict[str, ModelSpec]:
+    import io
+
+    df = pd.read_csv(io.StringIO(_data_text("model_specs.csv")))
+    return {r.model: ModelSpec(r.model, r.hf_id, float(r.params_b), int(r.layers), int(r.hidden), int(r.heads),
+                               int(r.kv_heads), int(r.head_dim), r.source) for r in df.itertuples(index=False)}
+
+
+@lru_cache(maxsize=1)
+def calibration() -> dict:
+    """The fitted parameters (``data/perf_calibration.json``)."""
+    return json.loads(_data_text("perf_calibration.json"))
+
+
+def known_gpus() -> list[str]:
+    return sorted(_gpu_table())
+
+
+def known_models() -> list[str]:
+    return sorted(_model_table())
+
+
+def gpu_spec(name: str) -> GPUSpec:
+    try:
+        return _gpu_table()[name]
+    except KeyError:
+        raise InputError(f"unknown GPU type {name!r}; known: {', '.join(known_gpus())}") from None
+
+
+def model_spec(name: str) -> ModelSpec:
+    try:
+        return _model_table()[name]
+    except KeyError:
+        raise InputError(f"unknown model {name!r}; known: {', '.join(known_models())}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# parameters
+
+
+@dataclass(frozen=True)
+class Params:
+    """Calibrated parameters used to build one replica model.
+
+    ``eta_bw``/``eta_f``: achieved share of datasheet memory bandwidth / dense BF16 FLOP/s;
+    ``step_ms``, ``seq_ms``: software overhead per engine iteration and per sequence in it;
+    ``ar_us``: latency of one all-reduce per doubling of TP (NVLink); ``phi``: share of compute
+    time that scales with 1/clock; ``idle_frac``, ``p_mem``, ``p_comp``: per-GPU power (share of
+    TDP) when idle, in memory-bound and in compute-bound work; ``gamma_c``/``gamma_m``: clock
+    exponent of dynamic power in compute- / memory-bound work.
+    """
+
+    eta_bw: float
+    eta_f: float
+    step_ms: float
+    seq_ms: float
+    ar_us: float
+    phi: float
+    idle_frac: float
+    p_mem: float
+    p_comp: float
+    gamma_c: float
+    gamma_m: float
+    measured: bool
+    expected_error: float
+
+
+def params_for(gpu: str, stack: str = PLANNING_STACK, cal: dict | None = None) -> Params:
+    """Parameters for ``gpu``: its own fitted efficiencies if it was measured, else the default."""
+    cal = cal or calibration()
+    g = cal["gpu"].get(gpu)
+    measured = g is not None
+    eff = g if measured else cal["default_gpu"]
+    sw = cal["software"][stack]
+    pw, dv, ee = cal["power"], cal["dvfs"], cal["expected_error"]
+    return Params(eta_bw=eff["eta_bw"], eta_f=eff["eta_f"], step_ms=sw["step_ms"], seq_ms=sw["seq_ms"],
+                  ar_us=sw["ar_us"], phi=dv["phi"], idle_frac=pw["idle_frac"], p_mem=pw["p_mem"],
+                  p_comp=pw["p_comp"], gamma_c=dv["gamma_c"], gamma_m=dv["gamma_m"], measured=measured,
+                  expected_error=ee["measured"] if measured else ee["estimated"])
+
+
+# ---------------------------------------------------------------------------------------------
+# the replica model
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Operating point of a replica at its largest SLO-meeting load."""
+
+    max_rps: float
+    ttft_ms: float
+    tbt_ms: float
+    e2e_ms: float
+    batch: int
+    busy_power_w: float
+    idle_power_w: float
+
+
+@dataclass(frozen=True)
+class ReplicaModel:
+    """Step times and power of one replica; build it with :func:`replica_model`.
+
+    Decode step for a batch of ``B`` sequences whose mean context (prompt + tokens generated so
+    far) is ``C`` tokens: ``t = a0 + a1·B + a2·B·C`` ms, split for power into overhead (GPU at
+    idle power), memory-bound and compute-bound time. A prompt of ``s`` tokens added to a step
+    (chunked prefill) costs ``pf1·s + pf2·s²`` ms of replica time.
+    """
+
+    model: str
+    gpu: str
+    tp: int
+    pp: int
+    freq_mhz: float
+    n_gpus: int
+    # decode step coefficients (ms)
+    oh0: float       # per-step software overhead
+    oh1: float       # per-sequence software overhead
+    mem0: float      # weight read + all-reduce / hop latency
+    mem1: float      # per-sequence activation traffic (all-reduce bytes, hops)
+    mem2: float      # per sequence-token KV read
+    cmp1: float      # per-sequence FLOPs
+    cmp2: float      # per sequence-token attention FLOPs
+    # prefill (ms): replica occupancy per prompt token and per prompt token², latency per token
+    pf1: float
+    pf2: float
+    pf_lat1: float
+    pf_lat2: float
+    pf_mem: float    # weight read through the pipeline (bounds a stand-alone prefill from below)
+    # memory
+    kv_budget_bytes: float
+    kv_bytes_per_token: float
+    # power per replica (W)
+    idle_w: float
+    mem_w: float     # power while memory-bound, at this clock
+    cmp_w: float     # power while compute-bound, at this clock
+    measured: bool
+    expected_error: float
+
+    # ---- times
+    def decode_step_ms(self, batch: float, context_tokens: float) -> float:
+        """One decode iteration for ``batch`` sequences with mean context ``context_tokens`` (prompt +
+        generated so far, per sequence): every sequence gets one token. Equals the TBT at that batch
+        without prefills."""
+        return (self.oh0 + self.mem0 + batch * (self.oh1 + self.mem1 + self.cmp1)
+                + batch * context_tokens * (self.mem2 + self.cmp2))
+
+    def prefill_work_ms(self, prompt_tokens: float) -> float:
+        """Replica time a prompt adds to the iterations it is chunked into (no weight read: the decode
+        step reads the weights anyway)."""
+        return self.pf1 * prompt_tokens + self.pf2 * prompt_tokens * prompt_tokens
+
+    def prefill_ms(self, prompt_tokens: float, batch: int = 1) -> float:
+        """Latency of a stand-alone prefill iteration of ``batch`` prompts of ``prompt_tokens`` each,
+        through the whole pipeline: overhead + max(weight read, FLOPs) + communication."""
+        comp = batch * (self.pf_lat1 * prompt_tokens + self.pf_lat2 * prompt_tokens * prompt_tokens)
+        return self.oh0 + batch * self.oh1 + max(self.pf_mem, comp)
+
+    def tbt_ms(self, batch: float, input_tokens: float, output_tokens: float) -> float:
+        """Mean time between tokens with continuous batching and chunked prefill: the decode step at
+        mean context ``input + output/2`` plus each step's share of the prefills (B/output prompts per
+        step in steady state)."""
+        ctx = input_tokens + output_tokens / 2.0
+        return self.decode_step_ms(batch, ctx) + batch / output_tokens * self.prefill_work_ms(input_tokens)
+
+    def max_batch(self, context_tokens: float) -> int:
+        """Most sequences of ``context_tokens`` tokens (prompt + output) whose KV cache fits, capped at
+        ``MAX_NUM_SEQS``; 0 if not even one fits."""
+        if self.kv_budget_bytes <= 0:
+            return 0
+        return int(min(MAX_NUM_SEQS, self.kv_budget_bytes // (self.kv_bytes_per_token * max(context_tokens, 1))))
+
+    # ---- power
+    def busy_power_parts(self, batch: float, input_tokens: float, output_tokens: float) -> tuple[float, float, float]:
+        """(overhead, memory-bound, compute-bound) ms of one steady-state iteration at ``batch``."""
+        ctx = input_tokens + output_tokens / 2.0
+        share = batch / output_tokens
+        oh = self.oh0 + batch * self.oh1
+        mem = self.mem0 + batch * self.mem1 + batch * ctx * self.mem2
+        cmp_ = batch * self.cmp1 + batch * ctx * self.cmp2 + share * self.prefill_work_ms(input_tokens)
+        return oh, mem, cmp_
+
+    def power_w(self, busy_fraction: float = 1.0, phase_mix: tuple[float, float, float] | None = None) -> float:
+        """Replica power. ``phase_mix`` = time shares (overhead, memory-bound, compute-bound) of the
+        busy time (default: a memory-bound decode step); ``busy_fraction`` of the time is busy, the
+        rest idle: ``idle + (busy − idle)·busy_fraction``."""
+        o, m, c = phase_mix if phase_mix is not None else (0.0, 1.0, 0.0)
+        tot = o + m + c
+        busy = (o * self.idle_w + m * self.mem_w + c * self.cmp_w) / tot
+        return self.idle_w + (busy - self.idle_w) * busy_fraction
+
+    @property
+    def idle_power_w(self) -> float:
+        return self.idle_w
+
+    # ---- capacity at an SLO
+    def _curves(self, input_tokens: float, output_tokens: float):
+        bmax = self.max_batch(input_tokens + output_tokens)
+        if bmax < 1:
+            return None
+        b = np.arange(1, bmax + 1, dtype=float)
+        ctx = input_tokens + output_tokens / 2.0
+        pw = self.prefill_work_ms(input_tokens)
+        step = (self.oh0 + self.mem0) + b * (self.oh1 + self.mem1 + self.cmp1) + b * ctx * (self.mem2 + self.cmp2)
+        tbt = step + b / output_tokens * pw
+        rate = b / (output_tokens * tbt) * 1e3                      # req/s
+        # TTFT: the iteration in flight (tbt), then the request's own prefill latency through the
+        # pipeline inside a step (step + its chunks), plus an allowance for prefills queued ahead
+        # (M/D/1 with service = prefill work, utilisation rho = rate × work).
+        chunks = math.ceil(input_tokens / CHUNK_TOKENS)
+        own = chunks * step + (self.pf_lat1 * input_tokens + self.pf_lat2 * input_tokens ** 2)
+        rho = np.minimum(rate * pw / 1e3, 0.999)
+        wait = rho * pw / (2.0 * (1.0 - rho))
+        ttft = tbt + own + TTFT_QUEUE_ALLOWANCE * wait
+        e2e = ttft + (output_tokens - 1) * tbt
+        return b, tbt, rate, ttft, e2e
+
+    def capacity(self, input_tokens: float, output_tokens: float, ttft_ms: float, tbt_ms: float,
+                 e2e_ms: float | None = None) -> Capacity | None:
+        """Largest request rate one replica sustains with TTFT, TBT (and end-to-end latency, when given)
+        within target, or ``None`` when even one sequence misses a target or does not fit.
+
+        The batch ``B`` (concurrent sequences) is the largest that meets every target; the rate is
+        ``B / (output × tbt(B))`` (Little's law over the decode phase). ``busy_power_w`` is the replica
+        power at that rate."""
+        cur = self._curves(float(input_tokens), float(output_tokens))
+        if cur is None:
+            return None
+        b, tbt, rate, ttft, e2e = cur
+        ok = (tbt <= tbt_ms) & (ttft <= ttft_ms)
+        if e2e_ms is not None:
+            ok &= e2e <= e2e_ms
+        if not ok.any():
+            return None
+        i = int(np.flatnonzero(ok)[np.argmax(rate[ok])])
+        B = int(b[i])
+        mix = self.busy_power_parts(B, input_tokens, output_tokens)
+        return Capacity(max_rps=float(rate[i]), ttft_ms=float(ttft[i]), tbt_ms=float(tbt[i]), e2e_ms=float(e2e[i]),
+                        batch=B, busy_power_w=self.power_w(1.0, mix), idle_power_w=self.idle_w)
+
+    def offline_throughput(self, input_tokens: float, output_tokens: float) -> float:
+        """Output tokens/s at the largest batch that fits, no latency target (for bounds checks)."""
+        cur = self._curves(float(input_tokens), float(output_tokens))
+        if cur is None:
+            return 0.0
+        return float(cur[2][-1] * output_tokens)
+
+
+def _ar_latency_ms(g: GPUSpec, tp: int, p: Params) -> float:
+    if tp <= 1:
+        return 0.0
+    lat = p.ar_us * 1e-3 * math.log2(tp)
+    return lat * (1.0 if g.nvlink else PCIE_LATENCY_FACTOR)
+
+
+def build_replica(m: ModelSpec, g: GPUSpec, tp: int, pp: int, freq_mhz: float, p: Params) -> ReplicaModel:
+    """The replica model from explicit specs and parameters (used by calibration and tests)."""
+    n = tp * pp
+    r = freq_mhz / g.max_clock_mhz
+    kc = p.phi / r + (1.0 - p.phi)                       # compute-time stretch at this clock
+    bw = p.eta_bw * g.mem_bw_gbs * 1e9 / 1e3             # bytes per ms, per GPU
+    fl = p.eta_f * g.bf16_tflops * 1e12 / 1e3 / kc       # FLOP per ms, per GPU
+    link = LINK_EFF * g.link_gbs * 1e9 / 1e3             # bytes per ms
+    P = m.params_b * 1e9
+    act = m.hidden * BYTES_PER_PARAM                     # activation bytes per token
+    ar_lat = _ar_latency_ms(g, tp, p)
+    ar_bytes_tok = (2 * m.layers * 2 * (tp - 1) / tp * act / link) if tp > 1 else 0.0
+    hop_lat = (pp - 1) * (p.ar_us * 1e-3 * (1.0 if g.nvlink else PCIE_LATENCY_FACTOR))
+    hop_tok = (pp - 1) * act / link
+    # decode: weights read once per step per TP group (PP stages run in turn for a token), KV and
+    # FLOPs shared by all n GPUs; 2 all-reduces per layer along a token's path
+    mem0 = m.weight_bytes / (tp * bw) + 2 * m.layers * ar_lat + hop_lat
+    mem1 = (ar_bytes_tok + hop_tok) / pp
+    mem2 = m.kv_bytes_per_token / (n * bw)
+    cmp1 = 2 * P / (n * fl)
+    cmp2 = 4 * m.layers * m.attn_dim / (n * fl)
+    # prefill: 2P FLOPs per token, causal attention 2·layers·attn_dim·s² FLOPs per prompt
+    pf1 = 2 * P / (n * fl) + (ar_bytes_tok + hop_tok) / pp
+    pf2 = 2 * m.layers * m.attn_dim / (n * fl)
+    pf_lat1 = 2 * P / (tp * fl) + ar_bytes_tok + hop_tok
+    pf_lat2 = 2 * m.layers * m.attn_dim / (tp * fl)
+    pf_mem = m.weight_bytes / (tp * bw) + 2 * m.layers * ar_lat + hop_lat
+    kv_budget = n * (MEM_UTIL * g.memory_gb - RESERVE_GB) * 1e9 - m.weight_bytes
+    # power per GPU at this clock
+    idle = p.idle_frac * g.tdp_w
+    mem_w = idle + (p.p_mem * g.tdp_w - idle) * r ** p.gamma_m
+    cmp_w = idle + (p.p_comp * g.tdp_w - idle) * r ** p.gamma_c
+    return ReplicaModel(model=m.name, gpu=g.name, tp=tp, pp=pp, freq_mhz=float(freq_mhz), n_gpus=n,
+                        oh0=p.step_ms, oh1=p.seq_ms, mem0=mem0, mem1=mem1, mem2=mem2, cmp1=cmp1, cmp2=cmp2,
+                        pf1=pf1, pf2=pf2, pf_lat1=pf_lat1, pf_lat2=pf_lat2, pf_mem=pf_mem,
+                        kv_budget_bytes=kv_budget, kv_bytes_per_token=m.kv_bytes_per_token,
+                        idle_w=n * idle, mem_w=n * mem_w, cmp_w=n * cmp_w, measured=p.measured,
+                        expected_error=p.expected_error)
+
+
+@lru_cache(maxsize=4096)
+def replica_model(model: str, gpu: str, tp: int, pp: int = 1, freq_mhz: float | None = None) -> ReplicaModel:
+    """The calibrated model of one replica (``freq_mhz`` None = the GPU's max clock)."""
+    m, g = model_spec(model), gpu_spec(gpu)
+    if tp not in TP_SET or pp < 1:
+        raise InputError(f"tp must be one of {TP_SET} and pp >= 1 (got tp={tp}, pp={pp})")
+    if m.kv_heads % tp and tp % m.kv_heads:
+        raise InputError(f"tp={tp} does not split {model}'s {m.kv_heads} KV heads")
+    f = float(g.max_clock_mhz if freq_mhz is None else freq_mhz)
+    if not (0.3 * g.max_clock_mhz <= f <= g.max_clock_mhz):
+        raise InputError(f"clock {f:g} MHz outside {gpu}'s range (0.3 × {g.max_clock_mhz} .. {g.max_clock_mhz} MHz)")
+    return build_replica(m, g, tp, pp, f, params_for(gpu))
+
+
+# ---------------------------------------------------------------------------------------------
+# profile rows
+
+
+PROFILE_ROW_COLUMNS = ["model", "gpu", "tp", "pp", "freq_mhz", "shape", "max_rps", "ttft_ms", "tbt_ms",
+                       "busy_power_w", "idle_power_w", "source", "expected_error"]
+
+
+def configs_for(model: str, gpu: str, longest_context: int, tps=TP_SET, pps=PP_SET) -> list[tuple[int, int]]:
+    """(tp, pp) whose memory holds the weights plus the KV cache of ``MIN_FIT_BATCH`` sequences of
+    ``longest_context`` tokens, dropping needlessly wide ones (tp·pp > 2 × the smallest that fits)."""
+    m, g = model_spec(model), gpu_spec(gpu)
+    fits = []
+    for tp in tps:
+        if m.kv_heads % tp and tp % m.kv_heads:
+            continue
+        for pp in pps:
+            n = tp * pp
+            budget = n * (MEM_UTIL * g.memory_gb - RESERVE_GB) * 1e9 - m.weight_bytes
+            if budget >= MIN_FIT_BATCH * longest_context * m.kv_bytes_per_token:
+                fits.append((tp, pp))
+    if not fits:
+        return []
+    n_min = min(tp * pp for tp, pp in fits)
+    return sorted((tp, pp) for tp, pp in fits if tp * pp <= 2 * n_min)
+
+
+def expected_error(rm: ReplicaModel) -> float:
+    """Expected relative error of ``max_rps``: the held-out error for measured GPUs or the
+    leave-one-GPU-out error for estimated ones, combined with the DVFS time error below max clock."""
+    base = rm.expected_error
+    if rm.freq_mhz < gpu_spec(rm.gpu).max_clock_mhz:
+        return math.hypot(base, calibration()["expected_error"]["dvfs"])
+    return base
+
+
+def profile_rows(model: str, gpu: str, shapes: dict[str, tuple[float, float]],
+                 slo_per_shape: dict[str, tuple[float, float, float | None]],
+                 tps=TP_SET, pps=PP_SET, freqs=None) -> pd.DataFrame:
+    """Profile table rows (``planner.loading.PROFILE_COLUMNS`` plus ``expected_error``) for one model
+    on one GPU type: every fitting (tp, pp) × clock × shape with an SLO-meeting operating point.
+
+    ``shapes``: name -> (input_tokens, output_tokens); ``slo_per_shape``: name -> (ttft_ms, tbt_ms,
+    e2e_ms or None), the targets the row's ``max_rps`` is computed for (every shape in ``shapes``
+    needs one). Rows with no operating point meeting the targets are omitted. Deterministic:
+    sorted by (tp, pp, freq_mhz, shape), numbers rounded.
+    """
+    m, g = model_spec(model), gpu_spec(gpu)
+    missing = sorted(set(shapes) - set(slo_per_shape))
+    if missing:
+        raise InputError(f"no SLO given for shape(s) {', '.join(missing)}")
+    if not shapes:
+        return pd.DataFrame(columns=PROFILE_ROW_COLUMNS)
+    longest = max(int(i + o) for i, o in shapes.values())
+    levels = g.freq_levels() if freqs is None else [int(f) for f in freqs]
+    rows = []
+    for tp, pp in configs_for(m.name, g.name, longest, tps, pps):
+        for f in sorted(levels):
+            rm = replica_model(m.name, g.name, tp, pp, float(f))
+            err = round(expected_error(rm), 3)
+            for shape in sorted(shapes):
+                inp, out = shapes[shape]
+                ttft, tbt, e2e = slo_per_shape[shape]
+                cap = rm.capacity(inp, out, ttft, tbt, e2e)
+                if cap is None:
+                    continue
+                rows.append(dict(model=m.name, gpu=g.name, tp=tp, pp=pp, freq_mhz=int(f), shape=shape,
+                                 max_rps=float(f"{cap.max_rps:.4g}"), ttft_ms=round(cap.ttft_ms, 1),
+                                 tbt_ms=round(cap.tbt_ms, 1), busy_power_w=round(cap.busy_power_w, 1),
+                                 idle_power_w=round(cap.idle_power_w, 1),
+                                 source=SOURCE_MEASURED if rm.measured else SOURCE_ESTIMATED,
+                                 expected_error=err))
+    return pd.DataFrame(rows, columns=PROFILE_ROW_COLUMNS)
