@@ -115,6 +115,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # the project (planner) and this folder (prices)
+
+from planner.datatools import carbon_table, load_trace, parse_bucket, trace_shapes  # noqa: E402
+from planner.perfmodel import gpu_spec, model_spec  # noqa: E402
+from planner.profile_import import profiles_to_csv  # noqa: E402
+from prices import gpu_prices  # noqa: E402
+
 # --------------------------------------------------------------------------------------------
 # Constants (each with its origin; data/README.md repeats them with citations)
 # --------------------------------------------------------------------------------------------
@@ -129,34 +137,34 @@ ATTR_PRICE = "HewlettPackard/sustain-cluster electricity_prices (standardized)"
 # GPU availability (assumed counts, GPUs available every slot)
 REGIONS = {
     "us-west": dict(
-        zone="US-CAL-CISO", azure="westus", gcp="us-west4", pue=1.15,
-        location="us-west, California, USA (Azure westus; GCP us-west4 for L4)",
-        counts={"A100-80GB": 32, "H100-80GB": 32, "L40S": 16, "L4": 64},
+        zone="US-CAL-CISO", clouds=[("azure", "westus"), ("gcp", "us-west4")], pue=1.15,
+        location="us-west, California, USA (Azure westus, GCP us-west4)",
+        counts={"A100-80GB": 32, "H100-80GB": 32, "H200": 16, "L4": 64},
     ),
     "us-east": dict(
-        zone="US-MIDA-PJM", azure="eastus", gcp="us-east4", pue=1.18,
-        location="us-east, Virginia, USA (Azure eastus; GCP us-east4 for L4)",
-        counts={"A100-80GB": 48, "H100-80GB": 48, "L40S": 32, "L4": 64},
+        zone="US-MIDA-PJM", clouds=[("azure", "eastus"), ("azure", "eastus2"), ("gcp", "us-east4")], pue=1.18,
+        location="us-east, Virginia, USA (Azure eastus/eastus2, GCP us-east4)",
+        counts={"A100-80GB": 48, "H100-80GB": 48, "H200": 16, "L4": 64},
     ),
     "ca-central": dict(
-        zone="CA-ON", azure="canadacentral", gcp="northamerica-northeast2", pue=1.12,
-        location="ca-central, Toronto, Canada (Azure canadacentral; GCP northamerica-northeast2 for L4)",
+        zone="CA-ON", clouds=[("azure", "canadacentral"), ("gcp", "northamerica-northeast2")], pue=1.12,
+        location="ca-central, Toronto, Canada (Azure canadacentral, GCP northamerica-northeast2)",
         counts={"A100-80GB": 16, "H100-80GB": 16, "L4": 32},
     ),
     "eu-central": dict(
-        zone="DE-LU", azure="germanywestcentral", gcp="europe-west3", pue=1.15,
-        location="eu-central, Frankfurt, Germany (Azure germanywestcentral; GCP europe-west3 for L4)",
-        counts={"A100-80GB": 48, "H100-80GB": 48, "L40S": 32, "L4": 64},
+        zone="DE-LU", clouds=[("azure", "germanywestcentral"), ("gcp", "europe-west3")], pue=1.15,
+        location="eu-central, Frankfurt, Germany (Azure germanywestcentral, GCP europe-west3)",
+        counts={"A100-80GB": 48, "H100-80GB": 32, "H200": 32, "L4": 64},
     ),
     "ap-southeast": dict(
-        zone="SG", azure="southeastasia", gcp="asia-southeast1", pue=1.30,
-        location="ap-southeast, Singapore (Azure southeastasia; GCP asia-southeast1 for L4)",
-        counts={"A100-80GB": 16, "H100-80GB": 16, "L40S": 16, "L4": 32},
+        zone="SG", clouds=[("azure", "southeastasia"), ("gcp", "asia-southeast1")], pue=1.30,
+        location="ap-southeast, Singapore (Azure southeastasia, GCP asia-southeast1)",
+        counts={"A100-80GB": 16, "H200": 16, "L4": 32},
     ),
     "ap-northeast": dict(
-        zone="JP-TK", azure="japaneast", gcp="asia-northeast1", pue=1.20,
-        location="ap-northeast, Tokyo, Japan (Azure japaneast; GCP asia-northeast1 for L4)",
-        counts={"A100-80GB": 32, "H100-80GB": 24, "L4": 48},
+        zone="JP-TK", clouds=[("azure", "japaneast"), ("gcp", "asia-northeast1")], pue=1.20,
+        location="ap-northeast, Tokyo, Japan (Azure japaneast, GCP asia-northeast1)",
+        counts={"A100-80GB": 32, "H100-80GB": 24, "H200": 16, "L4": 48},
     ),
 }
 CONTINENT = {  # continent group used by network/continent_rtt_ms.csv (Canada counts as US)
@@ -164,50 +172,16 @@ CONTINENT = {  # continent group used by network/continent_rtt_ms.csv (Canada co
     "eu-central": "EU", "ap-southeast": "AP", "ap-northeast": "AP",
 }
 
-# GPU datasheet specs: NVIDIA A100 Tensor Core GPU datasheet (A100 80GB SXM), NVIDIA H100 Tensor
-# Core GPU datasheet (H100 SXM), NVIDIA L40S datasheet, NVIDIA L4 Tensor Core GPU datasheet.
-# tflops = dense BF16 (datasheet figures with sparsity halved); link_gbs = unidirectional GPU-GPU
-# bandwidth (NVLink 600 / 900 GB/s total; PCIe Gen4 x16 64 GB/s total); fmax = max boost clock.
-GPUS = {
-    "A100-80GB": dict(mem_gb=80, bw_tbs=2.039, tflops=312, tdp_w=400, fmax=1410, link_gbs=300, nvlink=True),
-    "H100-80GB": dict(mem_gb=80, bw_tbs=3.35, tflops=989, tdp_w=700, fmax=1980, link_gbs=450, nvlink=True),
-    "L40S": dict(mem_gb=48, bw_tbs=0.864, tflops=362, tdp_w=350, fmax=2520, link_gbs=32, nvlink=False),
-    "L4": dict(mem_gb=24, bw_tbs=0.300, tflops=121, tdp_w=72, fmax=2040, link_gbs=32, nvlink=False),
-}
+# GPU types of the fleet (specs: data/gpu_specs.csv, each row citing its datasheet). A100-80GB and
+# H100-80GB have measurements behind the performance model; H200 and L4 are estimated from their
+# spec sheets (profile rows say so in `source` and carry `expected_error`).
+GPUS = ["A100-80GB", "H100-80GB", "H200", "L4"]
 
-# Model architecture: Llama 3.1 model cards / config.json (Meta) and "The Llama 3 Herd of Models"
-# (Llama Team, AI @ Meta, 2024), Table 3. BF16 weights (2 bytes per parameter).
-MODELS = {
-    "llama-3.1-8b": dict(params=8.03e9, layers=32, hidden=4096, kv_heads=8, head_dim=128),
-    "llama-3.1-70b": dict(params=70.6e9, layers=80, hidden=8192, kv_heads=8, head_dim=128),
-}
-BYTES_PER_PARAM = 2
-
-# Roofline efficiencies and serving assumptions (provisional; see README)
-BW_EFF = 0.7            # achievable fraction of HBM/GDDR bandwidth
-FLOPS_EFF = 0.5         # achievable fraction of dense BF16 tensor throughput (MFU)
-LINK_EFF = 0.7          # achievable fraction of link bandwidth in all-reduce / PP hops
-ALPHA_NVLINK_S = 8e-6   # per all-reduce latency over NVLink
-ALPHA_PCIE_S = 20e-6    # per all-reduce latency over PCIe
-MEM_UTIL = 0.9          # vLLM-style gpu_memory_utilization
-RESERVE_GB = 1.5        # per GPU: activations, CUDA graphs, runtime
-MIN_BATCH = 8           # a config "fits" if it holds the KV of 8 sequences of the longest shape
-MAX_BATCH = 256         # vLLM default max_num_seqs
-QUEUE_FACTOR = 2.0      # ttft = 2 x prefill latency (+ one running iteration)
-TBT_RELAX = 1.25        # when even B=1 misses the reference, allow 1.25 x tbt(1)
-TP_SET = (1, 2, 4, 8)
-PP_SET = (1, 2)
-N_FREQ = 5
-FREQ_LOW = 0.6
-FREQ_STEP_MHZ = 15
-IDLE_FRAC = 0.2         # idle power per GPU / TDP
-U_BASE, U_COMPUTE = 0.35, 0.5   # busy power at fmax = TDP * (U_BASE + U_COMPUTE * compute share)
-ALPHA_M = 1.0           # clock exponent of dynamic power in memory-bound phases (assumption)
-PROFILE_SOURCE = "provisional roofline estimate from datasheets (see data/README.md)"
+# Models (architecture: data/model_specs.csv, from the Llama 3.1 model cards / config.json).
+MODELS = ["llama-3.1-8b", "llama-3.1-70b"]
 
 # Shapes: name -> (trace, subset); medians computed from the Azure 2023 trace
 CONV_SPLIT_OUT = 256
-TBT_REF_MS = {"conv-short": 80.0, "conv-long": 80.0, "code": 120.0}
 
 # Classes: name -> model, shape, SLO (ms)
 CLASSES = {
@@ -265,20 +239,14 @@ def need(path: Path) -> Path:
 # --------------------------------------------------------------------------------------------
 
 def build_carbon(shared: Path) -> pd.DataFrame:
-    rows = []
-    idx = day_index()
-    for region, r in REGIONS.items():
-        df = pd.read_csv(need(shared / "carbon" / "electricitymaps-2023" / f"{r['zone']}.csv"))
-        col = next(c for c in df.columns if c.endswith("(direct)"))
-        ts = pd.to_datetime(df["Datetime (UTC)"], utc=True)
-        s = pd.Series(df[col].to_numpy(float), index=ts)
-        s = s[~s.index.duplicated(keep="first")].reindex(idx)
-        if s.isna().any():
-            sys.exit(f"carbon {r['zone']}: missing hours on {DAY}")
-        for t, v in s.items():
-            rows.append((fmt_ts(t), region, round(float(v), 2),
-                         f"{ATTR_CARBON}; zone {r['zone']}, direct intensity"))
-    return pd.DataFrame(rows, columns=["timestamp", "region", "gco2_per_kwh", "source"])
+    """Hourly direct carbon intensity per region on DAY, read with the same code as ``plan data carbon``."""
+    start = day_index()[0]
+    end = start + pd.Timedelta(hours=SLOTS)
+    sources = {region: need(shared / "carbon" / "electricitymaps-2023" / f"{r['zone']}.csv")
+               for region, r in REGIONS.items()}
+    df = carbon_table(sources, start, end, signal="direct")
+    df["source"] = df["region"].map(lambda reg: f"{ATTR_CARBON}; zone {REGIONS[reg]['zone']}, direct intensity")
+    return df[["timestamp", "region", "gco2_per_kwh", "source"]]
 
 
 def build_prices(shared: Path) -> tuple[pd.DataFrame, int]:
@@ -305,47 +273,27 @@ def build_prices(shared: Path) -> tuple[pd.DataFrame, int]:
 # GPU prices
 # --------------------------------------------------------------------------------------------
 
-AZ_FAMILY = {  # our GPU -> (Azure AcceleratorName, ND 8-GPU SXM prefix, NC PCIe/NVL prefix)
-    "A100-80GB": ("A100-80GB", "Standard_ND96amsr_A100_v4", "Standard_NC"),
-    "H100-80GB": ("H100", "Standard_ND96isr_H100_v5", "Standard_NC"),
-}
-
-
 def build_gpu_prices(shared: Path) -> dict[tuple[str, str], tuple[float, str]]:
-    az = pd.read_csv(need(shared / "prices" / "azure_gpu_vms.csv"))
-    az = az[az["Price"].notna() & (az["AcceleratorCount"] > 0)].copy()
-    az["per_gpu"] = az["Price"] / az["AcceleratorCount"]
+    """Per (region, GPU): the cheapest on-demand per-GPU price among the region's cloud regions.
+
+    Prices per GPU-hour come from ``data/prices.py`` (Azure VM price / GPUs; GCP GPU price plus its
+    host VM share; outliers dropped there). The comment keeps the instance, the spot price and the
+    provider so a reader can trace every number to a catalog row.
+    """
+    table = gpu_prices(shared)
     out: dict[tuple[str, str], tuple[float, str]] = {}
-    for gpu, (acc, nd_name, nc_prefix) in AZ_FAMILY.items():
-        fam = az[az["AcceleratorName"] == acc]
-        nd = fam[fam["InstanceType"] == nd_name].groupby("Region")["per_gpu"].min()
-        is_nc = fam["InstanceType"].str.startswith(nc_prefix) & ~fam["InstanceType"].str.startswith("Standard_NCC")
-        nc = fam[is_nc].groupby("Region")["per_gpu"].min()
-        both = nd.index.intersection(nc.index)
-        ratio = float(np.median(nd[both] / nc[both]))
-        for region, r in REGIONS.items():
-            a = r["azure"]
-            if a in nd.index:
-                out[(region, gpu)] = (round(float(nd[a]), 4),
-                                      f"azure {nd_name} {a} on-demand Price/8")
-            elif a in nc.index:
-                out[(region, gpu)] = (round(float(nc[a]) * ratio, 4),
-                                      f"azure NC-series {acc} {a} per-GPU price x median ND/NC ratio {ratio:.3f} "
-                                      f"({len(both)} regions)")
-    gcp = pd.read_csv(need(shared / "prices" / "gcp_gpu_vms.csv"))
-    gcp = gcp[(gcp["AcceleratorName"] == "L4") & gcp["Price"].notna()].copy()
-    gcp["per_gpu"] = gcp["Price"] / gcp["AcceleratorCount"]
-    l4 = gcp.groupby("Region")["per_gpu"].min()
     for region, r in REGIONS.items():
-        if r["gcp"] in l4.index:
-            out[(region, "L4")] = (round(float(l4[r["gcp"]]), 4),
-                                   f"gcp L4 {r['gcp']} on-demand GPU-only price (no host VM)")
-    lam = pd.read_csv(need(shared / "prices" / "lambda_gpu_vms.csv"))
-    lam = lam[(lam["AcceleratorName"] == "A6000") & lam["Price"].notna()]
-    a6000 = round(float(np.median(lam["Price"] / lam["AcceleratorCount"])), 4)
-    for region in REGIONS:
-        out[(region, "L40S")] = (a6000, "proxy: lambda gpu_1x_a6000 (RTX A6000 48GB) on-demand price; "
-                                        "no L40S in the shared catalogs")
+        for gpu in r["counts"]:
+            cand = table[(table["gpu"] == gpu)
+                         & pd.Series(list(zip(table["provider"], table["cloud_region"]))).isin(r["clouds"])]
+            if cand.empty:
+                continue
+            best = cand.sort_values(["on_demand_usd_per_gpu_hour", "provider", "cloud_region"], kind="stable").iloc[0]
+            spot = best["spot_usd_per_gpu_hour"]
+            spot_txt = f"spot {spot:.4g}" if pd.notna(spot) else "no spot price"
+            out[(region, gpu)] = (round(float(best["on_demand_usd_per_gpu_hour"]), 4),
+                                  f"{best['provider']} {best['instance_type']} {best['cloud_region']} "
+                                  f"on-demand per GPU ({spot_txt})")
     return out
 
 
@@ -354,28 +302,27 @@ def build_gpu_prices(shared: Path) -> dict[tuple[str, str], tuple[float, str]]:
 # --------------------------------------------------------------------------------------------
 
 def build_shapes(shared: Path) -> tuple[dict, dict, dict]:
-    conv = pd.read_csv(need(shared / "traces" / "azure-llm-2023" / "conv.csv"))
-    code = pd.read_csv(need(shared / "traces" / "azure-llm-2023" / "code.csv"))
-    long_ = conv["GeneratedTokens"] > CONV_SPLIT_OUT
-
-    def med(df):
-        return dict(input_tokens=int(round(float(df["ContextTokens"].median()))),
-                    output_tokens=int(round(float(df["GeneratedTokens"].median()))))
-
-    shapes = {"conv-short": med(conv[~long_]), "conv-long": med(conv[long_]), "code": med(code)}
+    """Shapes (median input/output tokens) and class shares, with the code of ``plan data shapes``."""
+    conv = load_trace(need(shared / "traces" / "azure-llm-2023" / "conv.csv"))
+    code = load_trace(need(shared / "traces" / "azure-llm-2023" / "code.csv"))
+    conv_sh = trace_shapes(conv, [parse_bucket(f"conv-short:out<={CONV_SPLIT_OUT}"),
+                                  parse_bucket(f"conv-long:out>{CONV_SPLIT_OUT}")]).set_index("class")
+    code_sh = trace_shapes(code, [parse_bucket("code:out>=0")]).set_index("class")
+    sh = pd.concat([conv_sh, code_sh])
+    shapes = {name: dict(input_tokens=int(round(float(sh.at[name, "median_input_tokens"]))),
+                         output_tokens=int(round(float(sh.at[name, "median_output_tokens"]))))
+              for name in ("conv-short", "conv-long", "code")}
     n_all = len(conv) + len(code)
-    s_code = len(code) / n_all
-    s_long = long_.sum() / n_all
-    s_short = (~long_).sum() / n_all
+    n = sh["count"].astype(int)
+    s_code, s_long, s_short = n["code"] / n_all, n["conv-long"] / n_all, n["conv-short"] / n_all
     shares = {
         "chat-short": s_short * (1 - CHAT70B_SHARE_OF_SHORT),
         "chat-long": s_long,
         "chat-70b": s_short * CHAT70B_SHARE_OF_SHORT,
         "code-70b": s_code,
     }
-    stats = dict(n_conv=len(conv), n_code=len(code), n_conv_long=int(long_.sum()),
-                 conv_gap=int(((conv["GeneratedTokens"] > CONV_SPLIT_OUT) &
-                               (conv["GeneratedTokens"] <= 320)).sum()))
+    gap = int(((conv.df["output_tokens"] > CONV_SPLIT_OUT) & (conv.df["output_tokens"] <= 320)).sum())
+    stats = dict(n_conv=len(conv), n_code=len(code), n_conv_long=int(n["conv-long"]), conv_gap=gap)
     return shapes, shares, stats
 
 
@@ -405,144 +352,24 @@ def build_demand(shares: dict) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
-# Profiles: provisional roofline model
+# Profiles: the calibrated performance model, exactly as `plan profile estimate` runs it
 # --------------------------------------------------------------------------------------------
 
-def fit_alpha_compute(shared: Path) -> tuple[float, int]:
-    """Clock exponent of dynamic power for compute-bound work, fitted on perseus-dvfs A100 rows."""
-    xs, ys = [], []
-    tdp = GPUS["A100-80GB"]["tdp_w"]
-    p_idle = IDLE_FRAC * tdp
-    for name in ("bloom+a100_sxm_bf16.csv", "gpt3-175b+a100_sxm_bf16.csv"):
-        df = pd.read_csv(need(shared / "perf" / "perseus-dvfs" / name))
-        df = df[(df["stage"] == 0) & (df["instruction"] == "forward")]
-        p = df["energy"] / df["time"]
-        fmax = df["frequency"].max()
-        pmax = float(p[df["frequency"] == fmax].iloc[0])
-        r = df["frequency"] / fmax
-        y = (p - p_idle) / (pmax - p_idle)
-        keep = (r < 1) & (y > 0)
-        xs.extend(np.log(r[keep]).tolist())
-        ys.extend(np.log(y[keep]).tolist())
-    x, y = np.array(xs), np.array(ys)
-    alpha = float((x @ y) / (x @ x))  # least squares through the origin in log-log
-    return round(alpha, 2), len(x)
+def build_profiles(yaml_text: str) -> pd.DataFrame:
+    """Every profile row the scenario can use, from ``planner.perfmodel`` via ``estimate_profiles``.
 
+    The scenario document is parsed first so that the shapes, SLOs and RTTs the rows are computed
+    for are the ones the planner will read (each shape at the tightest SLO of its classes, less the
+    smallest RTT; see ``planner/profile_estimate.py``).
+    """
+    import yaml
 
-def freq_levels(fmax: int) -> list[int]:
-    return [int(round(f / FREQ_STEP_MHZ) * FREQ_STEP_MHZ) for f in np.linspace(FREQ_LOW * fmax, fmax, N_FREQ)]
+    from planner.profile_estimate import estimate_profiles
+    from planner.scenario import ScenarioSpec
 
-
-def kv_bytes_per_token(m: dict) -> float:
-    return 2 * m["layers"] * m["kv_heads"] * m["head_dim"] * BYTES_PER_PARAM
-
-
-def kv_budget(m: dict, g: dict, n: int) -> float:
-    return n * (MEM_UTIL * g["mem_gb"] - RESERVE_GB) * 1e9 - m["params"] * BYTES_PER_PARAM
-
-
-def allreduce_s(g: dict, tp: int, nbytes: float) -> float:
-    if tp == 1:
-        return 0.0
-    alpha = ALPHA_NVLINK_S if g["nvlink"] else ALPHA_PCIE_S
-    return alpha + 2 * (tp - 1) / tp * nbytes / (LINK_EFF * g["link_gbs"] * 1e9)
-
-
-def hop_s(g: dict, nbytes: float) -> float:
-    alpha = ALPHA_NVLINK_S if g["nvlink"] else ALPHA_PCIE_S
-    return alpha + nbytes / (LINK_EFF * g["link_gbs"] * 1e9)
-
-
-def configs_for(model: str, gpu: str, longest_ctx: int) -> list[tuple[int, int]]:
-    m, g = MODELS[model], GPUS[gpu]
-    kv = kv_bytes_per_token(m)
-    fits = [(tp, pp) for tp in TP_SET for pp in PP_SET
-            if kv_budget(m, g, tp * pp) >= MIN_BATCH * longest_ctx * kv]
-    if not fits:
-        return []
-    n_min = min(tp * pp for tp, pp in fits)
-    return sorted((tp, pp) for tp, pp in fits if tp * pp <= 2 * n_min)
-
-
-def operating_point(model: str, gpu: str, tp: int, pp: int, freq: int, shape: dict, tbt_ref_ms: float,
-                    alpha_c: float) -> dict:
-    m, g = MODELS[model], GPUS[gpu]
-    n = tp * pp
-    r = freq / g["fmax"]
-    bw = BW_EFF * g["bw_tbs"] * 1e12
-    fl = FLOPS_EFF * g["tflops"] * 1e12 * r
-    W = m["params"] * BYTES_PER_PARAM
-    kv = kv_bytes_per_token(m)
-    inp, out = shape["input_tokens"], shape["output_tokens"]
-    L = inp + out / 2.0
-    max_b_mem = int(kv_budget(m, g, n) // ((inp + out) * kv))
-    layers, hidden = m["layers"], m["hidden"]
-
-    # prefill of one request: occupancy of the replica and latency through the pipeline
-    pf_comp = 2 * m["params"] * inp / (n * fl)
-    pf_mem = W / (n * bw)
-    pf_comm = 2 * layers * allreduce_s(g, tp, inp * hidden * BYTES_PER_PARAM) / pp
-    t_pf = max(pf_comp, pf_mem) + pf_comm
-    t_pf_lat = t_pf * pp + (pp - 1) * hop_s(g, inp * hidden * BYTES_PER_PARAM)
-
-    def step(B):
-        w = W / (tp * bw)
-        kvt = B * kv * L / (n * bw)
-        comp = 2 * m["params"] * B / (n * fl)
-        comm = 2 * layers * allreduce_s(g, tp, B * hidden * BYTES_PER_PARAM / pp)
-        hop = (pp - 1) * hop_s(g, B * hidden * BYTES_PER_PARAM / pp)
-        return w + kvt + comp + comm + hop, comp
-
-    def tbt(B):
-        return step(B)[0] + B * t_pf / out
-
-    ref = max(tbt_ref_ms / 1e3, TBT_RELAX * tbt(1))
-    B = 1
-    for b in range(1, min(MAX_BATCH, max_b_mem) + 1):
-        if tbt(b) <= ref:
-            B = b
-        else:
-            break
-    t_step, t_comp = step(B)
-    tbt_s = tbt(B)
-    max_rps = B / (out * tbt_s)
-    ttft_s = QUEUE_FACTOR * t_pf_lat + t_step
-    # power
-    compute_time = t_comp + B * max(pf_comp, 0.0) / out
-    c = min(1.0, compute_time / tbt_s)
-    tdp = g["tdp_w"]
-    idle = IDLE_FRAC * tdp
-    u = U_BASE + U_COMPUTE * c
-    scale = c * r ** alpha_c + (1 - c) * r ** ALPHA_M
-    busy = idle + (u * tdp - idle) * scale
-    return dict(B=B, max_rps=max_rps, ttft_ms=ttft_s * 1e3, tbt_ms=tbt_s * 1e3,
-                busy_power_w=busy * n, idle_power_w=idle * n, compute_share=c, max_b_mem=max_b_mem)
-
-
-def build_profiles(shapes: dict, alpha_c: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    model_shapes: dict[str, list[str]] = {}
-    for c in CLASSES.values():
-        model_shapes.setdefault(c["model"], [])
-        if c["shape"] not in model_shapes[c["model"]]:
-            model_shapes[c["model"]].append(c["shape"])
-    rows, debug = [], []
-    for model in MODELS:
-        shp = sorted(model_shapes.get(model, []))
-        if not shp:
-            continue
-        longest = max(shapes[s]["input_tokens"] + shapes[s]["output_tokens"] for s in shp)
-        for gpu in GPUS:
-            for tp, pp in configs_for(model, gpu, longest):
-                for f in freq_levels(GPUS[gpu]["fmax"]):
-                    for s in shp:
-                        op = operating_point(model, gpu, tp, pp, f, shapes[s], TBT_REF_MS[s], alpha_c)
-                        rows.append((model, gpu, tp, pp, f, s, round(op["max_rps"], 4), round(op["ttft_ms"], 1),
-                                     round(op["tbt_ms"], 1), round(op["busy_power_w"], 1),
-                                     round(op["idle_power_w"], 1), PROFILE_SOURCE))
-                        debug.append(dict(model=model, gpu=gpu, tp=tp, pp=pp, freq_mhz=f, shape=s, **op))
-    cols = ["model", "gpu", "tp", "pp", "freq_mhz", "shape", "max_rps", "ttft_ms", "tbt_ms",
-            "busy_power_w", "idle_power_w", "source"]
-    return pd.DataFrame(rows, columns=cols), pd.DataFrame(debug)
+    spec = ScenarioSpec.model_validate(yaml.safe_load(yaml_text))
+    table, _ = estimate_profiles(spec, None)
+    return table
 
 
 # --------------------------------------------------------------------------------------------
@@ -577,20 +404,21 @@ def build_yaml(shapes: dict, prices: dict, rtt: dict) -> str:
     a("description: " + q(
         "Embedded default: one day (2023-06-15, 24 hourly slots) of Llama 3.1 8B/70B serving for "
         "na/eu/asia users on six regions (US, Canada, Germany, Singapore, Japan) with A100-80GB, "
-        "H100-80GB, L40S and L4 GPUs. Carbon: Electricity Maps 2023 via HewlettPackard/sustain-cluster; "
-        "prices: Azure/GCP/Lambda catalogs (anycloud-sh/catalog); request shapes and class mix: "
-        "Azure LLM inference trace 2023; performance: provisional roofline estimate from datasheets. "
+        "H100-80GB (calibrated on measurements), H200 and L4 (estimated from spec sheets) GPUs. "
+        "Carbon: Electricity Maps 2023 via HewlettPackard/sustain-cluster; GPU prices: Azure and GCP "
+        "catalogs (anycloud-sh/catalog, GCP host VM included); request shapes and class mix: Azure LLM "
+        "inference trace 2023; performance: calibrated model (docs/performance-model.md). "
         "See data/README.md."))
     a("horizon:")
     a(f"  start: {q(DAY + 'T00:00:00Z')}")
     a("  slot_minutes: 60")
     a(f"  slots: {SLOTS}")
-    a("gpu_types:  # memory: NVIDIA datasheets (A100 80GB SXM, H100 SXM, L40S, L4)")
-    for gname, g in GPUS.items():
-        a(f"  - {{name: {gname}, memory_gb: {g['mem_gb']}}}")
-    a("models:  # parameter counts: Llama 3.1 model cards (Meta)")
-    for mname, m in MODELS.items():
-        a(f"  - {{name: {mname}, params_billion: {m['params'] / 1e9:g}}}")
+    a("gpu_types:  # memory: datasheets, see data/gpu_specs.csv")
+    for gname in GPUS:
+        a(f"  - {{name: {gname}, memory_gb: {gpu_spec(gname).memory_gb:g}}}")
+    a("models:  # parameter counts: model cards, see data/model_specs.csv")
+    for mname in MODELS:
+        a(f"  - {{name: {mname}, params_billion: {model_spec(mname).params_b:g}}}")
     a("shapes:  # medians of the Azure LLM inference trace 2023 (conv split at 256 output tokens; code)")
     for sname, s in shapes.items():
         a(f"  - {{name: {sname}, input_tokens: {s['input_tokens']}, output_tokens: {s['output_tokens']}}}")
@@ -637,7 +465,7 @@ def check_tables(profiles: pd.DataFrame, series: dict[str, tuple[pd.DataFrame, l
     assert (profiles["max_rps"] > 0).all()
     idle = profiles.groupby(["model", "gpu", "tp", "pp", "freq_mhz"])["idle_power_w"].nunique()
     assert (idle == 1).all(), "idle power differs across shapes"
-    tdp = profiles["gpu"].map(lambda g: GPUS[g]["tdp_w"]) * profiles["tp"] * profiles["pp"]
+    tdp = profiles["gpu"].map(lambda g: gpu_spec(g).tdp_w) * profiles["tp"] * profiles["pp"]
     assert (profiles["busy_power_w"] <= tdp + 1e-6).all(), "busy power above TDP"
     for k, grp in profiles.sort_values("freq_mhz").groupby(["model", "gpu", "tp", "pp", "shape"]):
         assert grp["max_rps"].is_monotonic_increasing, f"max_rps not increasing with clock: {k}"
@@ -675,26 +503,21 @@ def capacity_check(profiles: pd.DataFrame, demand: pd.DataFrame) -> dict:
                 cap_all={c: cap(c, all_regions) for c in CLASSES})
 
 
-def summarize(profiles, debug, carbon, prices_ts, demand, cc, alpha_c, n_alpha, shapes, shares, stats, clipped):
-    print(f"alpha_compute (perseus-dvfs A100 fit, {n_alpha} points) = {alpha_c}")
+def summarize(profiles, carbon, prices_ts, demand, cc, shapes, shares, stats, clipped):
     print(f"shapes: {shapes}")
     print("class shares: " + ", ".join(f"{k}={v:.3f}" for k, v in shares.items()) +
           f"  (conv {stats['n_conv']}, long {stats['n_conv_long']}, in gap 257-320: {stats['conv_gap']}; "
           f"code {stats['n_code']})")
     print(f"electricity prices clipped at 0: {clipped}")
-    print("\nper model/gpu: best max_rps per GPU at fmax, and energy per request (J, busy, no PUE)")
-    top = debug.copy()
+    print("\nper model/shape/GPU at max clock: best max_rps per GPU, energy per request (J, busy, no PUE)")
+    top = profiles.copy()
     top["rps_per_gpu"] = top["max_rps"] / (top["tp"] * top["pp"])
     top["j_per_req"] = top["busy_power_w"] / top["max_rps"]
-    fm = top["gpu"].map(lambda g: GPUS[g]["fmax"])
+    fm = top["gpu"].map(lambda g: gpu_spec(g).max_clock_mhz)
     for (m, s, g), grp in top[top["freq_mhz"] == fm].groupby(["model", "shape", "gpu"], sort=False):
         b = grp.loc[grp["rps_per_gpu"].idxmax()]
-        lo = top[(top["model"] == m) & (top["shape"] == s) & (top["gpu"] == g) & (top["tp"] == b["tp"])
-                 & (top["pp"] == b["pp"])]
-        lo = lo.loc[lo["freq_mhz"].idxmin()]
-        print(f"  {m:14s} {s:10s} {g:10s} tp{b.tp} pp{b.pp} B={b.B:3d} rps/GPU={b.rps_per_gpu:7.3f} "
-              f"J/req={b.j_per_req:7.1f} ttft={b.ttft_ms:6.0f} tbt={b.tbt_ms:5.1f} W={b.busy_power_w:6.0f} | "
-              f"@{lo.freq_mhz} rps/GPU={lo.rps_per_gpu:6.3f} J/req={lo.j_per_req:6.1f}")
+        print(f"  {m:14s} {s:10s} {g:10s} tp{b.tp} pp{b.pp} rps/GPU={b.rps_per_gpu:7.3f} J/req={b.j_per_req:7.1f} "
+              f"ttft={b.ttft_ms:6.0f} tbt={b.tbt_ms:5.1f} W={b.busy_power_w:6.0f} err={b.expected_error}")
     print("\ncarbon mean per region (gCO2/kWh): " +
           ", ".join(f"{r}={v:.0f}" for r, v in carbon.groupby("region", sort=False)["gco2_per_kwh"].mean().items()))
     print("price mean per region (USD/MWh): " +
@@ -707,11 +530,6 @@ def summarize(profiles, debug, carbon, prices_ts, demand, cc, alpha_c, n_alpha, 
     print(f"\ndemand total: mean {tot.mean():.1f}, peak {tot.max():.1f} req/s at {tot.idxmax()}")
     print(f"fleet fraction needed (sum_c d_c / cap_c): max {cc['frac'].max():.2f}, "
           f"mean {cc['frac'].mean():.2f}; eu on eu-central only: max {cc['frac_eu'].max():.2f}")
-    tp = cc["frac"].idxmax()
-    print(f"rough fleet capacity for the class mix of the busiest slot ({tp}): "
-          f"{tot[tp] / cc['frac'][tp]:.0f} req/s vs demand {tot[tp]:.1f} req/s")
-    print("per slot (UTC hour: demand req/s / fleet fraction / eu fraction): " + "  ".join(
-        f"{t[11:13]}:{tot[t]:.0f}/{cc['frac'][t]:.2f}/{cc['frac_eu'][t]:.2f}" for t in tot.index))
     print("GPUs: " + ", ".join(f"{g}={sum(r['counts'].get(g, 0) for r in REGIONS.values())}" for g in GPUS))
 
 
@@ -736,10 +554,9 @@ def main(argv: list[str] | None = None) -> int:
                 sys.exit(f"no price for {gname} in {rname}")
     shapes, shares, stats = build_shapes(shared)
     demand = build_demand(shares)
-    alpha_c, n_alpha = fit_alpha_compute(shared)
-    profiles, debug = build_profiles(shapes, alpha_c)
     rtt = rtt_table(shared)
     yaml_text = build_yaml(shapes, gpu_prices, rtt)
+    profiles = build_profiles(yaml_text)
 
     check_tables(profiles, {
         "carbon": (carbon, ["region"]),
@@ -751,14 +568,14 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "scenario.yaml").write_text(yaml_text)
     opts = dict(index=False, lineterminator="\n")
-    profiles.to_csv(out / "profiles.csv", float_format="%.10g", **opts)
+    (out / "profiles.csv").write_text(profiles_to_csv(profiles))
     carbon.to_csv(out / "carbon.csv", float_format="%.10g", **opts)
     demand.to_csv(out / "demand.csv", float_format="%.10g", **opts)
     prices_ts.to_csv(out / "electricity_price.csv", float_format="%.10g", **opts)
 
     if not args.quiet:
         cc = capacity_check(profiles, demand)
-        summarize(profiles, debug, carbon, prices_ts, demand, cc, alpha_c, n_alpha, shapes, shares, stats, clipped)
+        summarize(profiles, carbon, prices_ts, demand, cc, shapes, shares, stats, clipped)
         print(f"\nwrote {out}: scenario.yaml, profiles.csv ({len(profiles)} rows), carbon.csv ({len(carbon)}), "
               f"demand.csv ({len(demand)}), electricity_price.csv ({len(prices_ts)})")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -183,4 +184,74 @@ def import_cmd(
             n = len(imported)
             extra = f" (table now {len(df)} rows)" if merge is not None else ""
             err.print(escape(f"{n} profile row{'s' if n != 1 else ''} written to {target}{extra}"))
+    return 0
+
+
+def _parse_map(items: list[str], flag: str) -> dict[str, str]:
+    out, problems = {}, []
+    for it in items:
+        a, sep, b = it.partition("=")
+        if not sep or not a.strip() or not b.strip():
+            problems.append(Problem(flag, f"expected SCENARIO_NAME=MODEL_NAME, got {it!r}"))
+        else:
+            out[a.strip()] = b.strip()
+    if problems:
+        raise InputError(problems, "invalid option")
+    return out
+
+
+@profile_app.command("estimate")
+def estimate_cmd(
+    scenario: Optional[Path] = typer.Argument(None, help="Scenario file or folder (default: embedded)."),
+    profiles: Optional[Path] = typer.Option(None, "--profiles", help="Profile table to fill (default: the "
+                                            "scenario's own profiles CSV, if it exists)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the filled table here (CSV); "
+                                          "default: stdout."),
+    model: list[str] = typer.Option([], "--model", help="Only this scenario model (repeatable)."),
+    gpu: list[str] = typer.Option([], "--gpu", help="Only this scenario GPU type (repeatable)."),
+    model_map: list[str] = typer.Option([], "--model-map", help="SCENARIO_MODEL=KNOWN_MODEL when the "
+                                        "scenario's name differs from the performance model's (repeatable)."),
+    gpu_map: list[str] = typer.Option([], "--gpu-map", help="SCENARIO_GPU=KNOWN_GPU (repeatable)."),
+    skip_unknown: bool = typer.Option(False, "--skip-unknown", help="Skip models/GPUs the performance model "
+                                      "does not know (warning) instead of failing."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary on stderr."),
+):
+    """Add performance-model estimates for every profile row the scenario can use and the table lacks.
+
+    Existing rows are kept unchanged. Estimated rows say so in `source` and carry `expected_error`
+    (relative error of max_rps from the held-out calibration; docs/performance-model.md). Each shape
+    is profiled at the tightest SLO of its classes, less the smallest network RTT.
+    """
+    from rich.markup import escape
+
+    from .cli import err
+    from .io import _check_dir, atomic_write_text
+    from .profile_estimate import estimate_profiles, read_spec
+    from .profile_import import profiles_to_csv, read_profile_table
+
+    if output is not None:
+        _check_dir(output)
+    spec, base = read_spec(scenario)
+    table_path = profiles
+    if table_path is None and isinstance(spec.profiles, str):
+        cand = base / spec.profiles
+        table_path = cand if cand.exists() else None
+    existing = read_profile_table(table_path) if table_path is not None else None  # inline rows: a fresh table
+    table, rep = estimate_profiles(spec, existing, models=model or None, gpus=gpu or None,
+                                   model_map=_parse_map(model_map, "--model-map"),
+                                   gpu_map=_parse_map(gpu_map, "--gpu-map"), skip_unknown=skip_unknown)
+    for s in rep.skipped:
+        err.print("[yellow]warning:[/] " + escape(s))
+    text = profiles_to_csv(table)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        atomic_write_text(output, text)
+    if not quiet:
+        for (m, g), n in sorted(rep.added_by_pair.items()):
+            err.print(escape(f"{m} on {g}: {n} estimated row{'s' if n != 1 else ''} added"))
+        where = f" to {output}" if output is not None else ""
+        err.print(escape(f"{rep.kept} existing row{'s' if rep.kept != 1 else ''} kept, {rep.added} added; "
+                         f"{len(table)} rows written{where}"))
     return 0
