@@ -112,7 +112,7 @@ def test_clones(tmp_path, default_sc):
 
 def test_variants(tmp_path, default_sc):
     sc = planner.load_scenario(_gen(tmp_path / "v", regions=2, slots=2, gpus=6, models=3, classes=7, seed=2))
-    assert sc.gpus == ["A100-80GB", "H100-80GB", "L40S", "L4", "A100-80GB-v2", "H100-80GB-v2"]
+    assert sc.gpus == ["A100-80GB", "H100-80GB", "H200", "L4", "A100-80GB-v2", "H100-80GB-v2"]
     assert sc.models == ["llama-3.1-8b", "llama-3.1-70b", "llama-3.1-8b-v2"]
     assert len(set(sc.classes)) == 7 and {k.model for k in sc.spec.classes} == set(sc.models)
     p = sc.profiles
