@@ -30,11 +30,48 @@ class StatOpt(str, Enum):
     p99 = "p99"
 
 
-def _hooks() -> dict:
-    """Estimators for what a format does not measure: ``power_fn(deployment, point) -> (busy_w, idle_w)``
-    and ``ttft_fn(deployment, point) -> ms`` (see planner.profile_import). None: the user must give
-    the values as options. To be wired to the performance model."""
-    return {"power_fn": None, "ttft_fn": None}
+def _hooks(estimate: bool, input_tokens: int | None, perf_model: str | None, perf_gpu: str | None) -> dict:
+    """Estimators for what a format does not measure, from the calibrated performance model
+    (``--estimate-missing``): ``power_fn(deployment, point) -> (busy_w, idle_w)`` and
+    ``ttft_fn(deployment, point) -> ms`` (see planner.profile_import). Values the files measure or
+    the options give always win; the row's ``source`` says which values were estimated.
+
+    * idle power: the model's idle power of the replica (tp x pp GPUs at the given clock);
+    * busy power: the model's replica power when fully busy in memory-bound decode;
+    * TTFT: a stand-alone prefill of ``--input-tokens`` plus the decode iteration in flight at the
+      operating point (the measured TBT). It has no queueing wait: ML.ENERGY's runs are closed-loop.
+    Without ``--estimate-missing`` both hooks are None and missing values are an error.
+    """
+    if not estimate:
+        return {"power_fn": None, "ttft_fn": None}
+    from . import perfmodel
+
+    def replica(dep):
+        model = perf_model or dep.model
+        gpu = perf_gpu or dep.gpu
+        problems = []
+        if model not in perfmodel.known_models():
+            problems.append(Problem("--perf-model", f"the performance model does not know model {model!r} "
+                                    f"(known: {', '.join(perfmodel.known_models())})"))
+        if gpu not in perfmodel.known_gpus():
+            problems.append(Problem("--perf-gpu", f"the performance model does not know GPU {gpu!r} "
+                                    f"(known: {', '.join(perfmodel.known_gpus())})"))
+        if problems:
+            raise InputError(problems, "cannot estimate missing values")
+        return perfmodel.replica_model(model, gpu, int(dep.tp or 1), int(dep.pp or 1), dep.freq_mhz)
+
+    def power_fn(dep, point):
+        rm = replica(dep)
+        return rm.power_w(1.0), rm.idle_power_w
+
+    def ttft_fn(dep, point):
+        if input_tokens is None:
+            raise InputError([Problem("--input-tokens", "required to estimate TTFT (the prompt length of the "
+                                      "profiled workload)")], "cannot estimate missing values")
+        rm = replica(dep)
+        return rm.prefill_ms(float(input_tokens)) + float(point.tbt_ms or 0.0)
+
+    return {"power_fn": power_fn, "ttft_fn": ttft_fn}
 
 
 # options that make no sense for a format: an error, never silently ignored
@@ -100,6 +137,15 @@ def import_cmd(
                                                      "max_rps (not measured there), ms."),
     allow_empty: bool = typer.Option(False, "--allow-empty", help="Skip deployments where no run meets the SLO "
                                      "(warning) instead of failing; nothing is written if no row remains."),
+    estimate_missing: bool = typer.Option(False, "--estimate-missing", help="Fill what the files do not measure "
+                                          "(idle/busy power, ML.ENERGY TTFT) from the calibrated performance model; "
+                                          "the row's source says so."),
+    input_tokens: int | None = typer.Option(None, "--input-tokens", help="With --estimate-missing: prompt length "
+                                            "of the profiled workload, for the TTFT estimate."),
+    perf_model: str | None = typer.Option(None, "--perf-model", help="With --estimate-missing: the performance "
+                                          "model's name for the model, if it differs from --model."),
+    perf_gpu: str | None = typer.Option(None, "--perf-gpu", help="With --estimate-missing: the performance "
+                                        "model's name for the GPU, if it differs."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary on stderr."),
 ):
     """Convert benchmark results into profile rows (the scenario's profiles table) and write them as CSV.
@@ -144,9 +190,17 @@ def import_cmd(
     bad = [o for o in _NOT_FOR[kind] if given[o] is not None]
     if bad:
         raise InputError([Problem(o, f"does not apply to {_WHY[kind]}") for o in bad], "invalid option")
+    if estimate_missing and freq_mhz is None and (perf_gpu or gpu):
+        from . import perfmodel
+
+        if (perf_gpu or gpu) in perfmodel.known_gpus():  # default clocks: the GPU's max boost clock
+            freq_mhz = float(perfmodel.gpu_spec(perf_gpu or gpu).max_clock_mhz)
     dep = Deployment(model=model, gpu=gpu, tp=tp, pp=pp, freq_mhz=freq_mhz, shape=shape)
     slo = SLO(ttft_ms=ttft_ms, tbt_ms=tbt_ms, e2e_ms=e2e_ms, statistic=percentile.value if percentile else None)
-    hooks = _hooks()
+    if not estimate_missing and (input_tokens is not None or perf_model or perf_gpu):
+        raise InputError("--input-tokens, --perf-model and --perf-gpu apply only with --estimate-missing",
+                         "invalid option")
+    hooks = _hooks(estimate_missing, input_tokens, perf_model, perf_gpu)
     if kind == "vllm":
         df = import_vllm(files, dep, slo, busy_power_w=busy_power_w, idle_power_w=idle_power_w,
                          power_fn=hooks["power_fn"], interpolate=interpolate, allow_empty=allow_empty)

@@ -46,3 +46,52 @@ def test_every_row_carries_its_source():
 
 def test_default_scenario_loads_without_warnings(default_scenario):
     assert default_scenario.warnings == ()
+
+
+def test_profile_rows_say_whether_measured_or_estimated(default_scenario):
+    """A100-80GB and H100-80GB rows come from the model calibrated on their measurements; H200 and
+    L4 rows are spec-sheet estimates with a larger expected error. Every row carries an error."""
+    from planner.perfmodel import SOURCE_ESTIMATED, SOURCE_MEASURED
+
+    p = default_scenario.profiles
+    measured = p["gpu"].isin(["A100-80GB", "H100-80GB"])
+    assert (p.loc[measured, "source"] == SOURCE_MEASURED).all()
+    assert (p.loc[~measured, "source"] == SOURCE_ESTIMATED).all()
+    assert set(p["gpu"]) == {"A100-80GB", "H100-80GB", "H200", "L4"}
+    assert p["expected_error"].notna().all()
+    assert p.loc[~measured, "expected_error"].min() > p.loc[measured, "expected_error"].max() - 0.02
+
+
+def test_carbon_and_cost_plans_differ_in_where_and_how(tmp_path):
+    """One afternoon hour (15:00 UTC) of the default day: the carbon-optimal plan emits less and
+    costs more than the cost-optimal one, and they serve from a different mix of regions and configs.
+    (The note of issue 3 states the full-day totals.)"""
+    import shutil
+
+    import yaml
+
+    import planner
+    from planner.defaults import default_scenario_dir
+
+    d = tmp_path / "d"
+    shutil.copytree(default_scenario_dir(), d)
+    doc = yaml.safe_load((d / "scenario.yaml").read_text())
+    doc["horizon"] = {"start": "2023-06-15T15:00:00Z", "slot_minutes": 60, "slots": 1}
+    (d / "scenario.yaml").write_text(yaml.safe_dump(doc))
+    sc = planner.load_scenario(d)
+    carbon = planner.solve(sc, objective="carbon")
+    cost = planner.solve(sc, objective="cost")
+    for p in (carbon, cost):
+        assert planner.check(p, sc).ok
+    assert carbon.totals.carbon_kg < 0.8 * cost.totals.carbon_kg
+    assert cost.totals.cost_usd < 0.8 * carbon.totals.cost_usd
+
+    def mix(p, key):
+        out = {}
+        for dep in (x for s in p.slots for x in s.deployments):
+            k = key(dep)
+            out[k] = out.get(k, 0) + dep.gpus
+        return out
+
+    assert mix(carbon, lambda x: x.region) != mix(cost, lambda x: x.region)
+    assert mix(carbon, lambda x: x.freq_mhz) != mix(cost, lambda x: x.freq_mhz)
