@@ -79,8 +79,8 @@ def test_carbon_and_cost_plans_differ_in_where_and_how(tmp_path):
     doc["horizon"] = {"start": "2023-06-15T15:00:00Z", "slot_minutes": 60, "slots": 1}
     (d / "scenario.yaml").write_text(yaml.safe_dump(doc))
     sc = planner.load_scenario(d)
-    carbon = planner.solve(sc, objective="carbon")
-    cost = planner.solve(sc, objective="cost")
+    carbon = planner.solve(sc, objective="carbon", mip_gap=0.02)  # the assertions below leave > 20 % room
+    cost = planner.solve(sc, objective="cost", mip_gap=0.02)
     for p in (carbon, cost):
         assert planner.check(p, sc).ok
     assert carbon.totals.carbon_kg < 0.8 * cost.totals.carbon_kg
