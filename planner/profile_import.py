@@ -205,13 +205,13 @@ def _read_json(path: Path, problems: list[Problem]) -> Any:
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     """Files as given; a folder stands for every ``*.json`` and ``*.csv`` below it (sorted),
-    vLLM's ``*.pytorch.json`` side files excepted."""
+    vLLM's ``*.pytorch.json`` side files and the ML.ENERGY v2 tree's ``models.json`` index excepted."""
     out: list[Path] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
             found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in (".json", ".csv")
-                           and not q.name.endswith(".pytorch.json"))
+                           and not q.name.endswith(".pytorch.json") and q.name != "models.json")
             if not found:
                 raise InputError([Problem(str(p), "folder holds no .json or .csv file")])
             out.extend(found)
