@@ -249,7 +249,10 @@ def repair_replicas(lm: LinearModel, x: np.ndarray, eps: float = 1e-7) -> np.nda
 
     A MIP solver accepts integers within a tolerance (HiGHS: 1e-6), so a tiny load may sit on
     "0.000001 replicas". From each ``replica_capacity`` row ``sum_k a_k assign_k - U replicas <= 0``:
-    replicas = max(round(replicas), ceil(sum_k a_k assign_k / U - 1e-9)) wherever the load exceeds eps.
+    replicas = max(round(replicas), ceil(sum_k a_k assign_k / U - 1e-6)) wherever the load exceeds eps.
+    The 1e-6 is the LP feasibility slack: a full replica whose load the solver reports as 1 + 1e-7
+    of its capacity stays one replica (the checker accepts 1e-6 relative), instead of becoming two,
+    which could exceed the GPUs available.
     """
     x = np.asarray(x, float).copy()
     ints = lm.integrality
@@ -265,7 +268,7 @@ def repair_replicas(lm: LinearModel, x: np.ndarray, eps: float = 1e-7) -> np.nda
     load = np.zeros(blk.size)
     np.add.at(load, blk.rows[~neg], blk.vals[~neg] * np.maximum(x[blk.cols[~neg]], 0.0))
     ok = (ncol >= 0) & (load > eps) & (U > 0)
-    need = np.ceil(load[ok] / U[ok] - 1e-9)
+    need = np.ceil(load[ok] / U[ok] - 1e-6)
     x[ncol[ok]] = np.maximum(x[ncol[ok]], need)
     return x
 

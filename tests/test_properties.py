@@ -139,3 +139,18 @@ def test_backends_agree_on_default_scenario_slot():
         objs[b] = p.objective.value
     assert objs["pyomo"] == pytest.approx(objs["highs"], rel=1e-6)
     assert objs["pulp"] == pytest.approx(objs["highs"], rel=1e-6)
+
+
+def test_regression_full_replica_at_lp_slack_stays_one_replica():
+    """Found by the property test above: in r2 (1 GPU), the routing tie-break LP loaded the one
+    replica to its capacity plus LP feasibility slack (1 + 1e-7); replica repair rounded that up to 2
+    replicas, more GPUs than available. Repair now ignores load within 1e-6 of a whole replica."""
+    import json
+    from pathlib import Path
+
+    doc = json.loads((Path(__file__).parent / "fixtures" / "regressions" / "repair_lp_slack.json").read_text())
+    sc = planner.scenario_from_dict(doc)
+    for b in ("highs", "pyomo", "pulp"):
+        p = planner.solve(sc, mip_gap=0.0, backend=b, threads=1)
+        rep = planner.check(p, sc)
+        assert rep.ok, f"{b}: {rep.render()}"
