@@ -290,7 +290,12 @@ def estimate_cmd(
     if table_path is None and isinstance(spec.profiles, str):
         cand = base / spec.profiles
         table_path = cand if cand.exists() else None
-    existing = read_profile_table(table_path) if table_path is not None else None  # inline rows: a fresh table
+    if table_path is not None:
+        existing = read_profile_table(table_path)
+    elif isinstance(spec.profiles, list):  # inline rows in the scenario document
+        existing = read_profile_table(None, rows=list(spec.profiles), where=f"{base}: profiles")
+    else:
+        existing = None  # the scenario's profile CSV does not exist yet: a fresh table
     table, rep = estimate_profiles(spec, existing, models=model or None, gpus=gpu or None,
                                    model_map=_parse_map(model_map, "--model-map"),
                                    gpu_map=_parse_map(gpu_map, "--gpu-map"), skip_unknown=skip_unknown)

@@ -779,12 +779,23 @@ def import_mlenergy(paths: Sequence[str | Path], deployment: Deployment, slo: SL
                 tput = cf.number("output_throughput_tokens_per_sec", positive=True)
                 nout = cf.number("avg_output_len", positive=True)
                 par = c.get("parallelization") or {}
+                degrees = [1, 1, 1]
                 if not isinstance(par, dict):
                     cf._p("parallelization", f"wrong type: expected an object, got {type(par).__name__}")
+                else:
+                    pf = _Fields(par, f"{cw}.parallelization", problems)
+                    for i, k in enumerate(("tensor_parallel", "expert_parallel", "data_parallel")):
+                        v = pf.number(k, positive=True, optional=True)
+                        if v is not None and v != int(v):
+                            pf._p(k, f"not a whole number: {v:g}")
+                        elif v is not None:
+                            degrees[i] = int(v)
+                    if ngpu is not None and len(problems) == n1 and degrees[0] * degrees[1] * degrees[2] > ngpu:
+                        cf._p("num_gpus", f"{ngpu:g} GPUs cannot hold tensor x expert x data parallel "
+                                          f"{degrees[0]} x {degrees[1]} x {degrees[2]}")
                 if len(problems) > n1:
                     continue
-                tpv, epv, dpv = (int(par.get(k, 1) or 1) for k in ("tensor_parallel", "expert_parallel",
-                                                                   "data_parallel"))
+                tpv, epv, dpv = degrees
                 label = "+".join(f"{n}{v}" for n, v in (("dp", dpv), ("ep", epv), ("tp", tpv)) if v > 1) or "tp1"
                 if tpv > 1 and epv == 1 and dpv == 1:
                     label = f"tp{tpv}"
@@ -976,26 +987,36 @@ def _typed(df: pd.DataFrame, where: str, kinds: dict[str, str], optional: Sequen
     return frame
 
 
-def read_profile_table(path: str | Path) -> pd.DataFrame:
-    """Read and check an already-final profile table (the loader's columns and rules)."""
-    path = Path(path)
+def read_profile_table(path: str | Path, rows: list[dict] | None = None, where: str | None = None) -> pd.DataFrame:
+    """Read and check an already-final profile table (the loader's columns and rules): a CSV file,
+    or ``rows`` (a scenario's inline rows, reported as ``where[i]``)."""
     problems: list[Problem] = []
-    df = _read_csv(path, problems)
-    frame = None if df is None else _typed(df, str(path), PROFILE_COLUMNS, ["source", "expected_error"], problems)
+    if rows is None:
+        path = Path(path)
+        df = _read_csv(path, problems)
+        where = str(path)
+        label = lambda i: f"{path}: line {i + 2}"  # noqa: E731
+    else:
+        df = pd.DataFrame([{k: ("" if v is None else str(v)) for k, v in r.items()} if isinstance(r, dict) else {}
+                           for r in rows]) if rows else None
+        if df is None:
+            problems.append(Problem(where or "profiles", "table is empty"))
+        label = lambda i: f"{where}[{i}]"  # noqa: E731
+    frame = None if df is None else _typed(df, where, PROFILE_COLUMNS, ["source", "expected_error"], problems)
     if frame is not None:
         for i, r in frame.iterrows():
-            line = f"{path}: line {i + 2}"
+            line = label(i)
             for col in ("tp", "pp", "freq_mhz", "max_rps", "ttft_ms", "tbt_ms"):
                 if not r[col] > 0:
                     problems.append(Problem(line, f"{col}: must be positive"))
             if r["busy_power_w"] < r["idle_power_w"]:
                 problems.append(Problem(line, "busy_power_w is below idle_power_w"))
-        _check_duplicates(frame, lambda i: f"{path}: line {i + 2}", problems)
+        _check_duplicates(frame, label, problems)
     if problems:
         raise InputError(problems, "invalid profile table")
     frame["source"] = frame["source"].fillna("")
     frame.attrs["warnings"] = []
-    frame.attrs["lines"] = {i: f"{path}: line {i + 2}" for i in range(len(frame))}
+    frame.attrs["lines"] = {i: label(i) for i in range(len(frame))}
     return frame[COLUMNS]
 
 

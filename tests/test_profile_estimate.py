@@ -154,3 +154,18 @@ def test_import_estimate_missing_fills_from_the_performance_model(tmp_path, caps
     assert row["ttft_ms"] == pytest.approx(rm.prefill_ms(409.0) + row["tbt_ms"], rel=1e-5)
     assert "from the performance model" in row["source"]
     assert main([*base, "--input-tokens", "409", "-o", str(out)]) == 2  # only with --estimate-missing
+
+
+def test_cli_estimate_keeps_inline_profile_rows(tmp_path, capsys):
+    """A scenario whose profile rows are inline: the measured row (max_rps 33) is kept, not replaced
+    by the model's estimate for the same key."""
+    doc = _doc()
+    d = tmp_path / "inline"
+    d.mkdir()
+    (d / "scenario.yaml").write_text(yaml.safe_dump(doc))
+    out = tmp_path / "filled.csv"
+    assert main(["profile", "estimate", str(d), "-o", str(out)]) == 0
+    df = pd.read_csv(out)
+    row = df[(df["gpu"] == "H100-80GB") & (df["tp"] == 1) & (df["pp"] == 1) & (df["freq_mhz"] == 1980)]
+    assert len(row) == 1 and row["max_rps"].iloc[0] == 33.0 and row["source"].iloc[0] == "measured by hand"
+    assert "1 existing row kept" in capsys.readouterr().err

@@ -466,3 +466,22 @@ def test_profile_table_validated_and_merged(tmp_path, capsys):
     doc["profiles"] = "p.csv"
     sc = planner.scenario_from_dict(doc, base_dir=tmp_path)
     assert len(sc.profiles) == 3
+
+
+@pytest.mark.parametrize("par, needle", [
+    ({"tensor_parallel": "abc"}, "field 'tensor_parallel': wrong type"),
+    ({"tensor_parallel": 2, "data_parallel": [1]}, "field 'data_parallel': wrong type"),
+    ({"tensor_parallel": 1.5}, "field 'tensor_parallel': not a whole number"),
+    ({"tensor_parallel": 64}, "cannot hold tensor x expert x data parallel"),
+])
+def test_cli_mlenergy_v3_bad_parallelization(par, needle, tmp_path, capsys):
+    doc = json.loads(V3.read_text())
+    doc["configurations"][0]["parallelization"] = par
+    f = tmp_path / "v3.json"
+    f.write_text(json.dumps(doc))
+    out = tmp_path / "out.csv"
+    code = main(["profile", "import", str(f), "--tbt-ms", "50", "--freq-mhz", "1980", "--shape", "s",
+                 "--idle-power-w", "100", "--ttft-ms-estimate", "100", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "configurations[0].parallelization" in err or "num_gpus" in err
+    assert not out.exists()
