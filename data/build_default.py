@@ -19,7 +19,7 @@ carbon.csv             timestamp,region,gco2_per_kwh,source -- 24 hourly values 
 electricity_price.csv  timestamp,region,usd_per_mwh,source -- 24 hourly values per region.
 demand.csv             timestamp,class,origin,rate_rps,source -- 24 hourly values per pair.
 profiles.csv           model,gpu,tp,pp,freq_mhz,shape,max_rps,ttft_ms,tbt_ms,busy_power_w,
-                       idle_power_w,source -- provisional roofline estimate.
+                       idle_power_w,source,expected_error -- the calibrated performance model.
 
 Derivation
 ----------
@@ -36,17 +36,12 @@ Electricity price. ``energy-prices/<ZONE>.csv``, column "Price (USD/MWh)", same 
 Negative prices would be clipped at 0 (the planner rejects negative numbers); none occur on
 this day for the chosen zones, and the script reports how many values it clipped.
 
-GPU prices (USD per GPU-hour, on-demand ``Price``/``AcceleratorCount``):
-* A100-80GB, H100-80GB: ``prices/azure_gpu_vms.csv``. The profile uses SXM datasheet specs and
-  TP up to 8, so the 8-GPU SXM instances are preferred (Standard_ND96amsr_A100_v4,
-  Standard_ND96isr_H100_v5). Where the Azure region has no such instance, the region's
-  PCIe/NVL single-node price (Standard_NC*ads_A100_v4 / Standard_NC*ads_H100_v5, cheapest per
-  GPU) is scaled by the median ND/NC per-GPU ratio over all Azure regions listing both.
-* L4: ``prices/gcp_gpu_vms.csv`` (GPU-only price, no host VM; cheapest zone of the mapped
-  GCP region).
-* L40S: no catalog in the shared data lists it. Proxy: Lambda ``gpu_1x_a6000`` (RTX A6000,
-  48 GB, the previous-generation card of the same class) from ``prices/lambda_gpu_vms.csv``,
-  same price in every region.
+GPU prices (USD per GPU-hour). ``data/prices.py`` turns ``prices/{azure,gcp,lambda}_gpu_vms.csv``
+into per-GPU on-demand and spot prices (Azure: VM price / GPUs; GCP: GPU price plus its share of
+the host VM; outliers dropped; see that module). Each region maps to Azure and GCP cloud regions
+(REGIONS["clouds"]); a GPU type's price is the cheapest on-demand price among them, and the YAML
+comment names the instance, cloud region and spot price. A GPU type is offered in a region only
+where one of its cloud regions lists it (no H200 in ca-central, no H100-80GB in ap-southeast).
 
 GPU availability (``count``) and PUE are stated assumptions (see REGIONS and README).
 
@@ -70,35 +65,17 @@ R = 2.5; code: peak 14:00 local, R = 4 (working-day pattern). Origins' local tim
 eu UTC+2, asia UTC+8 (June). The shape is an assumption: no multi-day LLM trace is in the
 shared data; the Azure trace is used only for shapes and the class mix.
 
-Profiles (provisional roofline model, to be replaced by a calibrated one). For each model,
-GPU, TP in {1,2,4,8}, PP in {1,2}: n = tp*pp GPUs. A config is kept if its weights plus the
-KV cache of MIN_BATCH sequences of the model's longest shape fit in n*(0.9*mem - 1.5 GB), and
-n <= 2*n_min (n_min: the smallest fitting GPU count), which drops needlessly wide replicas.
-Frequencies: 5 levels evenly spaced from 0.6*fmax to fmax, rounded to 15 MHz; r = f/fmax.
-With W = weight bytes, k = KV bytes per token, P = params, L = in + out/2 (mean context),
-BW_eff = 0.7*BW, F_eff = 0.5*FLOPS*r (per GPU):
-  decode step  t_step(B) = W/(tp*BW_eff) + B*k*L/(n*BW_eff) + 2*P*B/(n*F_eff)
-                           + t_allreduce(tp, B) + (pp-1)*t_hop
-    (with PP each stage still reads its weights once per micro-batch, so the weight term does
-     not shrink with pp; KV and compute spread over all n GPUs)
-  prefill (per request, GPU occupancy) t_pf = max(2*P*in/(n*F_eff), W/(n*BW_eff))
-                                               + t_allreduce_prefill/pp
-  prefill latency                      t_pf_lat = t_pf * pp + (pp-1)*t_hop
-  effective TBT (chunked prefill mixes new prompts into decode steps)
-                tbt(B) = t_step(B) + B*t_pf/out
-  max_rps(B) = B/(out*tbt(B)) = B/(out*t_step(B) + B*t_pf)
-  B = largest batch (<= 256, KV fits) with tbt(B) <= max(TBT_REF[shape], 1.25*tbt(1))
-  ttft = 2*t_pf_lat + t_step(B)      (queueing factor 2, plus the running iteration)
-All-reduce: 2 per layer, alpha + 2(tp-1)/tp * bytes/(0.7*link), link = NVLink for SXM parts,
-PCIe Gen4 x16 for L40S/L4.
-Power per GPU: idle = 0.2*TDP; c = compute share of the busy time (decode compute + prefill
-over tbt); u = 0.35 + 0.5*c; busy = idle + (u*TDP - idle) * (c*r^ALPHA_C + (1-c)*r^ALPHA_M).
-ALPHA_C is fitted here on perseus-dvfs A100 forward-pass power (stage 0 of both A100 files,
-P_idle as above); ALPHA_M = 1 (memory-bound phases: HBM power does not scale with SM clock;
-an assumption). Replica power = n x per-GPU power; busy <= n*TDP, busy >= idle by construction.
+Profiles. The scenario document is written first, then ``planner.profile_estimate.estimate_profiles``
+fills the profile table from the calibrated performance model (``planner/perfmodel.py``,
+docs/performance-model.md), exactly as ``plan profile estimate`` does: every (model, GPU type,
+tp in {1,2,4,8}, pp in {1,2}, one of 5 clock levels, shape) whose weights and KV cache fit and
+that is not needlessly wide, each shape at the tightest SLO of its classes less the smallest RTT.
+A100-80GB and H100-80GB rows rest on measurements; H200 and L4 rows are spec-sheet estimates.
+Each row carries ``source`` and ``expected_error``.
 
 Checks. The script asserts the schema invariants it can check without the planner (24 regular
-hourly points per series, idle identical across shapes, busy >= idle > 0, monotone in clock)
+hourly points per series, idle identical across shapes, busy >= idle > 0, busy <= TDP x GPUs,
+max_rps and busy power monotone in clock)
 and prints a rough capacity check: for each slot, sum over classes of demand / (capacity of
 the whole fleet at 0.8 utilisation if it served only that class, best SLO-feasible config per
 GPU type, ignoring RTT) -- a value below 1 means a fractional split of the fleet serves all
