@@ -57,11 +57,14 @@ TP_SET = (1, 2, 4, 8)
 PP_SET = (1, 2)
 
 SOURCE_MEASURED = "calibrated model (ML.ENERGY v2/v3, Splitwise)"
+"""Source of rows for a GPU measured on every source (H100-80GB); see :func:`source_label`."""
 SOURCE_ESTIMATED = "estimated from spec sheet"
+_SOURCE_NAMES = {"ml-energy-v2": "ML.ENERGY v2", "ml-energy-v3": "ML.ENERGY v3", "splitwise": "Splitwise"}
 
 ERROR_BOUNDS = {
     # Held-out error bounds, checked by tests/test_calibration.py: (source, metric) -> (median, p90) of
-    # the absolute relative error. A little above the values in data/calibration_errors.csv.
+    # the absolute relative error (the median is what ``expected_error`` reports). A little above the
+    # values in data/calibration_errors.csv.
     ("splitwise", "token_time"): (0.13, 0.32),
     ("splitwise", "prompt_time"): (0.17, 0.40),
     ("ml-energy-v2", "tpot"): (0.25, 0.85),
@@ -72,12 +75,22 @@ ERROR_BOUNDS = {
     ("ml-energy-v3", "power"): (0.12, 0.23),
     ("leave-one-gpu-out", "throughput"): (0.12, 0.34),
     ("leave-one-gpu-out", "token_time"): (0.19, 0.33),
+    ("splitwise-transfer", "throughput"): (0.11, 0.30),
     ("perseus-dvfs", "time"): (0.03, 0.04),
     ("perseus-dvfs", "power"): (0.05, 0.16),
     ("splitwise-pcap", "prompt_time_ratio"): (0.12, 0.12),
 }
-TRT_RATIO_MAX = 1.0
-"""Our vLLM offline throughput must stay below TensorRT-LLM's measured maximum (an upper bound)."""
+TRT_RATIO_MAX = 0.6
+"""Our BF16 vLLM offline throughput stays well below TensorRT-LLM's FP8/FP4 measured maximum: the
+largest observed ratio is 0.50, so a bound of 0.6 catches a regression (1.0 would be the physical bound)."""
+LATENCY_QUANTUM_MS = 0.1
+"""Profile rows give TTFT and TBT rounded *up* to this step; the SLO checks are made on the rounded values."""
+MAX_RPS_DIGITS = 4
+"""Profile rows give ``max_rps`` rounded *down* to this many significant digits."""
+TBT_TAIL_CHECK = True
+"""Capacity also requires the decode step that carries a prompt chunk to stay within the TBT target, not
+only the mean TBT: the chunk (vLLM ``max_num_batched_tokens``) is lowered below ``CHUNK_TOKENS`` as far as
+needed, at the cost of more prefill steps in TTFT (docs/performance-model.md, "Which statistic")."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,8 +145,23 @@ class ModelSpec:
 
     @property
     def kv_bytes_per_token(self) -> float:
-        """K and V of every layer for one token."""
+        """K and V of every layer for one token (one copy of every KV head)."""
         return 2 * self.layers * self.kv_heads * self.head_dim * BYTES_PER_PARAM
+
+    def tp_ok(self, tp: int) -> bool:
+        """Whether tensor parallelism ``tp`` splits the model as vLLM requires: query heads divisible by
+        ``tp``, and KV heads either divisible by ``tp`` or (``tp > kv_heads``) dividing it."""
+        return self.heads % tp == 0 and (self.kv_heads % tp == 0 or tp % self.kv_heads == 0)
+
+    def kv_heads_stored(self, tp: int) -> int:
+        """KV heads held by a TP group of ``tp`` GPUs: ``kv_heads``, or ``tp`` when ``tp > kv_heads``
+        (every GPU holds at least one KV head, so heads are replicated ``tp / kv_heads`` times)."""
+        return max(self.kv_heads, tp)
+
+    def kv_bytes_per_token_tp(self, tp: int) -> float:
+        """KV bytes one token occupies (and a decode step reads) across a replica with TP ``tp``,
+        replicated KV heads included."""
+        return 2 * self.layers * self.kv_heads_stored(tp) * self.head_dim * BYTES_PER_PARAM
 
     @property
     def attn_dim(self) -> int:
@@ -208,7 +236,8 @@ class Params:
     ``ar_us``: latency of one all-reduce per doubling of TP (NVLink); ``phi``: share of compute
     time that scales with 1/clock; ``idle_frac``, ``p_mem``, ``p_comp``: per-GPU power (share of
     TDP) when idle, in memory-bound and in compute-bound work; ``gamma_c``/``gamma_m``: clock
-    exponent of dynamic power in compute- / memory-bound work.
+    exponent of dynamic power in compute- / memory-bound work; ``expected_error``: median relative
+    error of ``max_rps`` at max clock; ``source``: the rows' source label.
     """
 
     eta_bw: float
@@ -224,10 +253,26 @@ class Params:
     gamma_m: float
     measured: bool
     expected_error: float
+    source: str = ""
+
+
+def source_label(gpu: str, cal: dict | None = None) -> str:
+    """The ``source`` of a GPU's profile rows: ``"calibrated model (<its measurement sources>)"`` for a
+    measured GPU, e.g. ``"calibrated model (Splitwise)"`` for A100-80GB and :data:`SOURCE_MEASURED`
+    for H100-80GB; :data:`SOURCE_ESTIMATED` for the others."""
+    g = (cal or calibration())["gpu"].get(gpu)
+    if g is None:
+        return SOURCE_ESTIMATED
+    names = [_SOURCE_NAMES[s] for s in g["sources"]]
+    if "ML.ENERGY v2" in names and "ML.ENERGY v3" in names:
+        names = ["ML.ENERGY v2/v3"] + [n for n in names if not n.startswith("ML.ENERGY")]
+    return f"calibrated model ({', '.join(names)})"
 
 
 def params_for(gpu: str, stack: str = PLANNING_STACK, cal: dict | None = None) -> Params:
-    """Parameters for ``gpu``: its own fitted efficiencies if it was measured, else the default."""
+    """Parameters for ``gpu``: its own fitted efficiencies if it was measured, else the default.
+    ``expected_error`` (median relative error of ``max_rps`` at max clock) is the GPU's own for a
+    measured GPU, else the estimated-GPU error."""
     cal = cal or calibration()
     g = cal["gpu"].get(gpu)
     measured = g is not None
@@ -237,7 +282,8 @@ def params_for(gpu: str, stack: str = PLANNING_STACK, cal: dict | None = None) -
     return Params(eta_bw=eff["eta_bw"], eta_f=eff["eta_f"], step_ms=sw["step_ms"], seq_ms=sw["seq_ms"],
                   ar_us=sw["ar_us"], phi=dv["phi"], idle_frac=pw["idle_frac"], p_mem=pw["p_mem"],
                   p_comp=pw["p_comp"], gamma_c=dv["gamma_c"], gamma_m=dv["gamma_m"], measured=measured,
-                  expected_error=ee["measured"] if measured else ee["estimated"])
+                  expected_error=g["expected_error"] if measured else ee["estimated"],
+                  source=source_label(gpu, cal))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,6 +301,8 @@ class Capacity:
     batch: int
     busy_power_w: float
     idle_power_w: float
+    chunk_tokens: int = CHUNK_TOKENS
+    """Prompt tokens per step (``max_num_batched_tokens``) that keeps the chunk-carrying step within TBT."""
 
 
 @dataclass(frozen=True)
@@ -296,6 +344,7 @@ class ReplicaModel:
     cmp_w: float     # power while compute-bound, at this clock
     measured: bool
     expected_error: float
+    source: str = SOURCE_ESTIMATED
 
     # ---- times
     def decode_step_ms(self, batch: float, context_tokens: float) -> float:
@@ -353,8 +402,19 @@ class ReplicaModel:
     def idle_power_w(self) -> float:
         return self.idle_w
 
+    def tail_step_ms(self, batch: float, input_tokens: float, output_tokens: float,
+                     chunk_tokens: float = CHUNK_TOKENS) -> float:
+        """The decode step that carries a whole prompt chunk (``min(input, chunk_tokens)`` prompt
+        tokens): the step every decoding sequence sees whenever a prompt is admitted. The mean
+        :meth:`tbt_ms` spreads that work over ``output/batch`` steps."""
+        s = np.minimum(float(input_tokens), chunk_tokens)
+        return self.decode_step_ms(batch, input_tokens + output_tokens / 2.0) + self.prefill_work_ms(s)
+
     # ---- capacity at an SLO
-    def _curves(self, input_tokens: float, output_tokens: float):
+    def _curves(self, input_tokens: float, output_tokens: float, tbt_target: float | None = None):
+        """Per batch 1..max_batch: (batch, mean tbt, rate, ttft, e2e, chunk tokens). With a TBT target
+        (and ``TBT_TAIL_CHECK``) the prefill chunk is the largest ≤ ``CHUNK_TOKENS`` whose step stays
+        within it; it is 0 where no chunk carrying the mean prefill load per step fits."""
         bmax = self.max_batch(input_tokens + output_tokens)
         if bmax < 1:
             return None
@@ -367,36 +427,61 @@ class ReplicaModel:
         # TTFT: the iteration in flight (tbt), then the request's own prefill latency through the
         # pipeline inside a step (step + its chunks), plus an allowance for prefills queued ahead
         # (M/D/1 with service = prefill work, utilisation rho = rate × work).
-        chunks = math.ceil(input_tokens / CHUNK_TOKENS)
+        chunk = np.full_like(b, float(CHUNK_TOKENS))
+        if TBT_TAIL_CHECK and tbt_target is not None:
+            room = np.maximum(tbt_target - step, 0.0)                # prefill work a step may carry
+            smax = (2 * room / (self.pf1 + np.sqrt(self.pf1 ** 2 + 4 * self.pf2 * room))) if self.pf1 > 0 \
+                else np.full_like(b, float(CHUNK_TOKENS))
+            chunk = np.minimum(chunk, np.floor(smax + 1e-9))
+            # the budget must carry the mean prefill load (b/out prompts per step)
+            chunk = np.where((chunk >= 1) & (chunk >= b / output_tokens * input_tokens - 1e-9), chunk, 0.0)
+        chunks = np.ceil(input_tokens / np.maximum(chunk, 1.0))
         own = chunks * step + (self.pf_lat1 * input_tokens + self.pf_lat2 * input_tokens ** 2)
         rho = np.minimum(rate * pw / 1e3, 0.999)
         wait = rho * pw / (2.0 * (1.0 - rho))
         ttft = tbt + own + TTFT_QUEUE_ALLOWANCE * wait
         e2e = ttft + (output_tokens - 1) * tbt
-        return b, tbt, rate, ttft, e2e
+        return b, tbt, rate, ttft, e2e, chunk
 
     def capacity(self, input_tokens: float, output_tokens: float, ttft_ms: float, tbt_ms: float,
-                 e2e_ms: float | None = None) -> Capacity | None:
+                 e2e_ms: float | None = None, latency_quantum_ms: float | None = None) -> Capacity | None:
         """Largest request rate one replica sustains with TTFT, TBT (and end-to-end latency, when given)
         within target, or ``None`` when even one sequence misses a target or does not fit.
 
-        The batch ``B`` (concurrent sequences) is the largest that meets every target; the rate is
-        ``B / (output × tbt(B))`` (Little's law over the decode phase). ``busy_power_w`` is the replica
-        power at that rate."""
-        cur = self._curves(float(input_tokens), float(output_tokens))
+        Statistics: ``tbt_ms`` is the steady-state *mean* time between tokens (decode step plus each
+        step's share of the chunked prefills); ``ttft_ms`` is the iteration in flight + the request's
+        own chunked prefill + 2 × the mean M/D/1 wait for prefills queued ahead (a tail allowance,
+        not a measured percentile); ``e2e_ms = ttft + (output − 1) × tbt``. With ``TBT_TAIL_CHECK``
+        the step that carries a prompt chunk (:meth:`tail_step_ms`) must also be within the TBT
+        target: the chunk is lowered below ``CHUNK_TOKENS`` as needed (``Capacity.chunk_tokens``),
+        which adds prefill steps to the TTFT. The batch ``B`` (concurrent sequences) is the largest-rate one that meets every
+        target; the rate is ``B / (output × tbt(B))`` (Little's law over the decode phase).
+        ``busy_power_w`` is the replica power at that rate.
+
+        ``latency_quantum_ms``: check TTFT and TBT rounded *up* to this step (as :func:`profile_rows`
+        reports them), so the rounded values, and the e2e recomputed from them, meet the targets."""
+        inp, out = float(input_tokens), float(output_tokens)
+        cur = self._curves(inp, out, tbt_ms)
         if cur is None:
             return None
-        b, tbt, rate, ttft, e2e = cur
-        ok = (tbt <= tbt_ms) & (ttft <= ttft_ms)
+        b, tbt, rate, ttft, e2e, chunk = cur
+        if latency_quantum_ms:
+            tbt_c, ttft_c = _ceil_to(tbt, latency_quantum_ms), _ceil_to(ttft, latency_quantum_ms)
+            e2e_c = ttft_c + (out - 1) * tbt_c
+        else:
+            tbt_c, ttft_c, e2e_c = tbt, ttft, e2e
+        ok = (tbt_c <= tbt_ms) & (ttft_c <= ttft_ms)
+        ok &= chunk >= 1
         if e2e_ms is not None:
-            ok &= e2e <= e2e_ms
+            ok &= e2e_c <= e2e_ms
         if not ok.any():
             return None
         i = int(np.flatnonzero(ok)[np.argmax(rate[ok])])
         B = int(b[i])
         mix = self.busy_power_parts(B, input_tokens, output_tokens)
         return Capacity(max_rps=float(rate[i]), ttft_ms=float(ttft[i]), tbt_ms=float(tbt[i]), e2e_ms=float(e2e[i]),
-                        batch=B, busy_power_w=self.power_w(1.0, mix), idle_power_w=self.idle_w)
+                        batch=B, busy_power_w=self.power_w(1.0, mix), idle_power_w=self.idle_w,
+                        chunk_tokens=int(chunk[i]))
 
     def offline_throughput(self, input_tokens: float, output_tokens: float) -> float:
         """Output tokens/s at the largest batch that fits, no latency target (for bounds checks)."""
@@ -404,6 +489,31 @@ class ReplicaModel:
         if cur is None:
             return 0.0
         return float(cur[2][-1] * output_tokens)
+
+
+def _ceil_to(x, q: float):
+    """``x`` rounded up to a multiple of ``q`` (values within 1e-6·q of the grid snap to it). For
+    ``q = 1/k`` the result is the double nearest ``m/k``, i.e. what ``round(·, decimals)`` prints."""
+    k = round(1.0 / q)
+    grid = np.ceil(np.round(np.asarray(x, float) / q, 6))
+    out = grid / k if abs(k * q - 1.0) < 1e-12 else grid * q
+    return out if np.ndim(out) else float(out)
+
+
+def _round_latency(x: float, q: float = LATENCY_QUANTUM_MS) -> float:
+    """A latency as profile rows give it: rounded up to ``q``."""
+    return _ceil_to(x, q)
+
+
+def _floor_sig(x: float, digits: int = MAX_RPS_DIGITS) -> float:
+    """``x`` rounded down to ``digits`` significant digits (never above ``x``)."""
+    from decimal import ROUND_FLOOR, Decimal
+
+    if x <= 0 or not math.isfinite(x):
+        return float(x)
+    d = Decimal(x)
+    e = d.adjusted() - digits + 1
+    return float(d.quantize(Decimal(1).scaleb(e), rounding=ROUND_FLOOR))
 
 
 def _ar_latency_ms(g: GPUSpec, tp: int, p: Params) -> float:
@@ -431,7 +541,8 @@ def build_replica(m: ModelSpec, g: GPUSpec, tp: int, pp: int, freq_mhz: float, p
     # FLOPs shared by all n GPUs; 2 all-reduces per layer along a token's path
     mem0 = m.weight_bytes / (tp * bw) + 2 * m.layers * ar_lat + hop_lat
     mem1 = (ar_bytes_tok + hop_tok) / pp
-    mem2 = m.kv_bytes_per_token / (n * bw)
+    kv_tok = m.kv_bytes_per_token_tp(tp)                 # KV heads replicated when tp > kv_heads
+    mem2 = kv_tok / (n * bw)
     cmp1 = 2 * P / (n * fl)
     cmp2 = 4 * m.layers * m.attn_dim / (n * fl)
     # prefill: 2P FLOPs per token, causal attention 2·layers·attn_dim·s² FLOPs per prompt
@@ -448,9 +559,9 @@ def build_replica(m: ModelSpec, g: GPUSpec, tp: int, pp: int, freq_mhz: float, p
     return ReplicaModel(model=m.name, gpu=g.name, tp=tp, pp=pp, freq_mhz=float(freq_mhz), n_gpus=n,
                         oh0=p.step_ms, oh1=p.seq_ms, mem0=mem0, mem1=mem1, mem2=mem2, cmp1=cmp1, cmp2=cmp2,
                         pf1=pf1, pf2=pf2, pf_lat1=pf_lat1, pf_lat2=pf_lat2, pf_mem=pf_mem,
-                        kv_budget_bytes=kv_budget, kv_bytes_per_token=m.kv_bytes_per_token,
+                        kv_budget_bytes=kv_budget, kv_bytes_per_token=kv_tok,
                         idle_w=n * idle, mem_w=n * mem_w, cmp_w=n * cmp_w, measured=p.measured,
-                        expected_error=p.expected_error)
+                        expected_error=p.expected_error, source=p.source or SOURCE_ESTIMATED)
 
 
 @lru_cache(maxsize=4096)
@@ -459,8 +570,8 @@ def replica_model(model: str, gpu: str, tp: int, pp: int = 1, freq_mhz: float | 
     m, g = model_spec(model), gpu_spec(gpu)
     if tp not in TP_SET or pp < 1:
         raise InputError(f"tp must be one of {TP_SET} and pp >= 1 (got tp={tp}, pp={pp})")
-    if m.kv_heads % tp and tp % m.kv_heads:
-        raise InputError(f"tp={tp} does not split {model}'s {m.kv_heads} KV heads")
+    if not m.tp_ok(tp):
+        raise InputError(f"tp={tp} does not split {model}'s {m.heads} attention heads / {m.kv_heads} KV heads")
     f = float(g.max_clock_mhz if freq_mhz is None else freq_mhz)
     if not (0.3 * g.max_clock_mhz <= f <= g.max_clock_mhz):
         raise InputError(f"clock {f:g} MHz outside {gpu}'s range (0.3 × {g.max_clock_mhz} .. {g.max_clock_mhz} MHz)")
@@ -477,16 +588,19 @@ PROFILE_ROW_COLUMNS = ["model", "gpu", "tp", "pp", "freq_mhz", "shape", "max_rps
 
 def configs_for(model: str, gpu: str, longest_context: int, tps=TP_SET, pps=PP_SET) -> list[tuple[int, int]]:
     """(tp, pp) whose memory holds the weights plus the KV cache of ``MIN_FIT_BATCH`` sequences of
-    ``longest_context`` tokens, dropping needlessly wide ones (tp·pp > 2 × the smallest that fits)."""
+    ``longest_context`` tokens, dropping needlessly wide ones (tp·pp > 2 × the smallest that fits).
+    ``tp`` must divide the attention heads and divide or be a multiple of the KV heads
+    (:meth:`ModelSpec.tp_ok`); with ``tp > kv_heads`` the KV cache is replicated (every GPU holds at
+    least one KV head), which :meth:`ModelSpec.kv_bytes_per_token_tp` counts."""
     m, g = model_spec(model), gpu_spec(gpu)
     fits = []
     for tp in tps:
-        if m.kv_heads % tp and tp % m.kv_heads:
+        if not m.tp_ok(tp):
             continue
         for pp in pps:
             n = tp * pp
             budget = n * (MEM_UTIL * g.memory_gb - RESERVE_GB) * 1e9 - m.weight_bytes
-            if budget >= MIN_FIT_BATCH * longest_context * m.kv_bytes_per_token:
+            if budget >= MIN_FIT_BATCH * longest_context * m.kv_bytes_per_token_tp(tp):
                 fits.append((tp, pp))
     if not fits:
         return []
@@ -495,8 +609,9 @@ def configs_for(model: str, gpu: str, longest_context: int, tps=TP_SET, pps=PP_S
 
 
 def expected_error(rm: ReplicaModel) -> float:
-    """Expected relative error of ``max_rps``: the held-out error for measured GPUs or the
-    leave-one-GPU-out error for estimated ones, combined with the DVFS time error below max clock."""
+    """Expected error of ``max_rps``, as a median relative error: the GPU's held-out error (measured
+    GPUs) or the estimated-GPU error (with the leave-one-GPU-out error of the efficiencies), combined
+    in quadrature with the DVFS time error below max clock."""
     base = rm.expected_error
     if rm.freq_mhz < gpu_spec(rm.gpu).max_clock_mhz:
         return math.hypot(base, calibration()["expected_error"]["dvfs"])
@@ -512,7 +627,14 @@ def profile_rows(model: str, gpu: str, shapes: dict[str, tuple[float, float]],
     ``shapes``: name -> (input_tokens, output_tokens); ``slo_per_shape``: name -> (ttft_ms, tbt_ms,
     e2e_ms or None), the targets the row's ``max_rps`` is computed for (every shape in ``shapes``
     needs one). Rows with no operating point meeting the targets are omitted. Deterministic:
-    sorted by (tp, pp, freq_mhz, shape), numbers rounded.
+    sorted by (tp, pp, freq_mhz, shape).
+
+    ``tbt_ms`` is the steady-state mean TBT, ``ttft_ms`` the TTFT with its queueing allowance (see
+    :meth:`ReplicaModel.capacity`), not measured percentiles. Rounding never breaks a target:
+    TTFT and TBT are rounded *up* to ``LATENCY_QUANTUM_MS`` and the targets (e2e as ``ttft + (output −
+    1) × tbt``) are checked on the rounded values, lowering the operating point if needed; ``max_rps``
+    is rounded *down* to ``MAX_RPS_DIGITS`` significant digits. ``expected_error`` is the median
+    relative error of ``max_rps``; ``source`` is :func:`source_label`.
     """
     m, g = model_spec(model), gpu_spec(gpu)
     missing = sorted(set(shapes) - set(slo_per_shape))
@@ -530,13 +652,12 @@ def profile_rows(model: str, gpu: str, shapes: dict[str, tuple[float, float]],
             for shape in sorted(shapes):
                 inp, out = shapes[shape]
                 ttft, tbt, e2e = slo_per_shape[shape]
-                cap = rm.capacity(inp, out, ttft, tbt, e2e)
+                cap = rm.capacity(inp, out, ttft, tbt, e2e, latency_quantum_ms=LATENCY_QUANTUM_MS)
                 if cap is None:
                     continue
                 rows.append(dict(model=m.name, gpu=g.name, tp=tp, pp=pp, freq_mhz=int(f), shape=shape,
-                                 max_rps=float(f"{cap.max_rps:.4g}"), ttft_ms=round(cap.ttft_ms, 1),
-                                 tbt_ms=round(cap.tbt_ms, 1), busy_power_w=round(cap.busy_power_w, 1),
-                                 idle_power_w=round(cap.idle_power_w, 1),
-                                 source=SOURCE_MEASURED if rm.measured else SOURCE_ESTIMATED,
+                                 max_rps=_floor_sig(cap.max_rps), ttft_ms=_round_latency(cap.ttft_ms),
+                                 tbt_ms=_round_latency(cap.tbt_ms), busy_power_w=round(cap.busy_power_w, 1),
+                                 idle_power_w=round(cap.idle_power_w, 1), source=rm.source,
                                  expected_error=err))
     return pd.DataFrame(rows, columns=PROFILE_ROW_COLUMNS)

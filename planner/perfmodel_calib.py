@@ -403,6 +403,18 @@ def leave_one_gpu_out(points: pd.DataFrame, perseus: pd.DataFrame) -> pd.DataFra
     return pd.concat(out, ignore_index=True).assign(split="leave-one-gpu-out")
 
 
+def splitwise_transfer(points: pd.DataFrame, perseus: pd.DataFrame) -> pd.DataFrame:
+    """Stack transfer: a GPU measured on both ML.ENERGY and Splitwise (H100) is refitted with only its
+    Splitwise rows, as A100-80GB is calibrated, and its ML.ENERGY (vLLM) throughput predicted."""
+    mle = points.source.isin(["ml-energy-v2", "ml-energy-v3"])
+    out = []
+    for g in sorted(set(points[mle].gpu) & set(points[points.source == "splitwise"].gpu)):
+        st = fit(points[~(mle & (points.gpu == g))], perseus)
+        p = predict(st, points[mle & (points.gpu == g)])
+        out.append(p[p.metric == "throughput"].assign(source="splitwise-transfer"))
+    return pd.concat(out, ignore_index=True).assign(split="fit on Splitwise rows only")
+
+
 def dvfs_errors(perseus: pd.DataFrame, state: dict) -> pd.DataFrame:
     """Leave-one-file-out (model × GPU) prediction of forward time and power below max clock."""
     out = []
@@ -476,19 +488,33 @@ def calibrate(shared: Path) -> tuple[dict, pd.DataFrame]:
     logo = leave_one_gpu_out(core, perseus)
     dvfs = dvfs_errors(perseus, state)
     pcap = pcap_errors(points, state)
-    table = summarize(pd.concat([lomo, logo, dvfs, pcap], ignore_index=True))
+    transfer = splitwise_transfer(core, perseus)
+    table = summarize(pd.concat([lomo, logo, transfer, dvfs, pcap], ignore_index=True))
     trt = trt_ratios(state, load_trt(shared))
 
     def med(src, metric):
         row = table[(table.source == src) & (table.metric == metric)]
         return float(row.median_ape.iloc[0])
 
-    # measured GPUs: held-out throughput error; estimated GPUs: that combined (as independent errors)
-    # with the leave-one-GPU-out error of the efficiencies; below max clock: plus the DVFS time error
+    # Expected error = median relative error of max_rps. GPUs with ML.ENERGY (vLLM) measurements:
+    # the held-out throughput error; GPUs measured on Splitwise only (A100-80GB): that combined, as
+    # independent errors, with their own held-out Splitwise token/prompt-time error (the error of
+    # their efficiencies); estimated GPUs: the throughput error combined with the leave-one-GPU-out
+    # error of the efficiencies; below max clock: plus the DVFS time error.
     measured_err = max(med("ml-energy-v3", "throughput"), med("ml-energy-v2", "throughput"))
     logo_err = max(med("leave-one-gpu-out", "throughput"), med("leave-one-gpu-out", "token_time"))
     state["expected_error"] = dict(measured=round(measured_err, 3), estimated=round(math.hypot(measured_err, logo_err), 3),
                                    dvfs=round(med("perseus-dvfs", "time"), 3))
+    lomo_rel = lomo.assign(rel=((lomo.predicted - lomo.measured) / lomo.measured).abs())
+    for g, e in state["gpu"].items():
+        srcs = sorted(set(core[core.gpu == g].source))
+        e["sources"] = srcs
+        if any(s.startswith("ml-energy") for s in srcs):
+            e["expected_error"] = state["expected_error"]["measured"]
+        else:
+            sw = lomo_rel[(lomo_rel.gpu == g) & (lomo_rel.source == "splitwise")]
+            own = max(float(np.median(grp.rel)) for _, grp in sw.groupby("metric"))
+            e["expected_error"] = round(math.hypot(measured_err, own), 3)
     trt_row = dict(source="tensorrt-llm", metric="vllm_over_trt_throughput", split="ratio (bound check)",
                    n=len(trt), median_ape=round(float(trt.ratio.median()), 3),
                    p90_ape=round(float(trt.ratio.quantile(0.9)), 3), bias=round(float(trt.ratio.max()), 3))

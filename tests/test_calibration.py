@@ -39,6 +39,7 @@ def test_vllm_below_tensorrt_upper_bound(calibrated):
     trt = table[table.source == "tensorrt-llm"].iloc[0]
     assert trt.n > 10
     assert trt.bias < pm.TRT_RATIO_MAX  # bias column holds the largest ratio
+    assert pm.TRT_RATIO_MAX <= 0.6  # observed max 0.50: a looser bound would not catch a regression
 
 
 def test_committed_files_match_the_script(calibrated):
@@ -49,3 +50,20 @@ def test_committed_files_match_the_script(calibrated):
         "data/perf_calibration.json is stale: run python data/calibrate_perf.py"
     committed = pd.read_csv(io.StringIO(pm._data_text("calibration_errors.csv")))
     pd.testing.assert_frame_equal(committed, table.reset_index(drop=True), check_dtype=False)
+
+
+def test_per_gpu_expected_error_and_sources(calibrated):
+    """A100-80GB (Splitwise only) carries the ML.ENERGY throughput error combined with its own held-out
+    Splitwise error; GPUs with ML.ENERGY measurements carry the throughput error."""
+    import math
+
+    import numpy as np
+
+    cal, _ = calibrated
+    meas = cal["expected_error"]["measured"]
+    a = cal["gpu"]["A100-80GB"]
+    assert a["sources"] == ["splitwise"] and a["expected_error"] > meas
+    assert a["expected_error"] == pytest.approx(math.hypot(meas, 0.116), abs=0.01)
+    for g in ("A100-40GB", "B200", "H100-80GB"):
+        assert cal["gpu"][g]["expected_error"] == meas and any(s.startswith("ml-energy") for s in cal["gpu"][g]["sources"])
+    assert np.isfinite(meas)
