@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from enum import Enum
 from pathlib import Path
@@ -85,12 +86,15 @@ def demand(
                                                 help="A class bucket, e.g. chat-short:out<256 (repeat; default: the trace's class column)."),
     origin: Optional[str] = typer.Option(None, "--origin", help="Origin of every request (default: the trace's origin column)."),
     slot_minutes: int = typer.Option(60, "--slot-minutes", min=1, help="Slot length in minutes."),
-    start: Optional[str] = typer.Option(None, "--start", help="Place the first request at this time (ISO 8601); default: keep absolute trace times."),
-    slots: Optional[int] = typer.Option(None, "--slots", min=1, help="Number of slots (default: as many as the trace spans)."),
+    start: Optional[str] = typer.Option(None, "--start", help="Place the first request at this time (ISO 8601; the slots then start at it); default: keep absolute trace times, slots on the clock."),
+    slots: Optional[int] = typer.Option(None, "--slots", min=1, help="Number of slots (default: as many as the trace spans; at most 100,000)."),
     scale: float = typer.Option(1.0, "--scale", help="Multiply every rate by this factor."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output CSV (default: stdout)."),
 ):
-    """Demand table (timestamp,class,origin,rate_rps,source) from a request trace and token buckets."""
+    """Demand table (timestamp,class,origin,rate_rps,source) from a request trace and token buckets.
+
+    rate_rps = requests in the slot / seconds of the slot the trace covers (first to last request).
+    """
     from .datatools import demand_table, load_trace, parse_bucket, table_csv
 
     buckets = [parse_bucket(c) for c in classes] if classes else None
@@ -112,6 +116,9 @@ def shapes(
     buckets = [parse_bucket(c) for c in classes] if classes else None
     df = trace_shapes(load_trace(trace), buckets)
     if as_json:
-        sys.stdout.write(json.dumps(df.to_dict("records"), indent=1) + "\n")
+        # an empty bucket has no median or mean: null (NaN is not valid JSON)
+        records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+                   for r in df.to_dict("records")]
+        sys.stdout.write(json.dumps(records, indent=1, allow_nan=False) + "\n")
     else:
         sys.stdout.write(df.to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")

@@ -15,8 +15,9 @@ Two formats are read, detected from the header (or forced with ``fmt``):
 
 Demand (:func:`load_trace`, :func:`demand_table`, :func:`trace_shapes`): a request trace with one
 row per request (arrival time, input tokens, output tokens, optional class and origin) becomes the
-``demand`` table (``timestamp, class, origin, rate_rps, source``): requests per slot / slot
-seconds, for classes defined by token buckets (:func:`parse_bucket`).
+``demand`` table (``timestamp, class, origin, rate_rps, source``): requests per slot / seconds of
+the slot the trace covers (first to last request), for classes defined by token buckets
+(:func:`parse_bucket`).
 
 Every problem in an input raises :class:`~planner.errors.InputError` naming the file, the line
 (the header is line 1) and the column.
@@ -118,11 +119,51 @@ def _numbers(s: pd.Series, where: str, col: str, allow_empty: bool) -> np.ndarra
     return num
 
 
-def _times(s: pd.Series, where: str, col: str, tz: str, fmt: str | None = None) -> pd.DatetimeIndex:
-    t = s.astype(str).str.strip()
-    parsed = pd.to_datetime(t, errors="coerce", format=fmt or "ISO8601")
+_OFFSET = re.compile(r"\d\s*(?:Z|UTC|GMT|[+-]\d\d:?\d\d)$", re.IGNORECASE)  # a time ending in a UTC offset
+
+
+def _parse_times(t: pd.Series, fmt: str | None, utc: bool) -> pd.Series:
+    parsed = pd.to_datetime(t, errors="coerce", format=fmt or "ISO8601", utc=utc)
     if parsed.isna().any() and fmt is None:
-        parsed = pd.to_datetime(t, errors="coerce", format="mixed")
+        parsed = pd.to_datetime(t, errors="coerce", format="mixed", utc=utc)
+    return parsed
+
+
+def _first_unparsable(t: pd.Series) -> int | None:
+    """Index of the first value pandas cannot read on its own (for an error message), or None."""
+    for i, v in enumerate(t):
+        try:
+            if pd.isna(pd.to_datetime(v, utc=True, format="mixed")):
+                return i
+        except (ValueError, OverflowError, TypeError):
+            return i
+    return None
+
+
+def _times(s: pd.Series, where: str, col: str, tz: str, fmt: str | None = None) -> pd.DatetimeIndex:
+    """Parse a time column to UTC.
+
+    Values with a UTC offset (``Z``, ``+01:00``) are converted to UTC each by its own offset, so a column
+    may mix offsets (local time across a DST change, or ``Z`` next to ``+05:00``). Naive values are
+    local time in ``tz``; naive values next to offset ones are accepted only when ``tz`` is UTC.
+    """
+    t = s.astype(str).str.strip()
+    try:
+        try:
+            parsed = _parse_times(t, fmt, utc=False)
+        except ValueError:  # "Mixed timezones detected": offsets differ, or naive values next to offset ones
+            has_off = t.str.contains(_OFFSET).to_numpy()
+            if has_off.any() and not has_off.all() and str(tz).upper() not in ("UTC", "ETC/UTC", "GMT", "Z"):
+                i = int(np.nonzero(~has_off)[0][0])
+                j = int(np.nonzero(has_off)[0][0])
+                raise InputError([Problem(f"{where}: line {i + 2}, column {col!r}",
+                                          f"{s.iloc[i]!r} has no UTC offset but line {j + 2} ({s.iloc[j]!r}) has "
+                                          f"one: give every time an offset, or none (naive times are read as {tz})")])
+            parsed = _parse_times(t, fmt, utc=True)  # each value converted to UTC by its own offset
+    except (ValueError, OverflowError, TypeError) as e:
+        i = _first_unparsable(t)
+        loc = f"{where}: line {i + 2}, column {col!r}" if i is not None else f"{where}: column {col!r}"
+        raise InputError([Problem(loc, f"cannot read the times: {str(e).strip()}")]) from None
     bad = parsed.isna().to_numpy()
     if bad.any():
         i = int(np.nonzero(bad)[0][0])
@@ -256,8 +297,9 @@ def carbon_series(path: str | Path, start, end, signal: str = "direct", fmt: str
                   key: str | None = None, tz: str = "UTC", fill_hours: int = 0) -> tuple[pd.Series, str]:
     """One file's carbon-intensity series over ``[start, end)``: (values indexed by UTC time, source text).
 
-    The series keeps the file's own step (hourly for both formats). It starts at the last point at or
-    before ``start`` and must cover ``end``. Duplicated timestamps (a DST change in a local-time
+    The series keeps the file's own step, its most common spacing between rows (hourly for both
+    formats); a row off that grid is an error. It starts at the last point at or before ``start`` and
+    must cover ``end`` (the last point before ``end`` holds for one step). Duplicated timestamps (a DST change in a local-time
     export, a repeated row) are dropped when their values agree and are an error when they differ.
     A missing or empty value is a gap: an error naming the file and line, unless it spans at most
     ``fill_hours`` hours, in which case it is filled by linear interpolation (and the source says so).
@@ -301,14 +343,25 @@ def carbon_series(path: str | Path, start, end, signal: str = "direct", fmt: str
         raise InputError([Problem("--end", "must be after --start")])
     if len(ts) < 2:
         raise InputError([Problem(where, "needs at least two timestamps")])
-    step = int(np.diff(ts.asi8).min())
+    # the file's step is its most common spacing between rows (the smallest one on a tie), so that one
+    # irregular row is reported as off the grid rather than shrinking the step
+    spacings, freq = np.unique(np.diff(ts.asi8), return_counts=True)
+    step = int(spacings[np.argmax(freq)])
     step_h = step / 3.6e12
     first = np.searchsorted(ts.asi8, start.value, side="right") - 1
     if first < 0:
         raise InputError([Problem(where, f"starts at {_fmt(ts[0])}, after the window start {_fmt(start)}")])
     last = np.searchsorted(ts.asi8, end.value, side="left")  # exclusive
-    if ts[last - 1].value + step < end.value:
-        raise InputError([Problem(where, f"ends at {_fmt(ts[-1])} (+{step_h:g} h), before the window end {_fmt(end)}")])
+    covered = pd.Timestamp(ts[last - 1].value + step, tz="UTC")  # a point holds for one step
+    if covered < end:
+        if last == len(ts):
+            msg = (f"ends at {_fmt(ts[last - 1])} (line {lines[last - 1]}), which holds until {_fmt(covered)} with "
+                   f"the file's {step_h:g}-hour step, before the window end {_fmt(end)}")
+        else:
+            msg = (f"no value from {_fmt(covered)} to {_fmt(ts[last])} (the window ends {_fmt(end)}): the last point "
+                   f"before the window end is {_fmt(ts[last - 1])} (line {lines[last - 1]}), which holds for one "
+                   f"{step_h:g}-hour step, and the next is {_fmt(ts[last])} (line {lines[last]})")
+        raise InputError([Problem(where, msg)])
     ts, vals, lines = ts[first:last], vals[first:last], lines[first:last]
     # gaps: missing timestamps or empty values
     full = pd.date_range(ts[0], ts[-1], freq=pd.Timedelta(step)).as_unit("ns")
@@ -316,7 +369,9 @@ def carbon_series(path: str | Path, start, end, signal: str = "direct", fmt: str
     odd = ts.asi8[~np.isin(ts.asi8, full.asi8)]
     if odd.size:
         i = int(np.nonzero(ts.asi8 == odd[0])[0][0])
-        raise InputError([Problem(f"{where}: line {lines[i]}", f"timestamp {_fmt(ts[i])} is off the {step_h:g}-hour grid")])
+        raise InputError([Problem(f"{where}: line {lines[i]}",
+                                  f"timestamp {_fmt(ts[i])} is off the file's {step_h:g}-hour grid (its most common "
+                                  f"spacing between rows): an irregular row?")])
     if s.isna().any():
         line_of = dict(zip(ts.asi8, lines))
         na = s.isna().to_numpy()
@@ -574,17 +629,42 @@ def trace_shapes(trace: Trace, buckets: list[Bucket] | None = None) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
+MAX_SLOTS = 100_000
+"""Most slots :func:`demand_table` builds (a trace spanning more is an error suggesting --slots/--slot-minutes)."""
+MAX_ROWS = 5_000_000
+"""Most rows (classes x origins x slots) :func:`demand_table` builds."""
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 600:
+        return f"{seconds:.0f} s"
+    if seconds < 48 * 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 1000 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    return f"{seconds / (365.25 * 86400):.3g} years"
+
+
 def demand_table(trace: Trace, buckets: list[Bucket] | None, *, origin: str | None = None, slot_minutes: int = 60,
                  start=None, slots: int | None = None, scale: float = 1.0) -> pd.DataFrame:
     """The scenario's ``demand`` table from a trace: ``timestamp, class, origin, rate_rps, source``.
 
     Time: with ``start``, the first request is placed at ``start`` and every request keeps its offset
-    from it (the trace is shifted onto the scenario horizon); without it, absolute trace timestamps are
-    used as they are, floored to the slot grid (relative-second traces need ``start``).
-    Slot ``k`` covers ``[start + k*slot, start + (k+1)*slot)``; ``rate = requests in the slot / slot
-    seconds x scale``. ``slots`` defaults to the number of slots the trace spans; requests after the last
-    slot are left out (and counted in the source text). Every (class, origin, slot) gets a row, 0 when
-    empty, so each series is complete.
+    from it (the trace is shifted onto the scenario horizon), so the slot grid starts at the first
+    request and every slot but the last is fully covered. Without it, absolute trace timestamps are
+    kept and the grid starts at the first request floored to the slot length (so slots line up with a
+    scenario horizon on round times); the first slot is then partly covered. Relative-second traces
+    need ``start``.
+
+    The trace covers the time from its first to its last request. Slot ``k`` covers
+    ``[grid + k*slot, grid + (k+1)*slot)`` (the last request belongs to the slot it ends, even when it
+    falls exactly on a slot boundary) and ``rate = requests in the slot / seconds of the slot the trace
+    covers x scale``: a partly covered first or last slot is not diluted. Slots after the end of the
+    trace (with a larger ``slots``) cover nothing and get rate 0.
+
+    ``slots`` defaults to the number of slots the trace spans; requests after the last slot are left
+    out (and counted in the source text). Every (class, origin, slot) gets a row, 0 when empty, so each
+    series is complete. More than :data:`MAX_SLOTS` slots is an error.
     """
     if slot_minutes <= 0:
         raise InputError([Problem("--slot-minutes", "must be > 0")])
@@ -601,33 +681,69 @@ def demand_table(trace: Trace, buckets: list[Bucket] | None, *, origin: str | No
     else:
         raise InputError([Problem(trace.path, "no origin column: give --origin NAME")])
     slot_s = slot_minutes * 60.0
+    t = df["t"].to_numpy(dtype=float)
+    t = t - t.min()  # seconds since the first request
+    span_s = float(t.max())
+    name = Path(trace.path).name
+    if span_s <= 0:
+        raise InputError([Problem(trace.path, f"all {len(df)} request(s) arrive at the same time: the trace covers no "
+                                  "time, so no rate can be derived")])
     if start is not None:
-        t0 = _utc(start, "--start")
-        offs = df["t"].to_numpy() - df["t"].min()
-        shift = "first request placed at " + _fmt(t0)
+        grid = _utc(start, "--start")
+        lead = 0.0  # seconds from the grid start to the first request
+        shift = "first request placed at " + _fmt(grid)
+        when = ""
     elif trace.absolute_start is not None:
         first = trace.absolute_start
-        t0 = first.floor(pd.Timedelta(minutes=slot_minutes)) if slot_minutes <= 1440 else first.floor("D")
-        offs = df["t"].to_numpy() + (first - t0).total_seconds()
+        grid = first.floor(pd.Timedelta(minutes=slot_minutes)) if slot_minutes <= 1440 else first.floor("D")
+        lead = (first - grid).total_seconds()
         shift = "trace timestamps kept"
+        when = f" ({_fmt(first)} to {_fmt(first + pd.Timedelta(seconds=span_s))})"
     else:
         raise InputError([Problem(trace.path, "timestamps are relative seconds: give --start to place the trace")])
-    k = np.floor(offs / slot_s).astype(np.int64)
-    n_slots = int(slots) if slots is not None else int(k.max()) + 1
-    inside = k < n_slots
-    dropped = int((~inside).sum())
+    end_s = lead + span_s  # the trace covers [lead, end_s] from the grid start
+    need = max(1, math.ceil(end_s / slot_s))  # slots the trace touches
+    if slots is None and need > MAX_SLOTS:
+        n_txt = f"{need:,}" if need < 10**12 else f"{float(need):.3g}"
+        raise InputError([Problem(trace.path, f"the trace spans {_duration(span_s)}, {n_txt} slots of {slot_minutes} "
+                                  f"min, more than the limit of {MAX_SLOTS:,}: give longer slots (--slot-minutes) or "
+                                  f"keep only the first slots (--slots N)")])
+    n_slots = int(slots) if slots is not None else need
+    if n_slots > MAX_SLOTS:
+        raise InputError([Problem("--slots", f"{n_slots:,} slots is more than the limit of {MAX_SLOTS:,}")])
     classes = [b.name for b in buckets] if buckets else sorted(set(cls))
     origins = sorted(set(org))
-    counts = pd.DataFrame({"c": cls[inside], "o": org[inside], "k": k[inside]}).value_counts().to_dict()
-    span_s = float(offs.max()) if len(offs) else 0.0
-    src = (f"trace {Path(trace.path).name}: {len(df)} requests over {span_s / 60:.1f} min, {shift}, "
-           f"{slot_minutes}-min slots, rate = requests / slot seconds x {scale:g}")
+    n_c, n_o = len(classes), len(origins)
+    if n_c * n_o * n_slots > MAX_ROWS:
+        raise InputError([Problem(trace.path, f"the table would have {n_c * n_o * n_slots:,} rows ({n_c} classes x "
+                                  f"{n_o} origins x {n_slots:,} slots), more than the limit of {MAX_ROWS:,}")])
+    # slot of each request; the last request closes the last slot it touches, even on a boundary
+    k = np.minimum(np.floor((t + lead) / slot_s), float(need - 1))
+    inside = k < n_slots
+    dropped = int((~inside).sum())
+    ci = pd.Categorical(cls[inside], categories=classes).codes.astype(np.int64)
+    oi = pd.Categorical(org[inside], categories=origins).codes.astype(np.int64)
+    flat = (ci * n_o + oi) * n_slots + k[inside].astype(np.int64)
+    counts = np.bincount(flat, minlength=n_c * n_o * n_slots).reshape(n_c, n_o, n_slots)
+    lo = np.arange(n_slots) * slot_s
+    cover = np.clip(np.minimum(lo + slot_s, end_s) - np.maximum(lo, lead), 0.0, slot_s)  # seconds covered
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(cover > 0, counts / np.where(cover > 0, cover, 1.0), 0.0) * scale
+    stamps = (grid + pd.to_timedelta(lo, unit="s")).strftime(TS_FMT).to_numpy(dtype=object)
+    src = (f"trace {name}: {len(df)} requests over {_duration(span_s)}{when}, {shift}, {slot_minutes}-min slots, "
+           f"rate = requests / seconds of the slot covered by the trace (first to last request) x {scale:g}")
+    partial = [(j, cover[j]) for j in sorted({0, min(need, n_slots) - 1}) if 0 < cover[j] < slot_s]
+    if partial:
+        src += "; partly covered: " + ", ".join(f"{stamps[j]} {_duration(c)}" for j, c in partial)
+    if n_slots > need:
+        extra = n_slots - need
+        src += f"; {extra} slot{'s' if extra != 1 else ''} from {stamps[need]} after the end of the trace: rate 0"
     if dropped:
-        src += f"; {dropped} requests after the last slot left out"
-    rows = []
-    for c in classes:
-        for o in origins:
-            for s in range(n_slots):
-                n = counts.get((c, o, s), 0)
-                rows.append((_fmt(t0 + pd.Timedelta(seconds=s * slot_s)), c, o, round(n / slot_s * scale, 6), src))
-    return pd.DataFrame(rows, columns=["timestamp", "class", "origin", "rate_rps", "source"])
+        src += f"; {dropped} request{'s' if dropped != 1 else ''} after the last slot left out"
+    return pd.DataFrame({
+        "timestamp": np.tile(stamps, n_c * n_o),
+        "class": np.repeat(np.array(classes, dtype=object), n_o * n_slots),
+        "origin": np.tile(np.repeat(np.array(origins, dtype=object), n_slots), n_c),
+        "rate_rps": np.round(rate.reshape(-1), 6),
+        "source": src,
+    })
