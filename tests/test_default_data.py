@@ -49,13 +49,17 @@ def test_default_scenario_loads_without_warnings(default_scenario):
 
 
 def test_profile_rows_say_whether_measured_or_estimated(default_scenario):
-    """A100-80GB and H100-80GB rows come from the model calibrated on their measurements; H200 and
-    L4 rows are spec-sheet estimates with a larger expected error. Every row carries an error."""
-    from planner.perfmodel import SOURCE_ESTIMATED, SOURCE_MEASURED
+    """A100-80GB (Splitwise) and H100-80GB (ML.ENERGY and Splitwise) rows come from the model
+    calibrated on their measurements; H200 and L4 rows are spec-sheet estimates with a larger
+    expected error. Every row carries an error."""
+    from planner import perfmodel as pm
+    from planner.perfmodel import SOURCE_ESTIMATED
 
     p = default_scenario.profiles
     measured = p["gpu"].isin(["A100-80GB", "H100-80GB"])
-    assert (p.loc[measured, "source"] == SOURCE_MEASURED).all()
+    assert (p.loc[measured, "source"] == p.loc[measured, "gpu"].map(pm.source_label)).all()
+    assert set(p.loc[measured, "source"]) == {"calibrated model (Splitwise)",
+                                              "calibrated model (ML.ENERGY v2/v3, Splitwise)"}
     assert (p.loc[~measured, "source"] == SOURCE_ESTIMATED).all()
     assert set(p["gpu"]) == {"A100-80GB", "H100-80GB", "H200", "L4"}
     assert p["expected_error"].notna().all()
