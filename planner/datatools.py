@@ -25,7 +25,6 @@ Every problem in an input raises :class:`~planner.errors.InputError` naming the 
 
 from __future__ import annotations
 
-import io
 import math
 import re
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError, Problem
+from .io import read_csv_strings
 
 TS_FMT = "%Y-%m-%dT%H:%M:%SZ"
 SIGNALS = ("direct", "lifecycle")
@@ -77,29 +77,6 @@ def _utc(value, what: str) -> pd.Timestamp:
     if ts is pd.NaT:
         raise InputError([Problem(what, f"not an ISO 8601 time: {value!r}")])
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def _read_csv(path: Path) -> tuple[pd.DataFrame, str]:
-    where = str(path)
-    if not path.exists():
-        raise InputError([Problem(where, "file not found")])
-    if path.is_dir():
-        raise InputError([Problem(where, "is a directory, not a CSV file")])
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InputError([Problem(where, f"not UTF-8 text (byte {e.start})")]) from None
-    if not text.strip():
-        raise InputError([Problem(where, "file is empty")])
-    try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
-    except Exception as e:  # pandas parser errors
-        raise InputError([Problem(where, f"malformed CSV: {str(e).strip()}")]) from None
-    df.columns = [str(c).strip() for c in df.columns]
-    if df.empty:
-        raise InputError([Problem(where, "no data rows")])
-    return df, where
 
 
 def _numbers(s: pd.Series, where: str, col: str, allow_empty: bool) -> np.ndarray:
@@ -307,7 +284,7 @@ def carbon_series(path: str | Path, start, end, signal: str = "direct", fmt: str
     path = Path(path)
     if signal not in SIGNALS:
         raise InputError([Problem("--signal", f"must be one of {', '.join(SIGNALS)}, not {signal!r}")])
-    df, where = _read_csv(path)
+    df, where = read_csv_strings(path)
     f = fmt or detect_carbon_format(list(df.columns))
     if f is None:
         raise InputError([Problem(where, "unrecognised header (expected an Electricity Maps export or EIA-930 "
@@ -492,7 +469,7 @@ def load_trace(path: str | Path) -> Trace:
     of seconds (relative to any origin). Token counts must be whole numbers >= 0.
     """
     path = Path(path)
-    df, where = _read_csv(path)
+    df, where = read_csv_strings(path)
     low = {c.lower(): c for c in df.columns}
     cols = {}
     for canon, names in TRACE_HEADERS.items():

@@ -1,11 +1,15 @@
-"""Atomic file output: a failed run never leaves a partial file or destroys an existing one."""
+"""File I/O for users' files: atomic output (a failed run never leaves a partial file or destroys an
+existing one) and reading a CSV with every problem reported against the file."""
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+import pandas as pd
 
 from .errors import InputError, Problem
 
@@ -57,3 +61,31 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+
+
+def read_csv_strings(path: str | Path) -> tuple[pd.DataFrame, str]:
+    """A user's CSV file as strings (no NA guessing, headers stripped) and its label for errors.
+
+    Raises :class:`InputError` naming the file when it is missing, a directory, not UTF-8, empty,
+    malformed or without data rows."""
+    path = Path(path)
+    where = str(path)
+    if not path.exists():
+        raise InputError([Problem(where, "file not found")])
+    if path.is_dir():
+        raise InputError([Problem(where, "is a directory, not a CSV file")])
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError([Problem(where, f"not UTF-8 text (byte {e.start})")]) from None
+    if not text.strip():
+        raise InputError([Problem(where, "file is empty")])
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+    except Exception as e:  # pandas parser errors
+        raise InputError([Problem(where, f"malformed CSV: {str(e).strip()}")]) from None
+    df.columns = [str(c).strip() for c in df.columns]
+    if df.empty:
+        raise InputError([Problem(where, "no data rows")])
+    return df, where

@@ -28,7 +28,6 @@ each naming the file and field (or line).
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
@@ -41,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError, Problem
+from .io import read_csv_strings
 from .loading import PROFILE_COLUMNS, PROFILE_KEY
 
 COLUMNS = list(PROFILE_COLUMNS)
@@ -909,28 +909,12 @@ def import_mlenergy(paths: Sequence[str | Path], deployment: Deployment, slo: SL
 
 
 def _read_csv(path: Path, problems: list[Problem]) -> pd.DataFrame | None:
-    where = str(path)
-    if not path.exists():
-        problems.append(Problem(where, "file not found"))
-        return None
+    """:func:`planner.io.read_csv_strings`, collecting its problem instead of raising."""
     try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        problems.append(Problem(where, f"not UTF-8 text (byte {e.start})"))
+        return read_csv_strings(path)[0]
+    except InputError as e:
+        problems.extend(e.problems)
         return None
-    if not text.strip():
-        problems.append(Problem(where, "file is empty"))
-        return None
-    try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
-    except Exception as e:  # pandas parser errors
-        problems.append(Problem(where, f"malformed CSV: {str(e).strip()}"))
-        return None
-    df.columns = [str(c).strip() for c in df.columns]
-    if df.empty:
-        problems.append(Problem(where, "table has no rows"))
-        return None
-    return df
 
 
 def _typed(df: pd.DataFrame, where: str, kinds: dict[str, str], optional: Sequence[str],

@@ -169,3 +169,17 @@ def test_cli_estimate_keeps_inline_profile_rows(tmp_path, capsys):
     row = df[(df["gpu"] == "H100-80GB") & (df["tp"] == 1) & (df["pp"] == 1) & (df["freq_mhz"] == 1980)]
     assert len(row) == 1 and row["max_rps"].iloc[0] == 33.0 and row["source"].iloc[0] == "measured by hand"
     assert "1 existing row kept" in capsys.readouterr().err
+
+
+def test_a_folder_given_as_a_profile_table_is_a_clear_input_error(tmp_path, capsys):
+    """`--merge DIR` and `--profiles DIR` went through a CSV reader without the folder check and
+    ended as an internal error (exit 1); both now share the checked reader: exit 2, nothing written."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    out = tmp_path / "out.csv"
+    code = main(["profile", "import", str(FIX / "runs.csv"), "--ttft-ms", "500", "--tbt-ms", "50",
+                 "--merge", str(folder), "-o", str(out)])
+    assert code == 2 and "is a directory, not a CSV file" in capsys.readouterr().err
+    assert main(["profile", "estimate", "--profiles", str(folder), "-o", str(out)]) == 2
+    assert "is a directory, not a CSV file" in capsys.readouterr().err
+    assert not out.exists()
