@@ -280,7 +280,8 @@ def estimate_cmd(
 
     from .cli import err
     from .io import _check_dir, atomic_write_text
-    from .profile_estimate import estimate_profiles, read_spec
+    from .loading import read_spec
+    from .profile_estimate import estimate_profiles
     from .profile_import import profiles_to_csv, read_profile_table
 
     if output is not None:

@@ -189,16 +189,31 @@ def _pydantic_problems(e: ValidationError, where: str) -> list[Problem]:
     return out
 
 
+SCENARIO_FILES = ("scenario.yaml", "scenario.yml", "scenario.json")
+"""The names a scenario document may have inside a scenario folder, in order of preference."""
+
+
+def scenario_document_path(path: str | Path | None) -> Path:
+    """The scenario document a path means: the embedded default for None, a folder's scenario file
+    (:data:`SCENARIO_FILES`), else the path itself."""
+    if path is None:
+        from .defaults import default_scenario_path
+
+        return default_scenario_path()
+    path = Path(path)
+    if path.is_dir():
+        for name in SCENARIO_FILES:
+            if (path / name).exists():
+                return path / name
+    return path
+
+
 def _read_document(path: Path) -> dict:
     where = str(path)
     if not path.exists():
         raise ScenarioError([Problem(where, "file not found")])
     if path.is_dir():
-        cand = [path / "scenario.yaml", path / "scenario.yml", path / "scenario.json"]
-        found = [c for c in cand if c.exists()]
-        if not found:
-            raise ScenarioError([Problem(where, "directory has no scenario.yaml or scenario.json")])
-        return _read_document(found[0])
+        raise ScenarioError([Problem(where, "directory has no scenario.yaml or scenario.json")])
     raw = path.read_bytes()
     if not raw.strip():
         raise ScenarioError([Problem(where, "file is empty")])
@@ -228,27 +243,29 @@ def load_scenario(path: str | Path | None = None, **option_overrides: Any) -> Sc
     Keyword arguments override the scenario's options (e.g. ``objective="cost"``, ``budget_usd=5e4``).
     Raises :class:`~planner.errors.ScenarioError` listing every problem found.
     """
-    if path is None:
-        from .defaults import default_scenario_path
-
-        path = default_scenario_path()
-    path = Path(path)
-    if path.is_dir():
-        for name in ("scenario.yaml", "scenario.yml", "scenario.json"):
-            if (path / name).exists():
-                path = path / name
-                break
+    path = scenario_document_path(path)
     doc = _read_document(path)
     sc = scenario_from_dict(doc, base_dir=path.parent, source=str(path))
     return sc.with_options(**option_overrides)
 
 
-def scenario_from_dict(doc: dict, base_dir: str | Path | None = None, source: str = "<memory>") -> Scenario:
-    """Validate a scenario given as a dict (tables inline or as CSV paths relative to ``base_dir``)."""
+def _validate_spec(doc: dict, source: str) -> ScenarioSpec:
     try:
-        spec = ScenarioSpec.model_validate(doc)
+        return ScenarioSpec.model_validate(doc)
     except ValidationError as e:
         raise ScenarioError(_pydantic_problems(e, source)) from None
+
+
+def read_spec(path: str | Path | None = None) -> tuple[ScenarioSpec, Path]:
+    """The validated scenario document without reading its tables, and the folder its table paths are
+    relative to (for tools that build those tables, such as ``plan profile estimate``)."""
+    path = scenario_document_path(path)
+    return _validate_spec(_read_document(path), str(path)), path.parent
+
+
+def scenario_from_dict(doc: dict, base_dir: str | Path | None = None, source: str = "<memory>") -> Scenario:
+    """Validate a scenario given as a dict (tables inline or as CSV paths relative to ``base_dir``)."""
+    spec = _validate_spec(doc, source)
     return _resolve(spec, Path(base_dir) if base_dir is not None else Path.cwd(), source)
 
 

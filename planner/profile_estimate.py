@@ -11,7 +11,6 @@ those classes' latency checks whenever the model says the SLO can be met at all.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
@@ -151,27 +150,3 @@ def _norm_list(keys) -> list[tuple]:
 
 def _norm(keys) -> set:
     return set(_norm_list(keys))
-
-
-def read_spec(path: str | Path | None) -> tuple[ScenarioSpec, Path]:
-    """The scenario document (without reading its tables) and its folder."""
-    from pydantic import ValidationError
-
-    from .loading import _pydantic_problems, _read_document
-    from .errors import ScenarioError
-
-    if path is None:
-        from .defaults import default_scenario_path
-
-        path = default_scenario_path()
-    path = Path(path)
-    if path.is_dir():
-        for name in ("scenario.yaml", "scenario.yml", "scenario.json"):
-            if (path / name).exists():
-                path = path / name
-                break
-    doc = _read_document(path)
-    try:
-        return ScenarioSpec.model_validate(doc), path.parent
-    except ValidationError as e:
-        raise ScenarioError(_pydantic_problems(e, str(path))) from None
