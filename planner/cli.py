@@ -184,6 +184,58 @@ def check(
     raise typer.Exit(EXIT_OK if rep.ok else EXIT_VIOLATIONS)
 
 
+class PolicyOpt(str, Enum):
+    fcfs = "fcfs"
+    edf = "edf"
+    srtf = "srtf"
+    llf = "llf"
+
+
+class PredictOpt(str, Enum):
+    class_ = "class"
+    oracle = "oracle"
+
+
+class TraceRateOpt(str, Enum):
+    plan = "plan"
+    trace = "trace"
+
+
+@app.command()
+def simulate(
+    plan_file: Path = typer.Argument(..., metavar="PLAN.json", help="A plan written by `plan solve`."),
+    scenario: Optional[Path] = typer.Option(None, "--scenario", "-s", help="Scenario the plan was made for (default: embedded)."),
+    trace: Optional[list[str]] = typer.Option(None, "--trace", help="Replay this request trace (CSV: timestamp, input and output tokens, optional class and origin); PATH=CLASS,CLASS limits the classes its requests take. Repeatable. Default: Poisson arrivals at the planned rates."),
+    policy: PolicyOpt = typer.Option(PolicyOpt.fcfs, "--policy", help="Queue order on every replica: fcfs, edf (TTFT deadline), srtf (shortest predicted service), llf (least laxity)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (arrivals, routing, replica choice)."),
+    slots: Optional[str] = typer.Option(None, "--slots", help="Slots to simulate, e.g. 14 or 0-3,14 (default: all)."),
+    load_scale: float = typer.Option(1.0, "--load-scale", help="Multiply every arrival rate by this."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Simulate the first MINUTES of each slot (default: the whole slot)."),
+    predict: PredictOpt = typer.Option(PredictOpt.class_, "--predict", help="Output lengths the policies assume: class (the class's shape) or oracle (the true ones)."),
+    trace_rate: TraceRateOpt = typer.Option(TraceRateOpt.plan, "--trace-rate", help="plan: compress each trace to the planned rate of its classes; trace: keep its own rate."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report as JSON here (atomically)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON report instead of tables."),
+):
+    """Simulate a plan: replay traffic against its fleet (continuous batching, same performance model) and
+    report latency percentiles, SLO attainment, energy, carbon, cost and fairness next to the plan's figures."""
+    from .checker import read_plan
+    from .loading import load_scenario
+    from .simulate import render_report
+    from .simulate import simulate as _simulate
+
+    plan = read_plan(plan_file)
+    sc = load_scenario(scenario)
+    rep = _simulate(plan, sc, traces=trace or None, policy=policy.value, seed=seed, slots=slots,
+                    load_scale=load_scale, minutes=minutes, predict=predict.value, trace_rate=trace_rate.value)
+    text = rep.to_json()
+    if output is not None:
+        _emit_json(text, output)
+    if as_json:
+        _emit_json(text, None)
+    else:
+        Console(highlight=False, soft_wrap=False, width=max(Console().width, 150)).print(render_report(rep))
+
+
 @app.command()
 def validate(scenario: Optional[Path] = typer.Argument(None, help="Scenario file or folder (default: embedded).")):
     """Check a scenario without solving (exit 0 if valid, 2 with every problem listed if not)."""
