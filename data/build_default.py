@@ -19,7 +19,8 @@ carbon.csv             timestamp,region,gco2_per_kwh,source -- 24 hourly values 
 electricity_price.csv  timestamp,region,usd_per_mwh,source -- 24 hourly values per region.
 demand.csv             timestamp,class,origin,rate_rps,source -- 24 hourly values per pair.
 profiles.csv           model,gpu,tp,pp,freq_mhz,shape,max_rps,ttft_ms,tbt_ms,busy_power_w,
-                       idle_power_w,source,expected_error -- the calibrated performance model.
+                       idle_power_w,active_power_w,source,expected_error -- the calibrated
+                       performance model.
 
 Derivation
 ----------
@@ -71,10 +72,12 @@ docs/performance-model.md), exactly as ``plan profile estimate`` does: every (mo
 tp in {1,2,4,8}, pp in {1,2}, one of 5 clock levels, shape) whose weights and KV cache fit and
 that is not needlessly wide, each shape at the tightest SLO of its classes less the smallest RTT.
 A100-80GB and H100-80GB rows rest on measurements; H200 and L4 rows are spec-sheet estimates.
-Each row carries ``source`` and ``expected_error``.
+Each row carries ``source`` and ``expected_error``. ``active_power_w`` is the model's power of a
+replica running one sequence of the shape continuously (the zero-load intercept of its power under
+continuous batching), capped at ``busy_power_w``.
 
 Checks. The script asserts the schema invariants it can check without the planner (24 regular
-hourly points per series, idle identical across shapes, busy >= idle > 0, busy <= TDP x GPUs,
+hourly points per series, idle identical across shapes, busy >= active >= idle > 0, busy <= TDP x GPUs,
 max_rps and busy power monotone in clock)
 and prints a rough capacity check: for each slot, sum over classes of demand / (capacity of
 the whole fleet at 0.8 utilisation if it served only that class, best SLO-feasible config per
@@ -439,6 +442,8 @@ def check_tables(profiles: pd.DataFrame, series: dict[str, tuple[pd.DataFrame, l
     assert not profiles.duplicated(key).any(), "duplicate profile rows"
     assert (profiles["idle_power_w"] > 0).all()
     assert (profiles["busy_power_w"] >= profiles["idle_power_w"]).all()
+    assert (profiles["active_power_w"] >= profiles["idle_power_w"]).all()
+    assert (profiles["busy_power_w"] >= profiles["active_power_w"]).all()
     assert (profiles["max_rps"] > 0).all()
     idle = profiles.groupby(["model", "gpu", "tp", "pp", "freq_mhz"])["idle_power_w"].nunique()
     assert (idle == 1).all(), "idle power differs across shapes"

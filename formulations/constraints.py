@@ -209,9 +209,11 @@ def carbon_cap(lm: LinearModel, md: ModelData, v: Vars) -> None:
 def expressions(lm: LinearModel, md: ModelData, v: Vars) -> None:
     """Linear expressions of the totals (objective candidates), over the horizon.
 
-    Power of the replicas of c in (r, t): ``idle_c * replicas + sum_k marg[c,k] * assign[k,r,c,t]``
-    with ``marg[c,k] = (busy[c,k] - idle_c) / mu[c,k]`` (W per req/s), i.e. each replica draws
-    idle + (busy - idle) x utilisation. With slot length h hours and PUE_r:
+    Power of the replicas of c in (r, t): ``base_c * replicas + sum_k marg[c,k] * assign[k,r,c,t]``
+    with ``marg[c,k] = max(busy[c,k] - base_c, 0) / mu[c,k]`` (W per req/s), i.e. each replica draws
+    base + (busy - base) x utilisation. ``base_c`` is the zero-load intercept of a replica's power
+    under continuous batching, the largest ``active_power_w`` of c's rows (``idle_power_w`` where
+    empty): see ``sets.config_class_pairs``. With slot length h hours and PUE_r:
 
     * energy_kwh   = sum PUE_r * h * power / 1000
     * carbon_kg    = sum PUE_r * h * power / 1000 * CI[r,t] / 1000
@@ -223,10 +225,10 @@ def expressions(lm: LinearModel, md: ModelData, v: Vars) -> None:
     """
     sc = md.scenario
     h = sc.slot_hours
-    n = v.n.merge(md.configs[["c", "g", "gpus", "idle_w"]], on="c")
+    n = v.n.merge(md.configs[["c", "g", "gpus", "base_w"]], on="c")
     y = v.y
     pue = sc.pue
-    e_n = pue[n["r"]] * h * n["idle_w"].to_numpy() / 1000.0
+    e_n = pue[n["r"]] * h * n["base_w"].to_numpy() / 1000.0
     e_y = pue[y["r"]] * h * y["marg_w"].to_numpy() / 1000.0
     cols = np.concatenate([n["col"].to_numpy(), y["col"].to_numpy()])
     e = np.concatenate([e_n, e_y])

@@ -3,8 +3,10 @@
 Everything the constraint families need, computed once from a validated scenario:
 
 * deployment configs ``c = (model, gpu, tp, pp, freq)`` from the profile table, with their GPU
-  count ``gpus_c = tp * pp`` and idle power (the largest ``idle_power_w`` among the config's rows);
-* valid (config, class) pairs with throughput ``mu_ck``, latencies and busy power;
+  count ``gpus_c = tp * pp`` and base power ``base_c`` (the load-independent power of a replica:
+  the largest ``active_power_w`` among the config's rows, ``idle_power_w`` where that is empty);
+* valid (config, class) pairs with throughput ``mu_ck``, latencies, busy power and the marginal
+  power per unit of load ``marg_ck = max(busy_ck - base_c, 0) / mu_ck``;
 * the network budget ``slack_ck``: the largest RTT with which config c still meets class k's SLOs;
 * pruning of configs that can never meet an SLO and of dominated configs;
 * the domains of the variables (which indices exist at all).
@@ -46,7 +48,7 @@ class ModelData:
 
     scenario: object
     configs: pd.DataFrame
-    """Kept configs: model, gpu, tp, pp, freq_mhz, gpus, idle_w, m, g, key (unique label)."""
+    """Kept configs: model, gpu, tp, pp, freq_mhz, gpus, base_w, m, g, key (unique label)."""
     pairs: pd.DataFrame
     """Valid (config c, class k) pairs: c, k, mu, ttft_ms, tbt_ms, busy_w, slack_ms, marg_w."""
     pruning: Pruning
@@ -85,10 +87,17 @@ def config_class_pairs(sc) -> tuple[pd.DataFrame, pd.DataFrame, Pruning]:
     A pair (c, k) is valid when ``tbt_ck <= SLO_tbt(k)`` and the network budget
     ``slack_ck = min(SLO_ttft(k) - ttft_ck, SLO_e2e(k) - ttft_ck - (L_out(k) - 1) tbt_ck) >= 0``.
     A config with no valid pair is pruned (it meets no SLO even with zero RTT).
+
+    Power of a replica of c at utilisation u_k of class k (rate / mu): the line from ``base_c`` at
+    zero load to ``busy_ck`` at ``mu_ck``, ``base_c + sum_k marg_ck * rate_k``. ``base_c`` is the
+    largest zero-load intercept among c's rows: ``active_power_w`` (a replica with any load runs
+    engine steps back to back, so its power starts there, not at idle), or ``idle_power_w`` where a
+    row has none. A row whose busy power is below ``base_c`` gets ``marg = 0`` (flat at ``base_c``).
     """
     prof = sc.profiles
     keycols = ["model", "gpu", "tp", "pp", "freq_mhz"]
-    cfg = prof.groupby(keycols, sort=True, as_index=False).agg(idle_w=("idle_power_w", "max"))
+    zero_load = prof["active_power_w"].fillna(prof["idle_power_w"])
+    cfg = prof.assign(base_w=zero_load).groupby(keycols, sort=True, as_index=False).agg(base_w=("base_w", "max"))
     cfg["gpus"] = (cfg["tp"] * cfg["pp"]).astype(np.int64)
     cfg["m"] = cfg["model"].map({n: i for i, n in enumerate(sc.models)}).astype(np.int64)
     cfg["g"] = cfg["gpu"].map({n: i for i, n in enumerate(sc.gpus)}).astype(np.int64)
@@ -107,7 +116,7 @@ def config_class_pairs(sc) -> tuple[pd.DataFrame, pd.DataFrame, Pruning]:
     )
     out_tok = {s.name: s.output_tokens for s in sc.spec.shapes}
     cls["out_tokens"] = cls["shape"].map(out_tok)
-    p = prof.merge(cls, on=["model", "shape"], how="inner").merge(cfg[keycols + ["c", "idle_w"]], on=keycols)
+    p = prof.merge(cls, on=["model", "shape"], how="inner").merge(cfg[keycols + ["c", "base_w"]], on=keycols)
     p["e2e"] = p["ttft_ms"] + (p["out_tokens"] - 1) * p["tbt_ms"]
     p["slack_ms"] = np.minimum(p["slo_ttft"] - p["ttft_ms"], p["slo_e2e"] - p["e2e"])
     ok = (p["tbt_ms"] <= p["slo_tbt"] + TOL) & (p["slack_ms"] >= -TOL)
@@ -115,8 +124,8 @@ def config_class_pairs(sc) -> tuple[pd.DataFrame, pd.DataFrame, Pruning]:
     p = p[ok].copy()
     p["slack_ms"] = p["slack_ms"].clip(lower=0.0)
     p = p.rename(columns={"max_rps": "mu", "busy_power_w": "busy_w"})
-    # marginal power per unit of load: (busy - idle) / mu  [W per req/s]
-    p["marg_w"] = (p["busy_w"] - p["idle_w"]) / p["mu"]
+    # marginal power per unit of load: (busy - base) / mu  [W per req/s], never negative
+    p["marg_w"] = (p["busy_w"] - p["base_w"]).clip(lower=0.0) / p["mu"]
     pairs = p[["c", "k", "mu", "ttft_ms", "tbt_ms", "busy_w", "slack_ms", "marg_w"]].sort_values(["c", "k"])
     used = np.unique(pairs["c"].to_numpy())
     pruning.pruned_slo = int(len(cfg) - len(used))
@@ -128,8 +137,9 @@ def prune_dominated(cfg: pd.DataFrame, pairs: pd.DataFrame, pruning: Pruning) ->
 
     c' dominates c when, for every class k that c can serve, c' can serve k too with
     ``mu_c'k >= mu_ck``, ``slack_c'k >= slack_ck`` and ``marg_c'k <= marg_ck``, and
-    ``idle_c' <= idle_c``: any load c carries, c' carries at no more power, the same price and
-    the same GPUs, within every SLO c meets. Exact ties keep the config that sorts first.
+    ``base_c' <= base_c``: any load c carries, c' carries on no more replicas at no more power
+    (``base x replicas + sum marg x rate``), the same price and the same GPUs, within every SLO c
+    meets. Exact ties keep the config that sorts first.
     """
     cfg = cfg[cfg["c"].isin(pairs["c"])]
     dropped: set[int] = set()
@@ -141,7 +151,7 @@ def prune_dominated(cfg: pd.DataFrame, pairs: pd.DataFrame, pruning: Pruning) ->
         mu = piv["mu"].loc[cs].to_numpy()
         sl = piv["slack_ms"].loc[cs].to_numpy()
         mg = piv["marg_w"].loc[cs].to_numpy()
-        idle = grp.set_index("c").loc[cs, "idle_w"].to_numpy()
+        base = grp.set_index("c").loc[cs, "base_w"].to_numpy()
         valid = ~np.isnan(mu)
         for i, ci in enumerate(cs):
             for j, cj in enumerate(cs):
@@ -152,14 +162,14 @@ def prune_dominated(cfg: pd.DataFrame, pairs: pd.DataFrame, pruning: Pruning) ->
                     continue
                 m = vi
                 if not (
-                    idle[j] <= idle[i] + TOL
+                    base[j] <= base[i] + TOL
                     and np.all(mu[j, m] >= mu[i, m] - TOL)
                     and np.all(sl[j, m] >= sl[i, m] - TOL)
                     and np.all(mg[j, m] <= mg[i, m] + TOL)
                 ):
                     continue
                 strictly = (
-                    idle[j] < idle[i] - TOL
+                    base[j] < base[i] - TOL
                     or np.any(mu[j, m] > mu[i, m] + TOL)
                     or np.any(sl[j, m] > sl[i, m] + TOL)
                     or np.any(mg[j, m] < mg[i, m] - TOL)

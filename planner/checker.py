@@ -24,7 +24,8 @@ latency_e2e       RTT + TTFT + (output tokens - 1) x TBT within the e2e SLO, whe
 latency_tbt       profiled TBT within the class's TBT SLO; reported TBT matches the profile
 replica_capacity  sum_k rate_k / max_rps_k <= max_utilization x replicas; reported utilisation
 gpu_availability  GPUs used per (region, GPU type, slot) within availability
-power             reported power == idle x replicas + sum_k (busy_k - idle) x rate_k / max_rps_k
+power             reported power == base x replicas + sum_k max(busy_k - base, 0) x rate_k / max_rps_k,
+                  base = the config's largest active_power_w (idle_power_w where empty)
 totals            per-slot and horizon totals (energy, carbon, costs, GPU-hours, requests)
 objective         objective value (with the unserved penalty) and route shares
 budget            cost within the plan's budget, when set
@@ -499,7 +500,8 @@ _TABLES: "weakref.WeakKeyDictionary[Scenario, dict]" = weakref.WeakKeyDictionary
 
 
 def _scenario_tables(sc: Scenario) -> dict:
-    """Per-class arrays, the profile table and the config table (idle = max over the config's rows)."""
+    """Per-class arrays, the profile table and the config table (base = a replica's zero-load power,
+    the largest over the config's rows of active_power_w, or idle_power_w where a row has none)."""
     got = _TABLES.get(sc)
     if got is not None:
         return got
@@ -517,8 +519,10 @@ def _scenario_tables(sc: Scenario) -> dict:
     prof["freqr"] = _sig(prof["freq_mhz"].to_numpy())
     prof["prow"] = np.arange(len(prof))
     t["prof"] = prof
+    act = prof["active_power_w"].to_numpy(float)
+    prof["zero_load_w"] = np.where(np.isnan(act), prof["idle_power_w"].to_numpy(float), act)
     cfg = prof.groupby(["model", "gpu", "tp", "pp", "freqr"], sort=True, as_index=False).agg(
-        idle=("idle_power_w", "max"))
+        base=("zero_load_w", "max"))
     cfg["ci"] = np.arange(len(cfg))
     t["cfg"] = cfg
     _TABLES[sc] = t
@@ -1028,15 +1032,16 @@ class _Checker:
     def check_capacity_power(self) -> None:
         o, D, L = self.o, self.D, self.L
         P = L[L["pair_ok"]].copy()
-        idle = D["idle"].to_numpy(float)
-        P["idle"] = D.loc[P["drow"].to_numpy(), "idle"].to_numpy(float) if len(P) else np.zeros(0)
+        base = D["base"].to_numpy(float)
+        P["base"] = D.loc[P["drow"].to_numpy(), "base"].to_numpy(float) if len(P) else np.zeros(0)
         P["u"] = P["rate"] / P["mu"]
-        P["marg"] = (P["busy"] - P["idle"]) * P["u"]
+        # the line from base power at zero load to busy power at max_rps (flat where busy < base)
+        P["marg"] = np.maximum(P["busy"] - P["base"], 0.0) * P["u"]
         sums = P.groupby("drow")[["u", "marg"]].sum().reindex(D.index, fill_value=0.0)
         load, marg = sums["u"].to_numpy(float), sums["marg"].to_numpy(float)
         rep = D["replicas"].to_numpy(float)
         calc = D["calc_ok"].to_numpy(bool)
-        power = np.where(calc, idle * rep + marg, np.nan)
+        power = np.where(calc, base * rep + marg, np.nan)
         self.D["power_rec"] = power
         o.count("replica_capacity", 2 * int(calc.sum()))
         o.count("power", int(calc.sum()))
@@ -1059,7 +1064,7 @@ class _Checker:
         for i in np.nonzero(calc & o.ne(pw, power))[0]:
             t, did = self.c(D, "t")[i], self.c(D, "id")[i]
             o.add("power", {"slot": t, "deployment": did},
-                  f"slot {t}: deployment {did} reports {_n(pw[i])} W, idle {_n(idle[i])} W x {_n(rep[i])} replicas "
+                  f"slot {t}: deployment {did} reports {_n(pw[i])} W, base {_n(base[i])} W x {_n(rep[i])} replicas "
                   f"+ load-dependent {_n(marg[i])} W = {_n(power[i])} W", abs(pw[i] - power[i]))
 
     # ------------------------------------------------------------------ availability

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from enum import Enum
 from pathlib import Path
@@ -32,12 +33,16 @@ class StatOpt(str, Enum):
 
 def _hooks(estimate: bool, input_tokens: int | None, perf_model: str | None, perf_gpu: str | None) -> dict:
     """Estimators for what a format does not measure, from the calibrated performance model
-    (``--estimate-missing``): ``power_fn(deployment, point) -> (busy_w, idle_w)`` and
+    (``--estimate-missing``): ``power_fn(deployment, point) -> (busy_w, idle_w, active_w)`` and
     ``ttft_fn(deployment, point) -> ms`` (see planner.profile_import). Values the files measure or
     the options give always win; the row's ``source`` says which values were estimated.
 
     * idle power: the model's idle power of the replica (tp x pp GPUs at the given clock);
     * busy power: the model's replica power when fully busy in memory-bound decode;
+    * active power: the model's power of the replica running one sequence continuously
+      (``ReplicaModel.active_power_w``) with the workload's mean input (``--input-tokens``, else the
+      runs' mean where recorded) and output tokens (where recorded); without output tokens, a
+      single-sequence decode step with the prompt work not counted. Kept within [idle, busy];
     * TTFT: a stand-alone prefill of ``--input-tokens`` plus the decode iteration in flight at the
       operating point (the measured TBT). It has no queueing wait: ML.ENERGY's runs are closed-loop.
     Without ``--estimate-missing`` both hooks are None and missing values are an error.
@@ -62,7 +67,8 @@ def _hooks(estimate: bool, input_tokens: int | None, perf_model: str | None, per
 
     def power_fn(dep, point):
         rm = replica(dep)
-        return rm.power_w(1.0), rm.idle_power_w
+        inp = float(input_tokens) if input_tokens is not None else point.input_tokens
+        return rm.power_w(1.0), rm.idle_power_w, rm.active_power_w(inp, point.output_tokens)
 
     def ttft_fn(dep, point):
         if input_tokens is None:
@@ -138,10 +144,10 @@ def import_cmd(
     allow_empty: bool = typer.Option(False, "--allow-empty", help="Skip deployments where no run meets the SLO "
                                      "(warning) instead of failing; nothing is written if no row remains."),
     estimate_missing: bool = typer.Option(False, "--estimate-missing", help="Fill what the files do not measure "
-                                          "(idle/busy power, ML.ENERGY TTFT) from the calibrated performance model; "
+                                          "(idle/busy/active power, ML.ENERGY TTFT) from the calibrated performance model; "
                                           "the row's source says so."),
     input_tokens: int | None = typer.Option(None, "--input-tokens", help="With --estimate-missing: prompt length "
-                                            "of the profiled workload, for the TTFT estimate."),
+                                            "of the profiled workload, for the TTFT and active-power estimates."),
     perf_model: str | None = typer.Option(None, "--perf-model", help="With --estimate-missing: the performance "
                                           "model's name for the model, if it differs from --model."),
     perf_gpu: str | None = typer.Option(None, "--perf-gpu", help="With --estimate-missing: the performance "
@@ -233,7 +239,8 @@ def import_cmd(
         for _, r in imported.iterrows():
             err.print(escape(f"{r['model']} {r['gpu']} tp{r['tp']} pp{r['pp']} {r['freq_mhz']:g} MHz {r['shape']}: "
                              f"max_rps {r['max_rps']:.4g} req/s, ttft {r['ttft_ms']:.4g} ms, tbt {r['tbt_ms']:.4g} ms, "
-                             f"power {r['busy_power_w']:.4g} W busy / {r['idle_power_w']:.4g} W idle"))
+                             f"power {r['busy_power_w']:.4g} W busy / {r['idle_power_w']:.4g} W idle"
+                             + ("" if math.isnan(float(r["active_power_w"])) else f" / {r['active_power_w']:.4g} W active")))
         if target is not None:
             n = len(imported)
             extra = f" (table now {len(df)} rows)" if merge is not None else ""

@@ -20,9 +20,10 @@ Construction
   count times a seeded factor in [0.75, 1.25], rounded to a multiple of 8 (at least 8).
 * **GPU types**: the first ``gpus`` of the default's four; beyond, variants ``<type>-v2``,
   ``-v3``, ... cycling over the four, whose profile rows are the base type's with ``max_rps``
-  scaled by a seeded factor in [0.9, 1.1] and busy/idle power by another (latencies unchanged;
-  the ``source`` text gets "; synthetic variant of <type> (plan generate seed=S)" appended). A
-  variant is offered wherever its base type is, with a jittered price and count as for clones.
+  scaled by a seeded factor in [0.9, 1.1] and busy/idle/active power by another (latencies
+  unchanged; the ``source`` text gets "; synthetic variant of <type> (plan generate seed=S)"
+  appended). A variant is offered wherever its base type is, with a jittered price and count as
+  for clones.
 * **Models**: the first ``models`` of the default's two; beyond, variants ``<model>-v2``, ... whose
   profile rows are copies of the base model's.
 * **Classes**: class ``i`` serves model ``i mod models`` and takes the default classes of that
@@ -284,7 +285,7 @@ def _build(*, regions: int, slots: int, n_gpus: int, n_models: int, n_classes: i
     for r in raw_prof:
         by_pair.setdefault((r["model"], r["gpu"]), []).append(r)
     prof_cols = ["model", "gpu", "tp", "pp", "freq_mhz", "shape", "max_rps", "ttft_ms", "tbt_ms", "busy_power_w",
-                 "idle_power_w", "source", "expected_error"]
+                 "idle_power_w", "active_power_w", "source", "expected_error"]
     prof_rows = []
     # numeric view for the SLO and capacity checks: model, gpu, shape, rps per GPU, ttft, tbt
     pn_model, pn_gpu, pn_shape, pn_rpg, pn_ttft, pn_tbt, pn_n = [], [], [], [], [], [], []
@@ -300,6 +301,8 @@ def _build(*, regions: int, slots: int, n_gpus: int, n_models: int, n_classes: i
                     row["max_rps"] = _fmt(float(r["max_rps"]) * frps)
                     row["busy_power_w"] = _fmt(float(r["busy_power_w"]) * fpow)
                     row["idle_power_w"] = _fmt(float(r["idle_power_w"]) * fpow)
+                    if r.get("active_power_w", ""):
+                        row["active_power_w"] = _fmt(float(r["active_power_w"]) * fpow)
                     of.append(bg)
                 if m != bm:
                     of.append(bm)

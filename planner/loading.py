@@ -38,11 +38,17 @@ PROFILE_COLUMNS = {
     "tbt_ms": "float",
     "busy_power_w": "float",
     "idle_power_w": "float",
+    "active_power_w": "float?",
     "source": "str",
     "expected_error": "float?",
 }
-"""Profile columns. ``source`` and ``expected_error`` (relative error of an estimated row's ``max_rps``,
-e.g. 0.25; empty for measured rows) may be omitted or left empty."""
+"""Profile columns. ``source``, ``active_power_w`` and ``expected_error`` may be omitted or left empty.
+
+``active_power_w`` (W per replica) is the power of one replica whose engine runs continuously with a
+single sequence of the row's shape: the zero-load intercept of its power under continuous batching
+(docs/profiles.md). Empty means ``idle_power_w``: the idle-to-busy line, which underestimates the
+power of partly loaded replicas. ``expected_error`` is the relative error of an estimated row's
+``max_rps`` (e.g. 0.25; empty for measured rows)."""
 CARBON_COLUMNS = {"timestamp": "time", "region": "str", "gco2_per_kwh": "float"}
 DEMAND_COLUMNS = {"timestamp": "time", "class": "str", "origin": "str", "rate_rps": "float"}
 PRICE_COLUMNS = {"timestamp": "time", "region": "str", "usd_per_mwh": "float"}
@@ -309,7 +315,8 @@ class _Reader:
             if bad:
                 self.problems.append(Problem(f"{where}[{bad[0]}]", "each row must be a mapping"))
                 return None, where, None
-            df = pd.DataFrame([{k: ("" if v is None else str(v)) for k, v in r.items()} for r in value])
+            # a key some rows leave out is an empty value there (optional columns)
+            df = pd.DataFrame([{k: ("" if v is None else str(v)) for k, v in r.items()} for r in value]).fillna("")
             rowlabel = lambda i: f"{where}[{i}]"  # noqa: E731
         df.columns = [str(c).strip() for c in df.columns]
         optional = OPTIONAL_COLUMNS | {c for c, k in columns.items() if k.endswith("?")}
@@ -479,6 +486,12 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str) -> Scenario:
         if low.any():
             i = int(np.nonzero(low)[0][0])
             problems.append(Problem(plabel(i), "busy_power_w is below idle_power_w"))
+        act = prof["active_power_w"]
+        for bad, msg in (((act < prof["idle_power_w"]).to_numpy(), "active_power_w is below idle_power_w"),
+                         ((act > prof["busy_power_w"]).to_numpy(), "active_power_w is above busy_power_w")):
+            if bad.any():  # NaN (empty: idle power is used) compares False
+                i = int(np.nonzero(bad)[0][0])
+                problems.append(Problem(plabel(i), msg))
         dup = prof.duplicated(PROFILE_KEY, keep="first").to_numpy()
         if dup.any():
             i = int(np.nonzero(dup)[0][0])

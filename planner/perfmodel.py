@@ -402,6 +402,21 @@ class ReplicaModel:
     def idle_power_w(self) -> float:
         return self.idle_w
 
+    def active_power_w(self, input_tokens: float | None = None, output_tokens: float | None = None) -> float:
+        """Power of the replica while its engine runs continuously with a single sequence: the
+        zero-load intercept of its power under continuous batching (any load keeps the engine
+        stepping; a light load only makes the batch small, and every step still reads the weights).
+
+        With ``output_tokens``: the steady-state iteration at batch 1 of that shape, its share of the
+        prompt work included (:meth:`busy_power_parts` at batch 1). Without: one decode step of a
+        single sequence at context ``input_tokens`` (0 if None), prompt work not counted."""
+        if output_tokens is None:
+            ctx = float(input_tokens or 0.0)
+            parts = (self.oh0 + self.oh1, self.mem0 + self.mem1 + ctx * self.mem2, self.cmp1 + ctx * self.cmp2)
+        else:
+            parts = self.busy_power_parts(1, float(input_tokens or 0.0), float(output_tokens))
+        return self.power_w(1.0, parts)
+
     def tail_step_ms(self, batch: float, input_tokens: float, output_tokens: float,
                      chunk_tokens: float = CHUNK_TOKENS) -> float:
         """The decode step that carries a whole prompt chunk (``min(input, chunk_tokens)`` prompt
@@ -583,7 +598,7 @@ def replica_model(model: str, gpu: str, tp: int, pp: int = 1, freq_mhz: float | 
 
 
 PROFILE_ROW_COLUMNS = ["model", "gpu", "tp", "pp", "freq_mhz", "shape", "max_rps", "ttft_ms", "tbt_ms",
-                       "busy_power_w", "idle_power_w", "source", "expected_error"]
+                       "busy_power_w", "idle_power_w", "active_power_w", "source", "expected_error"]
 
 
 def configs_for(model: str, gpu: str, longest_context: int, tps=TP_SET, pps=PP_SET) -> list[tuple[int, int]]:
@@ -633,8 +648,10 @@ def profile_rows(model: str, gpu: str, shapes: dict[str, tuple[float, float]],
     :meth:`ReplicaModel.capacity`), not measured percentiles. Rounding never breaks a target:
     TTFT and TBT are rounded *up* to ``LATENCY_QUANTUM_MS`` and the targets (e2e as ``ttft + (output −
     1) × tbt``) are checked on the rounded values, lowering the operating point if needed; ``max_rps``
-    is rounded *down* to ``MAX_RPS_DIGITS`` significant digits. ``expected_error`` is the median
-    relative error of ``max_rps``; ``source`` is :func:`source_label`.
+    is rounded *down* to ``MAX_RPS_DIGITS`` significant digits. Powers are rounded to 0.1 W;
+    ``active_power_w`` is :meth:`ReplicaModel.active_power_w` of the shape, capped at
+    ``busy_power_w`` (rows where the model's power falls with load, below max clock).
+    ``expected_error`` is the median relative error of ``max_rps``; ``source`` is :func:`source_label`.
     """
     m, g = model_spec(model), gpu_spec(gpu)
     missing = sorted(set(shapes) - set(slo_per_shape))
@@ -655,9 +672,12 @@ def profile_rows(model: str, gpu: str, shapes: dict[str, tuple[float, float]],
                 cap = rm.capacity(inp, out, ttft, tbt, e2e, latency_quantum_ms=LATENCY_QUANTUM_MS)
                 if cap is None:
                     continue
+                # capped at busy power: below max clock, compute-bound work draws less than the
+                # memory-bound weight reads, so power can fall with load (docs/performance-model.md)
+                active = min(rm.active_power_w(inp, out), cap.busy_power_w)
                 rows.append(dict(model=m.name, gpu=g.name, tp=tp, pp=pp, freq_mhz=int(f), shape=shape,
                                  max_rps=_floor_sig(cap.max_rps), ttft_ms=_round_latency(cap.ttft_ms),
                                  tbt_ms=_round_latency(cap.tbt_ms), busy_power_w=round(cap.busy_power_w, 1),
-                                 idle_power_w=round(cap.idle_power_w, 1), source=rm.source,
-                                 expected_error=err))
+                                 idle_power_w=round(cap.idle_power_w, 1), active_power_w=round(active, 1),
+                                 source=rm.source, expected_error=err))
     return pd.DataFrame(rows, columns=PROFILE_ROW_COLUMNS)

@@ -106,7 +106,9 @@ class Deployment(_Out):
     utilization: float
     """Load as a fraction of the replicas' profiled maximum: sum_k rate_k / (mu_k x replicas)."""
     power_w: float
-    """IT power of all replicas: idle x replicas + sum_k (busy_k - idle) x rate_k / mu_k."""
+    """IT power of all replicas: base x replicas + sum_k max(busy_k - base, 0) x rate_k / mu_k, where base is the
+    zero-load power of a replica of this config, the largest active_power_w of its profile rows (idle_power_w
+    where empty); see docs/formulation.md, "Power of a deployment"."""
     classes: list[ClassLoad]
 
 

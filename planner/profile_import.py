@@ -44,6 +44,8 @@ from .io import read_csv_strings
 from .loading import PROFILE_COLUMNS, PROFILE_KEY
 
 COLUMNS = list(PROFILE_COLUMNS)
+OPTIONAL_PROFILE_COLUMNS = ["source"] + [c for c, k in PROFILE_COLUMNS.items() if k.endswith("?")]
+"""Profile columns a final table may omit (``source``, ``active_power_w``, ``expected_error``)."""
 FORMATS = ("vllm", "mlenergy", "runs-csv", "profile")
 STATISTICS = ("mean", "p50", "p90", "p95", "p99")
 RUN_COLUMNS = ["model", "gpu", "tp", "pp", "freq_mhz", "shape", "request_rate_rps", "throughput_rps",
@@ -124,10 +126,15 @@ class OperatingPoint:
     """The first run failing it (the upper end of an interpolation), if any."""
     interpolated: float = 0.0
     """The fraction of the way from ``run`` to ``next_run`` (0: the run itself)."""
+    input_tokens: float | None = None
+    """Mean prompt tokens per request of the runs, where the format records them (vLLM)."""
+    output_tokens: float | None = None
+    """Mean output tokens per request of the runs, where the format records them (vLLM, ML.ENERGY)."""
 
 
-PowerFn = Callable[[Deployment, OperatingPoint], "tuple[float | None, float | None]"]
-"""``power_fn(deployment, point) -> (busy_power_w, idle_power_w)``, either may be None (unknown)."""
+PowerFn = Callable[[Deployment, OperatingPoint], "tuple[float | None, ...]"]
+"""``power_fn(deployment, point) -> (busy_power_w, idle_power_w[, active_power_w])``, any may be None
+(unknown); without the third value the row's ``active_power_w`` stays empty."""
 TtftFn = Callable[[Deployment, OperatingPoint], "float | None"]
 """``ttft_fn(deployment, point) -> ttft_ms`` for formats that do not measure TTFT."""
 
@@ -368,16 +375,27 @@ def _finish_row(dep: Deployment, point: OperatingPoint, source: str, problems: l
                 busy: float | None, idle: float | None, ttft: float | None,
                 power_fn: PowerFn | None = None, ttft_fn: TtftFn | None = None,
                 power_hint: str = "", idle_hint: str = "", ttft_hint: str = "") -> dict | None:
-    """Fill power and TTFT (given values first, then the hooks) and check the row."""
+    """Fill power and TTFT (given values first, then the hooks) and check the row.
+
+    Active power (``active_power_w``) is never measured by these formats: it comes only from the
+    hook's third value, kept within [idle, busy] (a model estimate next to measured busy or idle
+    power may fall outside), and stays empty without one."""
     notes = []
-    if (busy is None or idle is None) and power_fn is not None:
-        fb, fi = power_fn(dep, point)
+    active = None
+    if power_fn is not None:
+        got = tuple(power_fn(dep, point))
+        fb, fi = got[0], got[1]
+        fa = got[2] if len(got) > 2 else None
         if busy is None and fb is not None:
             busy = float(fb)
             notes.append("busy power from the performance model")
         if idle is None and fi is not None:
             idle = float(fi)
             notes.append("idle power from the performance model")
+        if fa is not None and busy is not None and idle is not None and busy >= idle:
+            active = min(max(float(fa), idle), busy)
+            clamp = " (capped at busy power)" if fa > busy else " (raised to idle power)" if fa < idle else ""
+            notes.append("active power from the performance model" + clamp)
     if ttft is None and ttft_fn is not None:
         t = ttft_fn(dep, point)
         if t is not None:
@@ -407,13 +425,15 @@ def _finish_row(dep: Deployment, point: OperatingPoint, source: str, problems: l
         source = f"{source}; " + "; ".join(notes)
     return {"model": dep.model, "gpu": dep.gpu, "tp": int(dep.tp), "pp": int(dep.pp), "freq_mhz": float(dep.freq_mhz),
                 "shape": dep.shape, "max_rps": point.throughput_rps, "ttft_ms": ttft, "tbt_ms": point.tbt_ms,
-                "busy_power_w": busy, "idle_power_w": idle, "source": source, "expected_error": np.nan}
+                "busy_power_w": busy, "idle_power_w": idle, "active_power_w": np.nan if active is None else active,
+                "source": source, "expected_error": np.nan}
 
 
 def _frame(rows: list[dict], warnings: list[str]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=COLUMNS)
     df = df.astype({"tp": "int64", "pp": "int64", "freq_mhz": float, "max_rps": float, "ttft_ms": float,
-                    "tbt_ms": float, "busy_power_w": float, "idle_power_w": float, "expected_error": float})
+                    "tbt_ms": float, "busy_power_w": float, "idle_power_w": float, "active_power_w": float,
+                    "expected_error": float})
     df.attrs["warnings"] = list(warnings)
     return df
 
@@ -612,6 +632,7 @@ def import_vllm(paths: Sequence[str | Path], deployment: Deployment, slo: SLO, *
         raise InputError([Problem(", ".join(r.where for r in runs), reason)], "no operating point")
     mean_in = float(np.mean([x[1] for x in lens]))
     mean_out = float(np.mean([x[2] for x in lens]))
+    point = replace(point, input_tokens=mean_in, output_tokens=mean_out)
     src = (f"vLLM benchmark_serving, {len(runs)} runs: "
            + ", ".join(f"{names[m]} <= {_fmt(t)} ms" for m, t in targets.items())
            + f" up to {point.load_label} offered, {_fmt(point.throughput_rps)} req/s measured; "
@@ -875,6 +896,7 @@ def import_mlenergy(paths: Sequence[str | Path], deployment: Deployment, slo: SL
     task = next(iter(tasks))
     rows, warns = [], []
     names = {"tbt": next(iter(stat_used)) if stat_used else "TBT"}
+    mean_out = float(np.mean([x[1] for x in out_lens])) if out_lens else None
     for g in sorted(sel, key=lambda g: (g.gpu, g.gpus_per_replica, g.label)):
         dep = Deployment(model=deployment.model or model_raw, gpu=rename or g.gpu, tp=g.tp, pp=g.pp,
                          freq_mhz=deployment.freq_mhz, shape=deployment.shape)
@@ -888,6 +910,7 @@ def import_mlenergy(paths: Sequence[str | Path], deployment: Deployment, slo: SL
                 problems.append(Problem(", ".join(sorted({r.where.split(": configurations")[0]
                                                               for r in g.runs})[:3]), reason))
             continue
+        point = replace(point, output_tokens=mean_out)
         src = (f"ML.ENERGY {version}{f' ({task})' if task else ''} {model_raw} on {g.raw_gpu} {g.label}: largest batch with {names['tbt']} "
                f"<= {_fmt(targets['tbt'])} ms: {point.load_label}; busy power "
                f"{'= energy/request x rate' if version == 'v2' else 'measured'}; ttft_ms not measured"
@@ -982,11 +1005,11 @@ def read_profile_table(path: str | Path, rows: list[dict] | None = None, where: 
         label = lambda i: f"{path}: line {i + 2}"  # noqa: E731
     else:
         df = pd.DataFrame([{k: ("" if v is None else str(v)) for k, v in r.items()} if isinstance(r, dict) else {}
-                           for r in rows]) if rows else None
+                           for r in rows]).fillna("") if rows else None  # a key some rows omit: empty there
         if df is None:
             problems.append(Problem(where or "profiles", "table is empty"))
         label = lambda i: f"{where}[{i}]"  # noqa: E731
-    frame = None if df is None else _typed(df, where, PROFILE_COLUMNS, ["source", "expected_error"], problems)
+    frame = None if df is None else _typed(df, where, PROFILE_COLUMNS, OPTIONAL_PROFILE_COLUMNS, problems)
     if frame is not None:
         for i, r in frame.iterrows():
             line = label(i)
@@ -995,6 +1018,10 @@ def read_profile_table(path: str | Path, rows: list[dict] | None = None, where: 
                     problems.append(Problem(line, f"{col}: must be positive"))
             if r["busy_power_w"] < r["idle_power_w"]:
                 problems.append(Problem(line, "busy_power_w is below idle_power_w"))
+            if r["active_power_w"] < r["idle_power_w"]:  # NaN (empty) compares False
+                problems.append(Problem(line, "active_power_w is below idle_power_w"))
+            if r["active_power_w"] > r["busy_power_w"]:
+                problems.append(Problem(line, "active_power_w is above busy_power_w"))
         _check_duplicates(frame, label, problems)
     if problems:
         raise InputError(problems, "invalid profile table")
@@ -1136,7 +1163,7 @@ def merge_profiles(base: pd.DataFrame, new: pd.DataFrame, *, replace: bool = Fal
 
 def profiles_to_csv(df: pd.DataFrame) -> str:
     """The profile table as CSV text with exactly the loader's columns (6 significant digits;
-    ``expected_error`` empty for measured rows)."""
+    ``active_power_w`` and ``expected_error`` empty where unknown)."""
     def num(x, digits=6):
         if x is None or (isinstance(x, float) and math.isnan(x)):
             return ""
@@ -1147,7 +1174,8 @@ def profiles_to_csv(df: pd.DataFrame) -> str:
         rows.append({"model": r["model"], "gpu": r["gpu"], "tp": str(int(r["tp"])), "pp": str(int(r["pp"])),
                      "freq_mhz": num(r["freq_mhz"], 8), "shape": r["shape"], "max_rps": num(r["max_rps"]),
                      "ttft_ms": num(r["ttft_ms"]), "tbt_ms": num(r["tbt_ms"]), "busy_power_w": num(r["busy_power_w"]),
-                     "idle_power_w": num(r["idle_power_w"]), "source": "" if pd.isna(r["source"]) else r["source"],
+                     "idle_power_w": num(r["idle_power_w"]), "active_power_w": num(r["active_power_w"]),
+                     "source": "" if pd.isna(r["source"]) else r["source"],
                      "expected_error": num(r["expected_error"])})
     return pd.DataFrame(rows, columns=COLUMNS).to_csv(index=False, lineterminator="\n")
 

@@ -189,7 +189,8 @@ class ScenarioSpec(_Frozen):
     origins: list[Origin] = Field(min_length=1)
     profiles: Table
     """Profiled GPU table. Columns: model, gpu, tp, pp, freq_mhz, shape, max_rps, ttft_ms, tbt_ms,
-    busy_power_w, idle_power_w, source. One row per (model, gpu, tp, pp, freq_mhz, shape)."""
+    busy_power_w, idle_power_w, active_power_w (optional), source (optional), expected_error (optional).
+    One row per (model, gpu, tp, pp, freq_mhz, shape)."""
     carbon_intensity: Table
     """Grid carbon intensity. Columns: timestamp (ISO 8601, UTC), region, gco2_per_kwh. Each region's
     series must be regular (no gaps) and cover the whole horizon; a value holds until the next timestamp."""

@@ -304,7 +304,7 @@ def make_plan(b: BuiltModel, x_raw: np.ndarray, status: str, info: dict, seconda
             reps = int(round(val))
             loads = yt[(yt["r"] == r) & (yt["c"] == c)].sort_values("k")
             util = float(sum(loads["val"] / loads["mu"])) / reps if reps else 0.0
-            power = float(cr["idle_w"]) * reps + float(sum(loads["val"] * loads["marg_w"]))
+            power = float(cr["base_w"]) * reps + float(sum(loads["val"] * loads["marg_w"]))
             deps.append(Deployment(
                 id=did, region=R[r], model=cr["model"], gpu=cr["gpu"], tp=int(cr["tp"]), pp=int(cr["pp"]),
                 freq_mhz=float(cr["freq_mhz"]), replicas=reps, gpus=reps * int(cr["gpus"]), utilization=util,

@@ -15,9 +15,13 @@ def ts(t: int, slot_minutes: int = 60) -> str:
 
 
 def profile(model="m", gpu="G", tp=1, pp=1, freq=1000, shape="s", max_rps=10.0, ttft=100.0, tbt=20.0,
-            busy=300.0, idle=100.0, source="test"):
-    return dict(model=model, gpu=gpu, tp=tp, pp=pp, freq_mhz=freq, shape=shape, max_rps=max_rps, ttft_ms=ttft,
-                tbt_ms=tbt, busy_power_w=busy, idle_power_w=idle, source=source)
+            busy=300.0, idle=100.0, source="test", active=None):
+    """One profile row; ``active`` (active_power_w) is left out unless given."""
+    row = dict(model=model, gpu=gpu, tp=tp, pp=pp, freq_mhz=freq, shape=shape, max_rps=max_rps, ttft_ms=ttft,
+               tbt_ms=tbt, busy_power_w=busy, idle_power_w=idle, source=source)
+    if active is not None:
+        row["active_power_w"] = active
+    return row
 
 
 def scenario(

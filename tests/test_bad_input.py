@@ -96,6 +96,10 @@ CASES = {
     "yaml not a mapping": (lambda d: (d / "scenario.yaml").write_text("- a\n- b\n"), ["scenario.yaml", "mapping"]),
     "busy below idle": (lambda d: edit_csv(d, "profiles.csv", lambda ls: [ls[0]] + [_set_col(ls[0], ls[1], "busy_power_w", "1")] + ls[2:]),
                         ["profiles.csv", "line 2", "busy_power_w is below idle_power_w"]),
+    "active below idle": (lambda d: edit_csv(d, "profiles.csv", lambda ls: [ls[0], ls[1]] + [_set_col(ls[0], ls[2], "active_power_w", "1")] + ls[3:]),
+                          ["profiles.csv", "line 3", "active_power_w is below idle_power_w"]),
+    "active above busy": (lambda d: edit_csv(d, "profiles.csv", lambda ls: [ls[0]] + [_set_col(ls[0], ls[1], "active_power_w", "99999")] + ls[2:]),
+                          ["profiles.csv", "line 2", "active_power_w is above busy_power_w"]),
     "residency to region without rtt": (lambda d: edit_yaml(d, lambda doc: doc["origins"][0].update(
         {"rtt_ms": {doc["regions"][0]["name"]: 10}, "allowed_regions": [doc["regions"][1]["name"]]})),
         ["origins[0].allowed_regions", "has no rtt_ms entry"]),

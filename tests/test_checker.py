@@ -326,6 +326,27 @@ def test_wrong_power(base):
     assert fams(d, sc) == {"power"}
 
 
+def test_power_uses_the_active_power_floor():
+    """Config G: 10 req/s, busy 300 W, idle 100 W, active 250 W; 18 req/s per slot. A deployment of n
+    replicas carrying L req/s draws 250 n + (300 - 250)/10 L (two replicas at 18 req/s: 590 W), not the
+    idle line 100 n + 20 L (560 W). The checker accepts the planned power and reports the idle-line
+    value under `power` only (totals are recomputed from the decisions, not from power_w)."""
+    sc, plan = solve(base_doc(profiles=[profile(busy=300, idle=100, active=250)]))
+    assert check(plan, sc).ok
+    assert sum(x.replicas for x in plan.slots[0].deployments) == 2
+    for s in plan.slots:
+        for x in s.deployments:
+            load = sum(c.rate_rps for c in x.classes)
+            assert x.power_w == pytest.approx(250 * x.replicas + 5 * load)
+    d = dump(plan)
+    x = dep(d)
+    load = sum(c["rate_rps"] for c in x["classes"])
+    x["power_w"] = 100 * x["replicas"] + 20 * load
+    rep = check(d, sc)
+    assert rep.families == ["power"]
+    assert f"base 250 W x {x['replicas']} replicas" in rep.violations[0].message
+
+
 def test_wrong_objective(base):
     sc, plan = base
     d = dump(plan)

@@ -230,3 +230,51 @@ def test_gpu_hours_then_cost_tie_break(backend):
     assert plan.objective.value == pytest.approx(1.0)
     assert plan.totals.cost_usd == pytest.approx(1.0)
     assert plan.objective.secondary == "cost"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_active_power_changes_the_choice_at_partial_load(backend):
+    """Energy objective, demand 5 req/s (half a replica), two GPU types at the same price, both
+    10 req/s and 300 W busy per replica:
+
+    G1: idle 80 W, active 260 W -> draws 260 + (300 - 260)/10 x 5 = 280 W at 5 req/s;
+    G2: idle 120 W, active 200 W -> 200 + (300 - 200)/10 x 5 = 250 W.
+    Any plan with two replicas draws at least 2 x 200 W, so the optimum is one G2 replica, 0.250 kWh.
+    Without active power (the idle-to-busy line) G1 would draw 80 + 22 x 5 = 190 W and G2
+    120 + 18 x 5 = 210 W: one G1 replica, 0.190 kWh, which the active power turns into 0.280 kWh.
+    """
+    gpus = [one_gpu(1.0, 10, "G1"), one_gpu(1.0, 10, "G2")]
+    rows = [profile(gpu="G1", busy=300, idle=80, active=260), profile(gpu="G2", busy=300, idle=120, active=200)]
+    doc = scenario(gpus=["G1", "G2"], regions={"A": {"gpus": gpus}}, profiles=rows, demand={("k", "o"): [5.0]})
+    plan, _ = solve_checked(doc, "energy", backend)
+    assert plan.objective.value == pytest.approx(0.250, rel=1e-6)
+    assert deployments(plan) == {("A", "G2", 1000.0): 1}
+    assert plan.slots[0].deployments[0].power_w == pytest.approx(250.0)
+    for r in rows:
+        del r["active_power_w"]
+    plan, _ = solve_checked(doc, "energy", backend)
+    assert plan.objective.value == pytest.approx(0.190, rel=1e-6)
+    assert deployments(plan) == {("A", "G1", 1000.0): 1}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_active_power_is_the_largest_of_the_config_rows(backend):
+    """One config serving two shapes: s1 (10 req/s, busy 300 W, idle 100 W, active 250 W) and s2
+    (10 req/s, busy 200 W, idle 100 W, no active power: its intercept is idle, 100 W). A replica's
+    zero-load power is the larger intercept, 250 W; s1 adds (300 - 250)/10 = 5 W per req/s, and s2,
+    whose busy power is below 250 W, adds nothing. Demand 2 req/s of k1 (s1) and 4 req/s of k2 (s2):
+    one replica at utilisation 0.6 draws 250 + 5 x 2 + 0 x 4 = 260 W, 0.260 kWh. (The idle line would
+    say 100 + 20 x 2 + 10 x 4 = 180 W.)
+    """
+    doc = scenario(
+        shapes=[{"name": "s1", "input_tokens": 100, "output_tokens": 10},
+                {"name": "s2", "input_tokens": 200, "output_tokens": 10}],
+        classes=[{"name": "k1", "model": "m", "shape": "s1", "slo": {"ttft_ms": 500, "tbt_ms": 50}},
+                 {"name": "k2", "model": "m", "shape": "s2", "slo": {"ttft_ms": 500, "tbt_ms": 50}}],
+        profiles=[profile(shape="s1", busy=300, idle=100, active=250), profile(shape="s2", busy=200, idle=100)],
+        demand={("k1", "o"): [2.0], ("k2", "o"): [4.0]},
+    )
+    plan, _ = solve_checked(doc, "energy", backend)
+    assert plan.objective.value == pytest.approx(0.260, rel=1e-6)
+    d = plan.slots[0].deployments[0]
+    assert d.replicas == 1 and d.utilization == pytest.approx(0.6) and d.power_w == pytest.approx(260.0)

@@ -139,7 +139,9 @@ def test_cli_estimate_rejects_names_not_in_the_scenario(tmp_path, capsys):
 
 def test_import_estimate_missing_fills_from_the_performance_model(tmp_path, capsys):
     """ML.ENERGY v2 fixture on H100 (TP 1): idle power = the model's idle power of one H100 at max clock;
-    TTFT = stand-alone prefill of 409 tokens + the measured TBT at the chosen batch."""
+    TTFT = stand-alone prefill of 409 tokens + the measured TBT at the chosen batch; active power = the
+    model's single-sequence power for 409 prompt tokens and the files' 200 output tokens (431 W),
+    capped at the measured busy power of the chosen batch-128 run (400 W: the fixture's tiny model)."""
     files = [str(p) for p in sorted(FIX.glob("mlenergy_v2_*.json"))]
     base = ["profile", "import", *files, "--tbt-ms", "60", "--model", "llama-3.1-8b", "--gpu", "H100-80GB",
             "--shape", "s"]
@@ -153,6 +155,9 @@ def test_import_estimate_missing_fills_from_the_performance_model(tmp_path, caps
     assert row["idle_power_w"] == pytest.approx(rm.idle_power_w, rel=1e-5)
     assert row["ttft_ms"] == pytest.approx(rm.prefill_ms(409.0) + row["tbt_ms"], rel=1e-5)
     assert "from the performance model" in row["source"]
+    assert rm.active_power_w(409.0, 200.0) > row["busy_power_w"] == pytest.approx(400.0)
+    assert row["active_power_w"] == row["busy_power_w"]
+    assert "active power from the performance model (capped at busy power)" in row["source"]
     assert main([*base, "--input-tokens", "409", "-o", str(out)]) == 2  # only with --estimate-missing
 
 

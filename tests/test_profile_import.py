@@ -171,6 +171,22 @@ def test_vllm_power_hook_and_missing_power():
     assert calls == [("G", 3.90)]
     assert (df.iloc[0]["busy_power_w"], df.iloc[0]["idle_power_w"]) == (550, 120)
     assert "performance model" in df.iloc[0]["source"]
+    assert math.isnan(df.iloc[0]["active_power_w"])  # a two-value hook gives no active power
+
+
+def test_power_hook_active_power_uses_the_runs_tokens_and_stays_within_idle_and_busy():
+    """A three-value hook fills active_power_w; it sees the runs' mean tokens (fixture: 512 in, 127.9
+    out) and its value is kept within [idle, busy]: 400 W as is, 900 W capped at busy (600 W), 50 W
+    raised to idle (100 W)."""
+    seen = []
+    for given, want in ((400.0, 400.0), (900.0, 600.0), (50.0, 100.0)):
+        def power_fn(dep, point, a=given):
+            seen.append((point.input_tokens, point.output_tokens))
+            return None, None, a
+
+        r = import_vllm(VLLM, DEP, SLO_, busy_power_w=600, idle_power_w=100, power_fn=power_fn).iloc[0]
+        assert r["active_power_w"] == want and "active power from the performance model" in r["source"]
+    assert seen[0][0] == pytest.approx(512) and seen[0][1] == pytest.approx(127.9, abs=0.05)
     with pytest.raises(InputError) as e:
         import_vllm(VLLM, DEP, SLO_)
     assert "--busy-power-w" in str(e.value) and "--idle-power-w" in str(e.value)
@@ -453,6 +469,13 @@ def test_profile_table_validated_and_merged(tmp_path, capsys):
     low.write_text(lines[0] + "\n" + lines[1].replace(",500,100,", ",50,100,") + "\n")
     code, _, err = run(["profile", "import", low], capsys)
     assert code == 2 and "low.csv: line 2: busy_power_w is below idle_power_w" in err
+    act = tmp_path / "act.csv"
+    act.write_text(lines[0] + ",active_power_w\n" + lines[1] + ",50\n" + lines[2] + ",71\n")
+    code, _, err = run(["profile", "import", act], capsys)
+    assert code == 2 and "act.csv: line 2: active_power_w is below idle_power_w" in err
+    assert "act.csv: line 3: active_power_w is above busy_power_w" in err
+    act.write_text(lines[0] + ",active_power_w\n" + lines[1] + ",400\n" + lines[2] + ",\n")
+    assert list(read_profile_table(act)["active_power_w"].fillna(-1)) == [400, -1]
     new = import_runs_csv([FIX / "runs.csv"], SLO_)
     merged = merge_profiles(read_profile_table(FIX / "profile_base.csv"), new[new["gpu"] == "A100-80GB"])
     assert len(merged) == 3

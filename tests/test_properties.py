@@ -43,9 +43,13 @@ def scenarios(draw):
             for tp in draw(st.sets(st.sampled_from([1, 2]), min_size=1)):
                 for fr in draw(st.sets(st.sampled_from([800, 1000, 1400]), min_size=1)):
                     idle = draw(f(50, 150)) * tp
-                    profiles.append(dict(model=m, gpu=g, tp=tp, pp=1, freq_mhz=fr, shape="s",
-                                         max_rps=draw(f(1, 20)), ttft_ms=draw(f(20, 400)), tbt_ms=draw(f(10, 100)),
-                                         busy_power_w=idle + draw(f(0, 400)) * tp, idle_power_w=idle, source="hyp"))
+                    busy = idle + draw(f(0, 400)) * tp
+                    row = dict(model=m, gpu=g, tp=tp, pp=1, freq_mhz=fr, shape="s",
+                               max_rps=draw(f(1, 20)), ttft_ms=draw(f(20, 400)), tbt_ms=draw(f(10, 100)),
+                               busy_power_w=busy, idle_power_w=idle, source="hyp")
+                    if draw(st.booleans()):  # active power somewhere on [idle, busy], or absent
+                        row["active_power_w"] = min(busy, idle + draw(f(0, 1)) * (busy - idle))
+                    profiles.append(row)
     reg_docs = []
     for r in regions:
         offered = draw(st.sets(st.sampled_from(gpus), min_size=1))
