@@ -168,6 +168,7 @@ def run(deployments: list[DeploymentSpec], t_ms: np.ndarray, inp: np.ndarray, ou
     K = key.tolist()
     first = [math.nan] * N
     finish = [math.nan] * N
+    lag = [0.0] * N      # pipeline fill latency of the first token, carried by every later token
     where = [-1] * N
     rng = random.Random(seed)
     rand = rng.random
@@ -213,6 +214,7 @@ def run(deployments: list[DeploymentSpec], t_ms: np.ndarray, inp: np.ndarray, ou
             r.dur = r.a0 + r.n * r.a1 + r.c * r.S + W
         elif r.n:
             r.W = 0.0
+            r.plan = []
             r.k = r.fin[0][0] - r.step_no
             r.dur = r.run_time(r.k)
         else:
@@ -226,12 +228,13 @@ def run(deployments: list[DeploymentSpec], t_ms: np.ndarray, inp: np.ndarray, ou
     def end(r: _Replica, now: float) -> None:
         """Finish the current step or run of ``r`` at ``now``."""
         k, n, S0 = r.k, r.n, r.S
-        if r.W > 0.0:
+        prefill_step = bool(r.plan)
+        if prefill_step:
             r.energy += r.e0 + n * r.e1 + r.ec * S0 + r.ecmp * r.W
         else:
             r.energy += k * (r.e0 + n * r.e1) + r.ec * (k * S0 + n * k * (k - 1) / 2.0)
         r.busy_ms += r.dur
-        r.batch_ms += (n + len(r.plan)) * r.dur if r.W > 0.0 else n * r.dur
+        r.batch_ms += (n + len(r.plan)) * r.dur if prefill_step else n * r.dur
         r.steps += k
         r.last_end = now
         r.S = S0 + n * k
@@ -239,12 +242,12 @@ def run(deployments: list[DeploymentSpec], t_ms: np.ndarray, inp: np.ndarray, ou
         fin = r.fin
         while fin and fin[0][0] <= r.step_no:
             rid = heappop(fin)[1]
-            finish[rid] = now
+            finish[rid] = now + lag[rid]
             r.n -= 1
             r.S -= I[rid] + O[rid]
             r.nseq -= 1
             r.kv_used -= I[rid] + O[rid]
-        if r.W > 0.0:
+        if prefill_step:
             done_any = False
             for e, c in r.plan:
                 e[1] += c
@@ -252,8 +255,10 @@ def run(deployments: list[DeploymentSpec], t_ms: np.ndarray, inp: np.ndarray, ou
                 if e[1] >= I[rid]:
                     done_any = True
                     p = I[rid]
-                    t1 = now + r.xl1 * p + r.xl2 * p * p
+                    x = r.xl1 * p + r.xl2 * p * p
+                    t1 = now + x
                     first[rid] = t1
+                    lag[rid] = x
                     if O[rid] == 1:
                         finish[rid] = t1
                         r.nseq -= 1
@@ -286,9 +291,17 @@ def run(deployments: list[DeploymentSpec], t_ms: np.ndarray, inp: np.ndarray, ou
             where[i] = r.idx
             heappush(r.waiting, (K[i], i))
             if not r.busy:
-                start(r, now)
+                # start once every arrival of this instant is queued (they compete by key)
+                r.busy = True
+                r.k = 0
+                r.ver += 1
+                ctr += 1
+                heappush(heap, (now, ctr, r.idx, r.ver))
             elif r.k > 1:
-                j = r.steps_done_by(now - r.t0) + 1
+                el = now - r.t0
+                j = r.steps_done_by(el)
+                if j == 0 or r.run_time(j) < el:
+                    j += 1       # cut after the step in flight; at a step boundary, cut there
                 if j < r.k:
                     r.k = j
                     r.dur = r.run_time(j)
@@ -303,7 +316,8 @@ def run(deployments: list[DeploymentSpec], t_ms: np.ndarray, inp: np.ndarray, ou
             if ver != r.ver:
                 continue
             events += 1
-            end(r, now)
+            if r.k:
+                end(r, now)
             start(r, now)
         else:
             break
