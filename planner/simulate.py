@@ -257,8 +257,8 @@ class _Dep:
     planned_power_w: float
     planned_utilization: float
     gpus: int
-    mu: dict[int, float]          # class -> profiled max rate per replica
-    tbt: dict[int, float]         # class -> profiled TBT
+    mu: np.ndarray                # [K] profiled max rate per replica (NaN: class not served here)
+    tbt: np.ndarray               # [K] profiled TBT (0: class not served here)
 
 
 def _replica(sc, d, t: int) -> ReplicaModel:
@@ -270,11 +270,16 @@ def _replica(sc, d, t: int) -> ReplicaModel:
                          "cannot simulate this plan") from None
 
 
-def _deployments(plan: Plan, sc, t: int) -> list[_Dep]:
+def _profiled_rates(sc) -> dict[tuple, float]:
+    """(model, gpu, tp, pp, freq_mhz, shape) -> max_rps of the scenario's profile table."""
+    return {(r.model, r.gpu, int(r.tp), int(r.pp), float(r.freq_mhz), r.shape): float(r.max_rps)
+            for r in sc.profiles.itertuples(index=False)}
+
+
+def _deployments(plan: Plan, sc, t: int, max_rps: dict[tuple, float]) -> list[_Dep]:
     cls_index = {k: i for i, k in enumerate(sc.classes)}
     spec_cls = sc.spec.classes
     shapes = {s.name: s for s in sc.spec.shapes}
-    prof = sc.profiles.set_index(["model", "gpu", "tp", "pp", "freq_mhz", "shape"])
     reg = {r: i for i, r in enumerate(sc.regions)}
     gpu = {g: i for i, g in enumerate(sc.gpus)}
     out = []
@@ -283,7 +288,9 @@ def _deployments(plan: Plan, sc, t: int) -> list[_Dep]:
             raise PlanFileError([Problem(f"plan slot {t}, deployment {d.id}",
                                          f"region {d.region!r} or GPU {d.gpu!r} is not in the scenario")])
         rm = _replica(sc, d, t)
-        chunk, mu, tbt = CHUNK_TOKENS, {}, {}
+        chunk = CHUNK_TOKENS
+        mu = np.full(len(spec_cls), np.nan)
+        tbt = np.zeros(len(spec_cls))
         for cl in d.classes:
             k = cls_index.get(cl.class_)
             if k is None:
@@ -293,19 +300,13 @@ def _deployments(plan: Plan, sc, t: int) -> list[_Dep]:
             cap = rm.capacity(sh.input_tokens, sh.output_tokens, kc.slo.ttft_ms, kc.slo.tbt_ms, kc.slo.e2e_ms)
             if cap is not None:
                 chunk = min(chunk, cap.chunk_tokens)
-            key = (d.model, d.gpu, d.tp, d.pp, _freq_key(prof, d.freq_mhz), kc.shape)
-            mu[k] = float(prof.loc[key, "max_rps"]) if key in prof.index else float("nan")
+            mu[k] = max_rps.get((d.model, d.gpu, d.tp, d.pp, float(d.freq_mhz), kc.shape), np.nan)
             tbt[k] = float(cl.tbt_ms)
         kv = int(rm.kv_budget_bytes // rm.kv_bytes_per_token) if rm.kv_bytes_per_token > 0 else 0
         spec = simengine.DeploymentSpec(rm, int(d.replicas), int(chunk), MAX_NUM_SEQS, kv)
         out.append(_Dep(d.id, reg[d.region], gpu[d.gpu], rm, spec, d.power_w, d.utilization,
                         int(d.tp * d.pp), mu, tbt))
     return out
-
-
-def _freq_key(prof, f: float):
-    level = prof.index.get_level_values("freq_mhz")
-    return type(level[0])(f) if len(level) else f
 
 
 def _routes(plan: Plan, sc, t: int, deps: list[_Dep]):
@@ -408,22 +409,10 @@ def _load_traces(sources: Sequence[TraceSource], sc) -> list[_LoadedTrace]:
         keep = np.ones(len(df), dtype=bool)
         k = o = None
         if "class" in df.columns:
-            names = df["class"].astype(str).str.strip()
-            unknown = ~names.isin(list(ci))
-            if unknown.any():
-                i = int(np.flatnonzero(unknown.to_numpy())[0])
-                raise InputError([Problem(f"{src.path}: line {int(df['line'].iloc[i])}, column 'class'",
-                                          f"unknown class {names.iloc[i]!r}; the scenario has {', '.join(sc.classes)}")])
-            k = names.map(ci).to_numpy(dtype=np.int64)
+            k = _name_column(df, "class", ci, src.path)
             keep &= np.isin(k, allowed)
         if "origin" in df.columns:
-            names = df["origin"].astype(str).str.strip()
-            unknown = ~names.isin(list(oi))
-            if unknown.any():
-                i = int(np.flatnonzero(unknown.to_numpy())[0])
-                raise InputError([Problem(f"{src.path}: line {int(df['line'].iloc[i])}, column 'origin'",
-                                          f"unknown origin {names.iloc[i]!r}; the scenario has {', '.join(sc.origins)}")])
-            o = names.map(oi).to_numpy(dtype=np.int64)
+            o = _name_column(df, "origin", oi, src.path)
         t = df["t"].to_numpy(dtype=float)[keep]
         if len(t) < 2 or t[-1] <= t[0]:
             raise InputError([Problem(src.path, "a trace to replay needs at least two requests at different times"
@@ -435,6 +424,17 @@ def _load_traces(sources: Sequence[TraceSource], sc) -> list[_LoadedTrace]:
                                 None if k is None else k[keep], None if o is None else o[keep], allowed,
                                 span * n / (n - 1)))
     return out
+
+
+def _name_column(df, col: str, index: dict[str, int], path: str) -> np.ndarray:
+    """Indices of the scenario names in trace column ``col``; an unknown name is an error naming the line."""
+    names = df[col].astype(str).str.strip()
+    unknown = ~names.isin(list(index))
+    if unknown.any():
+        i = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise InputError([Problem(f"{path}: line {int(df['line'].iloc[i])}, column {col!r}",
+                                  f"unknown {col} {names.iloc[i]!r}; the scenario has {', '.join(index)}")])
+    return names.map(index).to_numpy(dtype=np.int64)
 
 
 def _replay(trs: list[_LoadedTrace], sc, t: int, window_ms: float, scale: float, rate: str,
@@ -603,13 +603,13 @@ def simulate(plan, scenario, *, traces: Sequence[TraceSource | str] | None = Non
     results: list[_SlotResult] = []
     slot_reports: list[SlotReport] = []
     dep_reports: list[DeploymentReport] = []
-    dep_served: dict[str, float] = {}
+    max_rps = _profiled_rates(sc)
     planned_rate = np.zeros((K, O))
     engine_s = 0.0
     events = 0
     n_total = 0
     for t in slot_list:
-        deps = _deployments(plan, sc, t)
+        deps = _deployments(plan, sc, t, max_rps)
         routes = _routes(plan, sc, t, deps)
         for (k, o), (_, p) in routes.items():
             planned_rate[k, o] += float(sc.demand[k, o, t]) * float(p.sum()) / len(slot_list)
@@ -648,7 +648,7 @@ def simulate(plan, scenario, *, traces: Sequence[TraceSource | str] | None = Non
                 sel = np.flatnonzero(dep == j)
                 if len(sel):
                     pre[sel] = _prefill_ms(d.rm, inp_eff[sel])
-                    tbt_pred[sel] = np.array([d.tbt.get(int(kk), 0.0) for kk in arr.k[sel]])
+                    tbt_pred[sel] = d.tbt[arr.k[sel]]
             deadline = a_ms + ttft_slo[arr.k] - rtt
             if policy == "edf":
                 key = deadline
@@ -690,6 +690,9 @@ def simulate(plan, scenario, *, traces: Sequence[TraceSource | str] | None = Non
         ci = sc.carbon[:, t]
         price = sc.elec_price[:, t]
         sim_e = sim_c = sim_el = sim_gpu = 0.0
+        nd = len(deps)
+        admitted_per_dep = np.bincount(dep[served_idx >= 0], minlength=nd)
+        done_per_dep_class = np.bincount(dep[done] * K + arr.k[done], minlength=nd * K).reshape(nd, K)
         rep0 = 0
         for j, d in enumerate(deps):
             nr = d.spec.replicas
@@ -704,15 +707,9 @@ def simulate(plan, scenario, *, traces: Sequence[TraceSource | str] | None = Non
             sim_c += fac_kwh * ci[d.region] / 1000.0
             sim_el += fac_kwh / 1000.0 * price[d.region]
             sim_gpu += nr * d.gpus * float(sc.gpu_price[d.region, d.gpu]) * slot_h
-            on = served_idx >= 0
-            mine = on & (dep == j) & done
-            nreq = int(np.sum(on & (dep == j)))
-            load = 0.0
-            for kk, mu in d.mu.items():
-                cnt = int(np.sum(mine & (arr.k == kk)))
-                if cnt and mu > 0 and math.isfinite(mu):
-                    load += cnt / (window_ms / 1000.0) / mu
-            dep_served[d.id] = dep_served.get(d.id, 0) + nreq
+            nreq = int(admitted_per_dep[j])
+            has_mu = np.isfinite(d.mu) & (np.nan_to_num(d.mu) > 0)
+            load = float(np.sum(done_per_dep_class[j, has_mu] / d.mu[has_mu])) / (window_ms / 1000.0)
             busy_tot = float(busy.sum())
             dep_reports.append(DeploymentReport(
                 slot=t, id=d.id, region=sc.regions[d.region], replicas=nr, requests=nreq,
