@@ -289,3 +289,18 @@ def test_cli_rejects_a_plan_of_another_scenario(files, capsys):
     rc = main(["simulate", str(files / "plan.json"), "--minutes", "1"])
     assert rc == 2
     assert "different scenario" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("col, value, needle", [
+    ("class", "bogus", "line 3, column 'class': unknown class 'bogus'"),
+    ("origin", "mars", "line 3, column 'origin': unknown origin 'mars'"),
+])
+def test_trace_with_unknown_names_is_rejected_with_its_line(solved, tmp_path, col, value, needle):
+    """A class or origin column naming something the scenario lacks: InputError naming file, line and column."""
+    plan, sc = solved
+    good = "k" if col == "class" else "o"
+    trace = _write_trace(tmp_path / "t.csv", [(0, 400, 100, good), (1, 400, 100, value)],
+                         header=f"timestamp,input_tokens,output_tokens,{col}")
+    with pytest.raises(planner.InputError) as e:
+        simulate(plan, sc, traces=[str(trace)], minutes=0.5)
+    assert needle in str(e.value) and "t.csv" in str(e.value)
