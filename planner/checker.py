@@ -216,19 +216,15 @@ def _read_source(plan) -> tuple[Any, str]:
     elif isinstance(plan, str) and plan.lstrip().startswith(("{", "[")):
         where, text = "<plan>", plan
     elif isinstance(plan, (str, Path)):
+        from .errors import InputError
+        from .io import read_text_input
+
         path = Path(plan)
         where = str(path)
-        if not path.exists():
-            raise PlanFileError([Problem(where, "file not found")])
-        if path.is_dir():
-            raise PlanFileError([Problem(where, "is a directory, not a plan file")])
-        raw = path.read_bytes()
-        if not raw.strip():
-            raise PlanFileError([Problem(where, "file is empty")])
         try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            raise PlanFileError([Problem(where, f"not UTF-8 text (byte {e.start})")]) from None
+            text = read_text_input(path, "plan file")
+        except InputError as e:
+            raise PlanFileError(e.problems) from None
     elif isinstance(plan, dict):
         return plan, "<plan>"
     else:
@@ -237,6 +233,8 @@ def _read_source(plan) -> tuple[Any, str]:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise PlanFileError([Problem(f"{where}: line {e.lineno}", f"malformed JSON: {e.msg}")]) from None
+    except RecursionError:
+        raise PlanFileError([Problem(where, "the JSON is nested too deeply to be a plan")]) from None
     if not isinstance(data, dict):
         raise PlanFileError([Problem(where, "a plan must be a JSON object with the plan's fields")])
     return data, where

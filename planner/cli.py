@@ -2,7 +2,12 @@
 
 Exit codes (also in ``plan --help`` and the README): 0 success; 1 internal error, or ``plan check``
 found violations; 2 invalid input or usage; 3 infeasible (explained); 4 no feasible plan within
-the limits.
+the limits; 129, 130, 143 ended by SIGHUP, SIGINT (Ctrl-C) or SIGTERM (no output written); 141
+standard output closed early (a broken pipe).
+
+Standard output carries only the command's result (a plan, a report, JSON): the process's file
+descriptor 1 is pointed at standard error for everything else, so whatever a solver library
+prints goes there, and the result is written through a private copy of the original descriptor.
 """
 
 from __future__ import annotations
@@ -34,7 +39,20 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 HELP = """Plan LLM serving on heterogeneous, geo-distributed GPU fleets (MILP on HiGHS).
 
 Exit codes: 0 success; 1 internal error (or `plan check` found violations); 2 invalid input or
-usage; 3 infeasible (an explanation is printed); 4 no feasible plan within the time limit."""
+usage; 3 infeasible (an explanation is printed); 4 no feasible plan within the time limit;
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 129 hung up (SIGHUP): nothing is written;
+141 standard output closed early."""
+
+EXIT_SIGNAL = {"SIGHUP": 129, "SIGINT": 130, "SIGTERM": 143}
+EXIT_BROKEN_PIPE = 141
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by the SIGTERM / SIGHUP handlers of the command line."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
 
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   rich_markup_mode=None)
@@ -58,13 +76,55 @@ def _esc(s: str) -> str:
 
 
 def _emit_json(text: str, output: Optional[Path]) -> None:
-    from .io import atomic_write_text
+    from .io import atomic_write_text, write_stdout
 
-    if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+    if output is None or str(output) == "-":
+        write_stdout(text)
     else:
         atomic_write_text(output, text)
+
+
+ALLOW_DIR_HELP = ("Let the scenario's table paths point into this folder too (repeatable); by default they "
+                  "must lie inside the scenario's own folder.")
+
+
+def _finite(name: str, value: Optional[float], positive: bool = False, minimum: Optional[float] = None) -> None:
+    """Every numeric option is finite (no nan/inf), and in range."""
+    import math
+
+    if value is None:
+        return
+    if not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number, got {value}")
+    if positive and value <= 0:
+        raise InputError(f"{name} must be positive, got {value:g}")
+    if minimum is not None and value < minimum:
+        raise InputError(f"{name} must be >= {minimum:g}, got {value:g}")
+
+
+def _scenario_for_plan(plan, plan_file: Path, scenario: Optional[Path], allow_dir: Optional[list[Path]]):
+    """The scenario a plan is checked or simulated against: --scenario, else the one the plan records.
+
+    Refused (exit 2) when the plan records none, or when the scenario's fingerprint differs."""
+    from .errors import Problem
+    from .loading import load_scenario
+
+    where = "--scenario" if scenario is not None else f"{plan_file}: scenario.source"
+    if scenario is None:
+        src = plan.scenario.source
+        if src is None:
+            raise InputError([Problem(str(plan_file), "the plan records no scenario file (it was made from a "
+                                                      "scenario built in memory): give --scenario")])
+        if src != "<default>" and not Path(src).exists():
+            raise InputError([Problem(where, f"the plan's scenario {src} does not exist here: give --scenario")])
+        scenario = None if src == "<default>" else Path(src)
+    sc = load_scenario(scenario, allow_dirs=allow_dir or ())
+    if sc.fingerprint != plan.scenario.fingerprint:
+        raise InputError([Problem(where, f"the plan was made for another scenario: the plan's fingerprint is "
+                                         f"{plan.scenario.fingerprint[:16]}..., {sc.source} has {sc.fingerprint[:16]}... "
+                                         "(a table or the document changed since the plan was made?)")],
+                         "scenario does not match the plan")
+    return sc
 
 
 @app.command()
@@ -84,24 +144,28 @@ def solve(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Plan JSON file (default: stdout)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary on stderr."),
     whole_model: bool = typer.Option(False, "--whole-model", help="Solve all slots as one model (default: slot by slot when no budget or cap couples them)."),
+    allow_dir: Optional[list[Path]] = typer.Option(None, "--allow-dir", help=ALLOW_DIR_HELP),
 ):
     """Solve a scenario and write the serving plan (JSON on stdout or -o; summary on stderr)."""
-    from .io import _check_dir
+    from .io import check_outputs
     from .loading import load_scenario
     from .solving import solve as _solve
 
-    if budget is not None and budget < 0:
-        raise InputError("--budget must be >= 0")
-    if carbon_cap is not None and carbon_cap < 0:
-        raise InputError("--carbon-cap must be >= 0")
+    _finite("--budget", budget, minimum=0)
+    _finite("--carbon-cap", carbon_cap, minimum=0)
+    _finite("--time-limit", time_limit, positive=True)
+    _finite("--mip-gap", mip_gap, minimum=0)
+    if mip_gap >= 1:
+        raise InputError(f"--mip-gap must be below 1, got {mip_gap:g}")
     if threads is not None and threads < 1:
         raise InputError("--threads must be >= 1")
     if write_model is not None and write_model.suffix.lower() not in (".mps", ".lp"):
         raise InputError(f"--write-model: {write_model}: use a .mps or .lp suffix")
-    for p in (output, write_model):
-        if p is not None:
-            _check_dir(p)
-    sc = load_scenario(scenario)
+    if output is not None and str(output) == "-":
+        output = None
+    check_outputs({"-o": output, "--write-model": write_model})  # before loading: fail fast
+    sc = load_scenario(scenario, allow_dirs=allow_dir or ())
+    check_outputs({"-o": output, "--write-model": write_model}, sc.input_files)
     for w in sc.warnings:
         err.print(f"[yellow]warning:[/] {w}")
     progress = None
@@ -168,14 +232,16 @@ def show(
 @app.command()
 def check(
     plan_file: Path = typer.Argument(..., metavar="PLAN.json"),
-    scenario: Optional[Path] = typer.Option(None, "--scenario", "-s", help="Scenario the plan was made for (default: embedded)."),
+    scenario: Optional[Path] = typer.Option(None, "--scenario", "-s", help="Scenario the plan was made for (default: the one the plan records)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    allow_dir: Optional[list[Path]] = typer.Option(None, "--allow-dir", help=ALLOW_DIR_HELP),
 ):
     """Independently verify a plan against its scenario. Exit 0 if it holds, 1 if not."""
     from .checker import check as _check
-    from .loading import load_scenario
+    from .checker import read_plan
 
-    sc = load_scenario(scenario)
+    plan = read_plan(plan_file)
+    sc = _scenario_for_plan(plan, plan_file, scenario, allow_dir)
     rep = _check(plan_file, sc)
     if as_json:
         sys.stdout.write(json.dumps(rep.to_dict(), indent=1) + "\n")
@@ -204,7 +270,7 @@ class TraceRateOpt(str, Enum):
 @app.command()
 def simulate(
     plan_file: Path = typer.Argument(..., metavar="PLAN.json", help="A plan written by `plan solve`."),
-    scenario: Optional[Path] = typer.Option(None, "--scenario", "-s", help="Scenario the plan was made for (default: embedded)."),
+    scenario: Optional[Path] = typer.Option(None, "--scenario", "-s", help="Scenario the plan was made for (default: the one the plan records)."),
     trace: Optional[list[str]] = typer.Option(None, "--trace", help="Replay this request trace (CSV: timestamp, input and output tokens, optional class and origin); PATH=CLASS,CLASS limits the classes its requests take. Repeatable. Default: Poisson arrivals at the planned rates."),
     policy: PolicyOpt = typer.Option(PolicyOpt.fcfs, "--policy", help="Queue order on every replica: fcfs, edf (TTFT deadline), srtf (shortest predicted service), llf (least laxity)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (arrivals, routing, replica choice)."),
@@ -215,16 +281,36 @@ def simulate(
     trace_rate: TraceRateOpt = typer.Option(TraceRateOpt.plan, "--trace-rate", help="plan: compress each trace to the planned rate of its classes; trace: keep its own rate."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report as JSON here (atomically)."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON report instead of tables."),
+    allow_violations: bool = typer.Option(False, "--allow-violations", help="Simulate a plan that fails `plan check` (with a warning) instead of refusing it."),
+    allow_dir: Optional[list[Path]] = typer.Option(None, "--allow-dir", help=ALLOW_DIR_HELP),
 ):
     """Simulate a plan: replay traffic against its fleet (continuous batching, same performance model) and
     report latency percentiles, SLO attainment, energy, carbon, cost and fairness next to the plan's figures."""
+    from .checker import check as _check
     from .checker import read_plan
-    from .loading import load_scenario
+    from .errors import Problem
+    from .io import check_outputs
     from .simulate import render_report
     from .simulate import simulate as _simulate
 
+    _finite("--load-scale", load_scale, positive=True)
+    _finite("--minutes", minutes, positive=True)
+    if output is not None and str(output) == "-":
+        output, as_json = None, True
+    trace_files = [t.split("=", 1)[0] for t in (trace or [])]
+    check_outputs({"-o": output}, [plan_file, *trace_files])
     plan = read_plan(plan_file)
-    sc = load_scenario(scenario)
+    sc = _scenario_for_plan(plan, plan_file, scenario, allow_dir)
+    check_outputs({"-o": output}, [plan_file, *trace_files, *sc.input_files])
+    rep_check = _check(plan, sc)
+    if not rep_check.ok:
+        n = len(rep_check.violations)
+        msg = (f"the plan fails `plan check` ({n} violation{'s' if n != 1 else ''}, e.g. "
+               f"{rep_check.violations[0].message[:200]})")
+        if not allow_violations:
+            raise InputError([Problem(str(plan_file), msg + "; pass --allow-violations to simulate it anyway")],
+                             "plan fails the checker")
+        err.print(f"[yellow]warning:[/] {_esc(msg)}")
     rep = _simulate(plan, sc, traces=trace or None, policy=policy.value, seed=seed, slots=slots,
                     load_scale=load_scale, minutes=minutes, predict=predict.value, trace_rate=trace_rate.value)
     text = rep.to_json()
@@ -308,6 +394,24 @@ app.add_typer(data_app, name="data")
 app.add_typer(profile_app, name="profile")
 
 
+def _version_callback(value: bool):
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("fleetplan")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            v = "unknown"
+        sys.stdout.write(f"fleetplan {v}\n")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True,
+                                       help="Print the version and exit.")):
+    """Plan LLM serving on heterogeneous, geo-distributed GPU fleets (MILP on HiGHS)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, map errors to exit codes, never show a traceback unless PLANNER_DEBUG=1."""
     debug = os.environ.get("PLANNER_DEBUG") == "1"
@@ -326,11 +430,20 @@ def main(argv: list[str] | None = None) -> int:
             err.print("[red]error:[/] " + escape(str(e)))
         return e.exit_code
     except KeyboardInterrupt:
-        err.print("interrupted")
-        return 130
+        err.print("interrupted: nothing was written")
+        return EXIT_SIGNAL["SIGINT"]
+    except Terminated as e:
+        err.print(f"terminated by {e.name}: nothing was written")
+        return EXIT_SIGNAL.get(e.name, 143)
     except typer.Abort:
         err.print("aborted")
-        return 130
+        return EXIT_SIGNAL["SIGINT"]
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_BROKEN_PIPE
+    except RecursionError:
+        err.print("[red]error:[/] the input is nested too deeply")
+        return EXIT_INPUT
     except Exception as e:
         # usage errors of the command-line parser (typer vendors click; match by shape, not by import)
         if hasattr(e, "show") and hasattr(e, "exit_code") and type(e).__name__.endswith(
@@ -347,8 +460,72 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+def _drop_stdout() -> None:
+    """After a broken pipe: send what is left to /dev/null, so that the exit flush stays quiet."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def isolate_stdout() -> None:
+    """Keep the process's stdout for the command's result alone.
+
+    File descriptor 1 is pointed at standard error (a solver library's C code that prints there,
+    e.g. highspy's banner, now reaches stderr), and ``sys.stdout`` writes through a private
+    duplicate of the original descriptor 1."""
+    try:
+        sys.stdout.flush()
+        fd = os.dup(1)
+    except (OSError, ValueError, AttributeError):
+        return  # no stdout at all: nothing to protect
+    try:
+        os.dup2(2, 1)
+    except OSError:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+    sys.stdout = open(fd, "w", encoding="utf-8", buffering=1 if os.isatty(fd) else -1, closefd=True)
+
+
+def _install_signal_handlers() -> None:
+    import signal
+
+    def handler(signum, _frame):
+        raise Terminated(signal.Signals(signum).name)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            try:
+                signal.signal(sig, handler)
+            except (ValueError, OSError):  # pragma: no cover - not the main thread
+                pass
+
+
+def run(argv: list[str] | None = None) -> int:
+    """The console script: stdout isolated, signals mapped to exit codes, then :func:`main`."""
+    isolate_stdout()
+    _install_signal_handlers()
+    code = main(argv)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+        code = EXIT_BROKEN_PIPE
+    except (OSError, ValueError):
+        pass
+    if code in EXIT_SIGNAL.values():
+        # solver threads may still be unwinding: end now (outputs are atomic, nothing partial is left)
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 def _entry() -> None:  # pragma: no cover
-    sys.exit(main())
+    sys.exit(run())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,15 +25,16 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from formulations import OBJECTIVE_EXPRESSION, SECONDARY, build, objective_vector
 from formulations.sets import restrict_slots
 
-from .backends import OPTIMAL, SolveOptions, SolveResult, get_backend
+from .backends import ERROR, INFEASIBLE, OPTIMAL, UNBOUNDED, SolveOptions, SolveResult, get_backend
 
 COUPLING = (("budget", "cost_usd", "budget_usd"), ("carbon_cap", "carbon_kg", "carbon_cap_kg"))
 MAX_ROUNDS = 10
@@ -78,12 +79,22 @@ def slot_task(a: dict) -> dict:
 
 
 class SlotRunner:
-    """The slot models and a pool of workers that solves them."""
+    """The slot models and a pool of worker threads that solves them.
+
+    Workers are threads of this process, not forked processes: HiGHS releases the GIL while it
+    solves, keeps one task scheduler per thread, and a forked child of a process whose HiGHS
+    scheduler already has threads inherits a broken copy of it (the second solve in a process
+    failed). Threads also end with the process, whatever signal ends it, and need no pickling.
+    The Pyomo backend is not thread-safe; its slots are solved one at a time (see PYOMO_LOCK).
+    When a slot fails, or the caller is interrupted, the others are cancelled at once.
+    """
 
     def __init__(self, sc, md, v, obj, backend, opts: SolveOptions):
         self.sc, self.obj, self.backend, self.opts = sc, obj, backend, opts
         self.T = sc.n_slots
         self.workers = max(1, min(self.T, opts.threads or (os.cpu_count() or 1)))
+        if backend == "pyomo":
+            self.workers = 1
         self.models: list[SlotModel] = []
         for t in range(self.T):
             mdt = restrict_slots(md, [t])
@@ -94,19 +105,30 @@ class SlotRunner:
         self.md = md  # the whole model's sets
         self.pool = None
         self.build_seconds = 0.0
+        self.cancel = threading.Event()
 
     def __enter__(self):
         if self.workers > 1:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
+            from concurrent.futures import ThreadPoolExecutor
 
-            ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-            self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+            self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fleetplan-slot")
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
+        if exc_type is not None:
+            self.cancel.set()
         if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
+            # running HiGHS solves stop within milliseconds once cancelled; don't wait for the others
+            self.pool.shutdown(wait=exc_type is None, cancel_futures=True)
+
+    def _task(self, a: dict) -> dict:
+        if self.cancel.is_set():
+            return {"t": a["t"], "status": "error", "message": "cancelled", "objective": None, "bound": None,
+                    "x": None, "tie": "none", "seconds": 0.0, "build_seconds": 0.0}
+        r = slot_task(dict(a, opts=replace(a["opts"], cancel=self.cancel)))
+        if self.cancel.is_set() and r["status"] not in (OPTIMAL, INFEASIBLE, UNBOUNDED):
+            r["message"] = "cancelled"  # stopped because another slot failed or the caller was interrupted
+        return r
 
     def run(self, tasks: list[dict], progress=None) -> list[dict]:
         results: dict[int, dict] = {}
@@ -115,17 +137,29 @@ class SlotRunner:
         def note(r):
             results[r["t"]] = r
             self.build_seconds += r.get("build_seconds", 0.0)
+            if r["status"] in (INFEASIBLE, UNBOUNDED) or (r["status"] == ERROR and r["message"] != "cancelled"):
+                self.cancel.set()  # the whole solve fails: stop the other slots now
             if progress is not None:
                 progress(len(results), time.perf_counter() - t0)
 
         if self.pool is None:
             for a in tasks:
-                note(slot_task(a))
-        else:
-            from concurrent.futures import as_completed
+                if threading.current_thread() is threading.main_thread():
+                    # solved in a helper thread so that signals reach this one at once
+                    from .backends.base import call_interruptibly
 
-            for f in as_completed([self.pool.submit(slot_task, a) for a in tasks]):
-                note(f.result())
+                    note(call_interruptibly(lambda o, a=a: self._task(dict(a, opts=o)),
+                                            replace(a["opts"], cancel=self.cancel)))
+                else:
+                    note(self._task(a))
+        else:
+            from concurrent.futures import FIRST_COMPLETED, wait
+
+            pending = {self.pool.submit(self._task, a) for a in tasks}
+            while pending:
+                done, pending = wait(pending, timeout=0.05, return_when=FIRST_COMPLETED)
+                for f in done:
+                    note(f.result())
         return [results[a["t"]] for a in tasks]
 
     def task(self, m: SlotModel, weighted, opts, secondary=None, mode="none", x=None, holds=()):
@@ -170,7 +204,10 @@ def solve_by_slot(sc, md, lm, v, obj, backend, opts: SolveOptions, build_secs: f
         sub = SolveOptions(per_slot_limit(1.0 if not coupling else 0.4), opts.mip_gap, 1, opts.seed)
         tasks = [runner.task(m, m.primary, sub, None if coupling else sec_vec(m), tie) for m in runner.models]
         res = runner.run(tasks, progress_cb("slots"))
-        for r in res:
+        def first_failure(r):  # report the slot that failed, not the ones cancelled because of it
+            return 0 if r["status"] in (INFEASIBLE, UNBOUNDED) else 2 if r["message"] == "cancelled" else 1
+
+        for r in sorted(res, key=first_failure):
             _raise_for(SolveResult(r["status"], r["objective"], r["bound"], None, 0.0, r["x"], r["message"]), sc,
                        opts, where=f" for slot {r['t']}")
         bounds = [r["bound"] for r in res]
@@ -221,8 +258,9 @@ def _knapsack(menu, coupling, T):
 
     idx = [(t, i) for t in range(T) for i in range(len(menu[t]))]
     n = len(idx)
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    from .backends.highs import new_highs, run_highs
+
+    h = new_highs()
     h.setOptionValue("mip_rel_gap", 1e-9)
     f = np.array([menu[t][i]["f"] for t, i in idx])
     h.addVars(n, np.zeros(n), np.ones(n))
@@ -236,7 +274,7 @@ def _knapsack(menu, coupling, T):
     for j, (_, _, b) in enumerate(coupling):
         g = np.array([menu[t][i]["g"][j] for t, i in idx])
         h.addRow(-highspy.kHighsInf, b, n, np.arange(n, dtype=np.int32), g)
-    h.run()
+    run_highs(h)
     if h.getInfo().primal_solution_status != 2:
         return None
     z = np.asarray(h.getSolution().col_value)
@@ -282,6 +320,8 @@ def _lagrangian(runner: SlotRunner, sc, lm, res0, coupling, opts, deadline, lowe
         if stale >= 2:  # neither the plan nor the bound improved twice in a row: leave it to refinement
             break
         if deadline is not None and deadline - time.perf_counter() < 1.0:
+            break
+        if runner.cancel.is_set():
             break
         if all(lj == 0 for lj in lam):
             break

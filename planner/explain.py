@@ -249,7 +249,9 @@ def _iis(sc, o) -> Explanation:
         n = lm.ncols
         h.changeColsIntegrality(n, np.arange(n, dtype=np.int32),
                                 np.array([highspy.HighsVarType.kContinuous] * n))
-        h.run()
+        from .backends.highs import run_highs
+
+        run_highs(h)
         st, iis = h.getIis()
         rows = list(getattr(iis, "row_index_", []) or [])
         fams: dict[str, list[str]] = {}

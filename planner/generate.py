@@ -579,11 +579,11 @@ def _peak_load(d: np.ndarray, mu: np.ndarray, avail: np.ndarray) -> float:
     lp.a_matrix_.start_ = a_start
     lp.a_matrix_.index_ = a_index
     lp.a_matrix_.value_ = a_value
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("threads", 1)
+    from .backends.highs import new_highs, run_highs
+
+    h = new_highs()
     h.passModel(lp)
-    h.run()
+    run_highs(h, threads=1)
     status = h.getModelStatus()
     if status == highspy.HighsModelStatus.kUnbounded:
         return 0.0

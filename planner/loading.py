@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import Problem, ScenarioError
+from .io import token, tokens
 from .scenario import Options, ScenarioSpec
 from .timeseries import align_series, table_step
 
@@ -93,6 +94,12 @@ class Scenario:
     tables: dict[str, pd.DataFrame] = field(repr=False)
     """The normalised input tables (for the fingerprint and the checker)."""
     warnings: tuple[str, ...] = ()
+    input_files: tuple[str, ...] = ()
+    """Every file this scenario was read from (document and tables): outputs may not overwrite them."""
+    base_dir: str | None = None
+    """The folder table paths are relative to."""
+    document: str | None = None
+    """The scenario document's path (None for a scenario built in memory)."""
 
     # ---- convenient views
     @property
@@ -214,44 +221,88 @@ def scenario_document_path(path: str | Path | None) -> Path:
     return path
 
 
-def _read_document(path: Path) -> dict:
-    where = str(path)
-    if not path.exists():
-        raise ScenarioError([Problem(where, "file not found")])
-    if path.is_dir():
-        raise ScenarioError([Problem(where, "directory has no scenario.yaml or scenario.json")])
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise ScenarioError([Problem(where, "file is empty")])
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML would keep the last)."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    loader.flatten_mapping(node)
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            continue  # the base constructor reports unhashable keys
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {str(key)[:40]!r} is given twice (first on line {seen[key] + 1})",
+                key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_document(text: str, where: str, json_only: bool = False) -> object:
+    """A YAML or JSON document, with duplicate keys, alias bombs and absurd nesting refused."""
+    from .limits import expanded_size, limits
+
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ScenarioError([Problem(where, f"not UTF-8 text (byte {e.start})")]) from None
-    try:
-        if path.suffix.lower() == ".json":
+        if json_only:
             doc = json.loads(text)
         else:
-            doc = yaml.safe_load(text)
+            doc = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except json.JSONDecodeError as e:
         raise ScenarioError([Problem(f"{where}: line {e.lineno}", f"malformed JSON: {e.msg}")]) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         loc = f"{where}: line {mark.line + 1}" if mark else where
         raise ScenarioError([Problem(loc, f"malformed YAML: {getattr(e, 'problem', None) or e}")]) from None
+    except RecursionError:
+        raise ScenarioError([Problem(where, "the document is nested too deeply")]) from None
+    lim = limits().max_document_nodes
+    try:
+        n = expanded_size(doc, lim)
+    except RecursionError:
+        raise ScenarioError([Problem(where, "the document is nested too deeply")]) from None
+    if n > lim:
+        raise ScenarioError([Problem(where, f"the document expands to more than {lim:,} values (YAML aliases "
+                                            "repeat content); raise PLANNER_MAX_DOCUMENT_NODES if it is real")])
+    return doc
+
+
+def _read_document(path: Path) -> dict:
+    from .errors import InputError
+    from .io import read_text_input
+
+    where = str(path)
+    if path.is_dir():
+        raise ScenarioError([Problem(where, "directory has no scenario.yaml or scenario.json")])
+    try:
+        text = read_text_input(path, "scenario file")
+    except InputError as e:
+        raise ScenarioError(e.problems) from None
+    doc = parse_document(text, where, json_only=path.suffix.lower() == ".json")
     if not isinstance(doc, dict):
         raise ScenarioError([Problem(where, "the document must be a mapping of scenario fields")])
     return doc
 
 
-def load_scenario(path: str | Path | None = None, **option_overrides: Any) -> Scenario:
+def load_scenario(path: str | Path | None = None, *, allow_dirs: Iterable[str | Path] = (),
+                  **option_overrides: Any) -> Scenario:
     """Read and validate a scenario file (YAML or JSON), or the embedded default when ``path`` is None.
 
-    Keyword arguments override the scenario's options (e.g. ``objective="cost"``, ``budget_usd=5e4``).
-    Raises :class:`~planner.errors.ScenarioError` listing every problem found.
+    Table paths must lie inside the document's folder; ``allow_dirs`` names further folders they may
+    be read from (absolute paths or ``..`` included). Keyword arguments override the scenario's
+    options (e.g. ``objective="cost"``, ``budget_usd=5e4``). Raises
+    :class:`~planner.errors.ScenarioError` listing every problem found.
     """
     path = scenario_document_path(path)
     doc = _read_document(path)
-    sc = scenario_from_dict(doc, base_dir=path.parent, source=str(path))
+    sc = scenario_from_dict(doc, base_dir=path.parent, source=str(path), allow_dirs=allow_dirs,
+                            _document=str(path))
     return sc.with_options(**option_overrides)
 
 
@@ -269,41 +320,51 @@ def read_spec(path: str | Path | None = None) -> tuple[ScenarioSpec, Path]:
     return _validate_spec(_read_document(path), str(path)), path.parent
 
 
-def scenario_from_dict(doc: dict, base_dir: str | Path | None = None, source: str = "<memory>") -> Scenario:
-    """Validate a scenario given as a dict (tables inline or as CSV paths relative to ``base_dir``)."""
+def scenario_from_dict(doc: dict, base_dir: str | Path | None = None, source: str = "<memory>", *,
+                       allow_dirs: Iterable[str | Path] = (), _document: str | None = None) -> Scenario:
+    """Validate a scenario given as a dict (tables inline or as CSV paths relative to ``base_dir``,
+    default the working directory; ``allow_dirs``: further folders table paths may point into)."""
+    from .limits import expanded_size, limits
+
+    lim = limits().max_document_nodes
+    if expanded_size(doc, lim) > lim:
+        raise ScenarioError([Problem(source, f"the document holds more than {lim:,} values")])
     spec = _validate_spec(doc, source)
-    return _resolve(spec, Path(base_dir) if base_dir is not None else Path.cwd(), source)
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    return _resolve(spec, base, source, tuple(Path(d) for d in allow_dirs), _document)
 
 
 class _Reader:
     """Reads one table (CSV path or inline rows), collecting problems with file and line."""
 
-    def __init__(self, base_dir: Path, source: str, problems: list[Problem]):
+    def __init__(self, base_dir: Path, source: str, problems: list[Problem], allow_dirs: tuple[Path, ...] = ()):
         self.base_dir = base_dir
         self.source = source
         self.problems = problems
+        self.allow_dirs = allow_dirs
+        self.files: list[str] = []
 
     def read(self, field_name: str, value, columns: dict[str, str]) -> tuple[pd.DataFrame | None, str, Any]:
         """Return (frame, where, rowlabel) with typed columns; None if unreadable."""
+        from .errors import InputError
+        from .io import confine, parse_csv_strings, read_text_input
+
         if isinstance(value, str):
-            p = (self.base_dir / value) if not Path(value).is_absolute() else Path(value)
+            try:
+                p = confine(value, self.base_dir, self.allow_dirs)
+            except InputError as e:
+                self.problems.extend(Problem(f"{self.source}: {field_name}", q.message) for q in e.problems)
+                return None, str(value), None
             where = str(p)
             if not p.exists():
                 self.problems.append(Problem(f"{self.source}: {field_name}", f"table file not found: {p}"))
                 return None, where, None
-            raw = p.read_bytes()
             try:
-                text = raw.decode("utf-8-sig")
-            except UnicodeDecodeError as e:
-                self.problems.append(Problem(where, f"not UTF-8 text (byte {e.start})"))
-                return None, where, None
-            if not text.strip():
-                self.problems.append(Problem(where, "file is empty"))
-                return None, where, None
-            try:
-                df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
-            except Exception as e:  # pandas parser errors
-                self.problems.append(Problem(where, f"malformed CSV: {str(e).strip()}"))
+                text = read_text_input(p, "table file")
+                self.files.append(str(p))
+                df = parse_csv_strings(text, where)
+            except InputError as e:
+                self.problems.extend(e.problems)
                 return None, where, None
             rowlabel = lambda i: f"{where}: line {i + 2}"  # noqa: E731 - header is line 1
         else:
@@ -326,7 +387,7 @@ class _Reader:
             self.problems.append(Problem(where, f"missing column(s): {', '.join(missing)}"))
         if unknown:
             self.problems.append(
-                Problem(where, f"unknown column(s): {', '.join(unknown)} (expected {', '.join(columns)})")
+                Problem(where, f"unknown column(s): {tokens(unknown, 5)} (expected {', '.join(columns)})")
             )
         if missing or unknown:
             return None, where, None
@@ -347,8 +408,7 @@ class _Reader:
                 s = s.where(~empty, "nan")
             elif kind != "str" or col != "source":
                 if empty.any():
-                    i = int(np.nonzero(empty.to_numpy())[0][0])
-                    self.problems.append(Problem(rowlabel(i), f"{col}: empty value"))
+                    row_problems(self.problems, rowlabel, empty.to_numpy(), lambda i: f"{col}: empty value")
                     ok = False
                     continue
             if kind == "str":
@@ -359,23 +419,22 @@ class _Reader:
                 if nullable:
                     bad = bad & ~empty.to_numpy()
                 if bad.any():
-                    i = int(np.nonzero(bad)[0][0])
-                    self.problems.append(Problem(rowlabel(i), f"{col}: not a finite number: {s.iloc[i]!r}"))
+                    row_problems(self.problems, rowlabel, bad,
+                                 lambda i: f"{col}: not a finite number: {token(s.iloc[i], 24)}")
                     ok = False
                     continue
                 vals = num.to_numpy(dtype=float)
                 if kind == "int":
                     nonint = vals != np.round(vals)
                     if nonint.any():
-                        i = int(np.nonzero(nonint)[0][0])
-                        self.problems.append(Problem(rowlabel(i), f"{col}: not a whole number: {s.iloc[i]!r}"))
+                        row_problems(self.problems, rowlabel, nonint,
+                                     lambda i: f"{col}: not a whole number: {token(s.iloc[i], 24)}")
                         ok = False
                         continue
                     vals = vals.astype(np.int64)
                 neg = vals < 0  # NaN (an empty optional value) compares False
                 if neg.any():
-                    i = int(np.nonzero(neg)[0][0])
-                    self.problems.append(Problem(rowlabel(i), f"{col}: negative value {s.iloc[i]}"))
+                    row_problems(self.problems, rowlabel, neg, lambda i: f"{col}: negative value {token(s.iloc[i], 24)}")
                     ok = False
                     continue
                 out[col] = pd.Series(vals)
@@ -383,10 +442,15 @@ class _Reader:
                 ts = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601")
                 bad = ts.isna().to_numpy()
                 if bad.any():
-                    i = int(np.nonzero(bad)[0][0])
-                    self.problems.append(
-                        Problem(rowlabel(i), f"{col}: not an ISO 8601 timestamp: {s.iloc[i]!r}")
-                    )
+                    row_problems(self.problems, rowlabel, bad,
+                                 lambda i: f"{col}: not an ISO 8601 timestamp: {token(s.iloc[i], 32)}")
+                    ok = False
+                    continue
+                naive = ~s.str.contains(_OFFSET_RE).to_numpy()
+                if naive.any():
+                    row_problems(self.problems, rowlabel, naive,
+                                 lambda i: f"{col}: {token(s.iloc[i], 32)} has no UTC offset (write it as "
+                                           "2023-06-15T00:00:00Z or with +HH:MM)")
                     ok = False
                     continue
                 out[col] = pd.Series(ts.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]"))
@@ -395,6 +459,23 @@ class _Reader:
         frame = pd.DataFrame(out)
         frame.index = range(len(frame))
         return frame, where, rowlabel
+
+
+_OFFSET_RE = r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
+"""A timestamp's explicit UTC offset: ``Z`` or ``+HH:MM`` / ``-HHMM`` / ``+HH`` at its end."""
+
+MAX_ROWS_LISTED = 20
+"""Bad rows listed per column and problem; the rest are counted."""
+
+
+def row_problems(problems: list[Problem], rowlabel, mask: np.ndarray, message) -> None:
+    """One problem per bad row (``mask``), up to :data:`MAX_ROWS_LISTED`, then a count of the rest."""
+    idx = np.nonzero(np.asarray(mask))[0]
+    for i in idx[:MAX_ROWS_LISTED]:
+        problems.append(Problem(rowlabel(int(i)), message(int(i))))
+    if len(idx) > MAX_ROWS_LISTED:
+        first = rowlabel(int(idx[MAX_ROWS_LISTED]))
+        problems.append(Problem(first, f"... and {len(idx) - MAX_ROWS_LISTED} more rows with the same problem"))
 
 
 def _check_unique(names: list[str], where: str, problems: list[Problem]) -> None:
@@ -410,13 +491,18 @@ def _check_refs(frame, col, known, rowlabel, problems, what) -> np.ndarray:
     ok = frame[col].isin(known).to_numpy().copy()
     if not ok.all():
         bad_vals = pd.unique(frame.loc[~ok, col])
-        for v in bad_vals[:5]:
-            i = int(np.nonzero((frame[col] == v).to_numpy())[0][0])
-            problems.append(Problem(rowlabel(i), f"unknown {what} {v!r}"))
+        for v in bad_vals[:MAX_ROWS_LISTED]:
+            rows = np.nonzero((frame[col] == v).to_numpy())[0]
+            more = f" (and {len(rows) - 1} more rows)" if len(rows) > 1 else ""
+            problems.append(Problem(rowlabel(int(rows[0])), f"unknown {what} {token(v, 32)}{more}"))
+        if len(bad_vals) > MAX_ROWS_LISTED:
+            problems.append(Problem(rowlabel(int(np.nonzero(~ok)[0][0])),
+                                    f"... and {len(bad_vals) - MAX_ROWS_LISTED} more unknown {what} names"))
     return ok
 
 
-def _resolve(spec: ScenarioSpec, base_dir: Path, source: str) -> Scenario:
+def _resolve(spec: ScenarioSpec, base_dir: Path, source: str, allow_dirs: tuple[Path, ...] = (),
+             document: str | None = None) -> Scenario:
     problems: list[Problem] = []
     warnings: list[str] = []
     reg = [r.name for r in spec.regions]
@@ -467,7 +553,7 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str) -> Scenario:
     slot_ns = spec.horizon.slot_minutes * 60 * 1_000_000_000
     edges = start + slot_ns * np.arange(T + 1, dtype=np.int64)
 
-    reader = _Reader(base_dir, source, problems)
+    reader = _Reader(base_dir, source, problems, allow_dirs)
     tables: dict[str, pd.DataFrame] = {}
 
     # ---- profiles
@@ -479,25 +565,19 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str) -> Scenario:
         for col in ("tp", "pp", "freq_mhz", "max_rps", "ttft_ms", "tbt_ms"):
             zero = (prof[col] <= 0).to_numpy()
             if zero.any():
-                i = int(np.nonzero(zero)[0][0])
-                problems.append(Problem(plabel(i), f"{col}: must be positive"))
+                row_problems(problems, plabel, zero, lambda i, c=col: f"{c}: must be positive")
                 ok = ok & ~zero
         low = (prof["busy_power_w"] < prof["idle_power_w"]).to_numpy()
         if low.any():
-            i = int(np.nonzero(low)[0][0])
-            problems.append(Problem(plabel(i), "busy_power_w is below idle_power_w"))
+            row_problems(problems, plabel, low, lambda i: "busy_power_w is below idle_power_w")
         act = prof["active_power_w"]
         for bad, msg in (((act < prof["idle_power_w"]).to_numpy(), "active_power_w is below idle_power_w"),
                          ((act > prof["busy_power_w"]).to_numpy(), "active_power_w is above busy_power_w")):
             if bad.any():  # NaN (empty: idle power is used) compares False
-                i = int(np.nonzero(bad)[0][0])
-                problems.append(Problem(plabel(i), msg))
+                row_problems(problems, plabel, bad, lambda i, m=msg: m)
         dup = prof.duplicated(PROFILE_KEY, keep="first").to_numpy()
         if dup.any():
-            i = int(np.nonzero(dup)[0][0])
-            problems.append(
-                Problem(plabel(i), "duplicate profile row for (model, gpu, tp, pp, freq_mhz, shape)")
-            )
+            row_problems(problems, plabel, dup, lambda i: "duplicate profile row for (model, gpu, tp, pp, freq_mhz, shape)")
         prof = prof.sort_values(PROFILE_KEY, kind="stable").reset_index(drop=True)
         tables["profiles"] = prof
         for k in spec.classes:
@@ -603,4 +683,7 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str) -> Scenario:
         allowed=allowed,
         tables=tables,
         warnings=tuple(warnings),
+        input_files=tuple(([document] if document else []) + reader.files),
+        base_dir=str(base_dir),
+        document=document,
     )

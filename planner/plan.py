@@ -25,6 +25,10 @@ class ScenarioRef(_Out):
     name: str
     fingerprint: str
     """sha256 of the scenario's content (document without options, and its tables)."""
+    source: str | None = None
+    """Where the scenario was read from: the document's absolute path, ``<default>`` for the embedded
+    default, or null for a scenario built in memory. ``plan check`` and ``plan simulate`` load it when
+    no ``--scenario`` is given."""
 
 
 class ObjectiveValue(_Out):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -220,7 +220,7 @@ def _tie_break(be: Backend, lm: LinearModel, primary: np.ndarray, secondary: np.
     tol = 1e-9 * abs(z1) + 1e-12
     be.add_row("tie_break_primary_bound", nz, primary[nz], -np.inf, z1 + tol)
     be.set_objective(secondary)
-    r2 = be.solve(SolveOptions(remaining, opts.mip_gap, opts.threads, opts.seed, None), start=x)
+    r2 = be.solve(replace(opts, time_limit=remaining, progress=None), start=x)
     if r2.has_solution and float(primary @ r2.x) <= z1 + 10 * tol:
         return r2.x, mode, True, r2.solve_seconds
     return x, f"skipped: tie-break solve ended {r2.status}", False, r2.solve_seconds
@@ -264,6 +264,20 @@ def _split_targets(xk: pd.DataFrame, yk: pd.DataFrame) -> dict[int, list[tuple[i
             parts.append((c, need))
         out[int(row["o"])] = parts
     return out
+
+
+def scenario_source(sc: Scenario) -> str | None:
+    """What a plan records of where its scenario came from (see :class:`~planner.plan.ScenarioRef`)."""
+    import os
+
+    from .defaults import default_scenario_path
+
+    if sc.document is None:
+        return None
+    doc = os.path.realpath(sc.document)
+    if doc == os.path.realpath(default_scenario_path()):
+        return "<default>"
+    return doc
 
 
 def make_plan(b: BuiltModel, x_raw: np.ndarray, status: str, info: dict, secondary: str | None) -> Plan:
@@ -348,7 +362,7 @@ def make_plan(b: BuiltModel, x_raw: np.ndarray, status: str, info: dict, seconda
     opts = sc.options
     sec_val = float(lm.expressions[OBJECTIVE_EXPRESSION[secondary]] @ x) if secondary else None
     return Plan(
-        scenario=ScenarioRef(name=sc.spec.name, fingerprint=sc.fingerprint),
+        scenario=ScenarioRef(name=sc.spec.name, fingerprint=sc.fingerprint, source=scenario_source(sc)),
         status=status,
         objective=ObjectiveValue(name=obj_name, value=obj_val, unit=UNITS[obj_name], secondary=secondary,
                                  secondary_value=sec_val),

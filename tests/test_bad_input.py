@@ -153,8 +153,8 @@ def test_reference_problems_across_files_listed_together(sdir, capsys):
 @pytest.mark.parametrize("args,fragment", [
     (["solve", "--objective", "speed"], "--objective"),
     (["solve", "--backend", "gurobi"], "--backend"),
-    (["solve", "--mip-gap", "1.5"], "mip gap"),
-    (["solve", "--time-limit", "-1"], "time limit"),
+    (["solve", "--mip-gap", "1.5"], "--mip-gap"),
+    (["solve", "--time-limit", "-1"], "--time-limit"),
     (["solve", "--budget", "-5"], "--budget"),
     (["solve", "--threads", "0"], "--threads"),
     (["solve", "--write-model", "model.txt"], ".mps or .lp"),

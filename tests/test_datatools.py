@@ -186,7 +186,7 @@ def test_cli_carbon_writes_atomically_and_loads_in_a_scenario(tmp_path, capsys):
     doc["carbon_intensity"] = str(out)
     for i, r in enumerate(doc["demand"]):
         r["timestamp"] = hourly("2024-03-01T00:00Z", 5)[i]
-    sc = planner.scenario_from_dict(doc)
+    sc = planner.scenario_from_dict(doc, allow_dirs=[tmp_path])
     assert list(sc.carbon[0]) == [100, 200, 300, 400, 500]
     # a failing run never replaces a good file
     before = out.read_bytes()
@@ -286,7 +286,7 @@ def test_cli_demand_azure_header_loads_in_a_scenario(tmp_path, capsys):
                             {"name": "chat-long", "model": "m", "shape": "s", "slo": {"ttft_ms": 500, "tbt_ms": 50}}],
                    slots=2, slot_minutes=1)
     doc["demand"] = str(out)
-    sc = planner.scenario_from_dict(doc)
+    sc = planner.scenario_from_dict(doc, allow_dirs=[tmp_path])
     assert sc.demand[:, 0, :].ravel().tolist() == pytest.approx([2, 0, 1, 4.680402])
     code, outp, _ = run(["data", "shapes", FX / "trace_azure.csv", "--class", "a:out<256", "--class", "b:out>=256",
                          "--json"], capsys)

@@ -267,7 +267,7 @@ def test_cli_writes_report_and_table(files, capsys):
 @pytest.mark.parametrize("args, needle", [
     (["--slots", "3"], "outside 0-0"),
     (["--minutes", "90"], "minutes"),
-    (["--load-scale", "0"], "load_scale"),
+    (["--load-scale", "0"], "--load-scale"),
     (["--trace", "nope.csv"], "nope.csv"),
     (["--trace", "{plan}=nosuchclass"], "unknown class"),
     (["--policy", "lifo"], "lifo"),
@@ -285,10 +285,22 @@ def test_cli_bad_input_exits_2_and_keeps_the_old_report(files, capsys, args, nee
 
 
 def test_cli_rejects_a_plan_of_another_scenario(files, capsys):
-    """The default scenario is not the one the plan was made for: exit 2, naming the fingerprints."""
+    """A scenario that is not the one the plan was made for: exit 2, naming the fingerprints."""
+    import yaml
+
+    doc = sim_doc(rate=90.0, gpus=("H100-80GB", "A100-80GB"))
+    (files / "other.yaml").write_text(yaml.safe_dump(doc))
+    rc = main(["simulate", str(files / "plan.json"), "-s", str(files / "other.yaml"), "--minutes", "1"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "another scenario" in err and "fingerprint" in err
+
+
+def test_cli_refuses_a_plan_made_in_memory_without_scenario(files, capsys):
+    """The plan was made from a scenario built in memory: it records no file, so --scenario is needed."""
     rc = main(["simulate", str(files / "plan.json"), "--minutes", "1"])
     assert rc == 2
-    assert "different scenario" in capsys.readouterr().err
+    assert "give --scenario" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("col, value, needle", [

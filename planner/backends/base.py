@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -31,6 +32,9 @@ class SolveOptions:
     seed: int | None = None
     progress: Callable[[dict], None] | None = field(default=None, compare=False)
     """Called with {incumbent, bound, gap, elapsed} while a MIP solves (HiGHS backend only)."""
+    cancel: threading.Event | None = field(default=None, compare=False, repr=False)
+    """Set from another thread to stop the solve soon (HiGHS and PuLP backends: within milliseconds;
+    Pyomo: at its time limit). A cancelled solve returns a result without a solution."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,15 @@ class Backend:
     def add_row(self, name: str, cols: np.ndarray, vals: np.ndarray, lower: float, upper: float) -> None:
         raise NotImplementedError  # pragma: no cover
 
-    def solve(self, opts: SolveOptions, start: np.ndarray | None = None) -> SolveResult:  # pragma: no cover
+    def solve(self, opts: SolveOptions, start: np.ndarray | None = None) -> SolveResult:
+        """Solve the native model. On the main thread the solver runs in a helper thread while the main
+        thread waits, so Ctrl-C and signal handlers act at once: the solve is cancelled and the
+        exception propagates (a solver library holds the main thread otherwise until it ends)."""
+        if threading.current_thread() is not threading.main_thread():
+            return self._solve(opts, start)
+        return call_interruptibly(lambda o: self._solve(o, start), opts)
+
+    def _solve(self, opts: SolveOptions, start: np.ndarray | None = None) -> SolveResult:  # pragma: no cover
         raise NotImplementedError
 
     def fix_columns(self, cols: np.ndarray, values: np.ndarray) -> None:  # pragma: no cover
@@ -87,6 +99,36 @@ class Backend:
     @property
     def native(self):  # pragma: no cover
         raise NotImplementedError
+
+
+def call_interruptibly(fn: Callable[[SolveOptions], SolveResult], opts: SolveOptions) -> SolveResult:
+    """``fn(opts)`` in a helper thread, waiting in short steps so that signals reach the caller.
+
+    On any exception in the waiting thread (KeyboardInterrupt, a SIGTERM handler's exception) the
+    solve's cancel event is set, the helper is given a moment to stop, and the exception propagates.
+    """
+    cancel = opts.cancel if opts.cancel is not None else threading.Event()
+    o = replace(opts, cancel=cancel)
+    box: dict = {}
+
+    def target():
+        try:
+            box["r"] = fn(o)
+        except BaseException as e:  # handed to the caller's thread
+            box["e"] = e
+
+    th = threading.Thread(target=target, name="fleetplan-solve", daemon=True)
+    th.start()
+    try:
+        while th.is_alive():
+            th.join(0.05)
+    except BaseException:
+        cancel.set()
+        th.join(5.0)
+        raise
+    if "e" in box:
+        raise box["e"]
+    return box["r"]
 
 
 def empty_result() -> SolveResult:

@@ -1,7 +1,22 @@
-"""HiGHS through highspy: the whole matrix is handed over at once (``passModel``), no per-row calls."""
+"""HiGHS through highspy: the whole matrix is handed over at once (``passModel``), no per-row calls.
+
+Every HiGHS run in the planner goes through :func:`run_highs`, which keeps HiGHS usable when it is
+called again and again in one long-running process:
+
+* HiGHS keeps one task scheduler per calling thread, sized by the first run on that thread; a later
+  run on the same thread that asks for another number of threads fails ("Not Set"). ``run_highs``
+  resets this thread's scheduler whenever the requested size differs from the one it was made with.
+* highspy >= 1.16 prints a banner to file descriptor 1 the first time a ``Highs`` object is made in a
+  process. :func:`new_highs` makes that first object with descriptor 1 pointed at ``/dev/null``, so a
+  library caller's stdout (and ``plan solve``'s JSON) stays clean.
+* A run can be cancelled from another thread (``SolveOptions.cancel``): HiGHS's interrupt callbacks
+  check the event and stop the solver within milliseconds.
+"""
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 
 import highspy
@@ -23,6 +38,102 @@ from .base import (
 
 _INF = highspy.kHighsInf
 
+_tls = threading.local()  # per thread: the size of HiGHS's scheduler on this thread (0 = HiGHS's default)
+_banner_lock = threading.Lock()
+_banner_done = False
+
+
+def _silence_banner() -> None:
+    """Make the process's first ``Highs`` object with fd 1 on /dev/null (highspy prints its banner then)."""
+    global _banner_done
+    with _banner_lock:
+        if _banner_done:
+            return
+        try:
+            import sys
+
+            sys.stdout.flush()
+        except Exception:  # pragma: no cover - a closed or odd sys.stdout
+            pass
+        saved = os.dup(1)
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 1)
+            highspy.Highs()
+            try:
+                import ctypes
+
+                ctypes.CDLL(None).fflush(None)  # C stdio buffers, in case the banner was buffered
+            except Exception:  # pragma: no cover - no libc symbol table
+                pass
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(null)
+        _banner_done = True
+
+
+def new_highs() -> highspy.Highs:
+    """A ``Highs`` object with logging off, made without anything reaching stdout."""
+    if not _banner_done:
+        _silence_banner()
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    return h
+
+
+def prepare_thread(threads: int | None) -> None:
+    """Make this thread's HiGHS scheduler fit a run with ``threads`` threads (None: HiGHS's default).
+
+    A scheduler made for another size is shut down first; HiGHS makes a new one at the next run.
+    """
+    want = int(threads) if threads else 0
+    have = getattr(_tls, "threads", None)
+    if have is not None and want != 0 and want != have:
+        highspy.Highs.resetThreadScheduler(True)
+        have = None
+    if have is None:
+        _tls.threads = want
+    elif have == 0 and want:
+        _tls.threads = want  # pragma: no cover - reached only through the reset above
+
+
+def _scheduler_mismatch(h: highspy.Highs, st) -> bool:
+    return st == highspy.HighsStatus.kError and h.getModelStatus() == highspy.HighsModelStatus.kNotset
+
+
+def run_highs(h: highspy.Highs, threads: int | None = None, cancel: threading.Event | None = None):
+    """``h.run()`` on this thread with ``threads`` threads; returns HiGHS's status.
+
+    If the run fails before starting because this thread's scheduler was made elsewhere with another
+    size (user code, another library), the scheduler is reset and the run tried once more. With
+    ``cancel``, the run stops (HiGHS status: interrupted) soon after the event is set.
+    """
+    want = int(threads) if threads else 0
+    h.setOptionValue("threads", want)
+    prepare_thread(want)
+    subs = []
+    if cancel is not None:
+        def on_interrupt(e, _ev=cancel):
+            if _ev.is_set():
+                e.interrupt()
+
+        for cbk in (h.cbMipInterrupt, h.cbSimplexInterrupt, h.cbIpmInterrupt):
+            cbk.subscribe(on_interrupt)
+            subs.append(cbk)
+    try:
+        if cancel is not None and cancel.is_set():
+            return highspy.HighsStatus.kWarning
+        st = h.run()
+        if _scheduler_mismatch(h, st):
+            highspy.Highs.resetThreadScheduler(True)
+            _tls.threads = want
+            st = h.run()
+        return st
+    finally:
+        for cbk in subs:
+            cbk.unsubscribe(on_interrupt)
+
 
 def _finite(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a, float).copy()
@@ -37,8 +148,6 @@ def configure(h: highspy.Highs, opts: SolveOptions) -> None:
         h.setOptionValue("time_limit", float(opts.time_limit))
     h.setOptionValue("mip_rel_gap", float(opts.mip_gap))
     h.setOptionValue("mip_feasibility_tolerance", MIP_FEASIBILITY_TOLERANCE)
-    if opts.threads is not None:
-        h.setOptionValue("threads", int(opts.threads))
     if opts.seed is not None:
         h.setOptionValue("random_seed", int(opts.seed))
 
@@ -77,8 +186,7 @@ class HighsBackend(Backend):
 
     def _build(self, objective, names):
         lm = self.lm
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
+        h = new_highs()
         lp = highspy.HighsLp()
         lp.num_col_ = lm.ncols
         lp.num_row_ = lm.nrows
@@ -123,7 +231,7 @@ class HighsBackend(Backend):
         self.h.addRow(float(max(lower, -_INF)), float(min(upper, _INF)), len(cols), cols, np.asarray(vals, float))
         self._extra_rows += 1
 
-    def solve(self, opts: SolveOptions, start=None) -> SolveResult:
+    def _solve(self, opts: SolveOptions, start=None) -> SolveResult:
         if self.lm.ncols == 0:
             return empty_result()
         h = self.h
@@ -141,7 +249,7 @@ class HighsBackend(Backend):
             h.setSolution(sol)
         t0 = time.perf_counter()
         try:
-            h.run()
+            run_highs(h, opts.threads, opts.cancel)
         finally:
             for cb in subs:
                 h.cbMipImprovingSolution.unsubscribe(cb)

@@ -15,13 +15,28 @@ from .base import (
     SolveResult,
     empty_result,
 )
-from .highs import read_status
+from .highs import _silence_banner, read_status, run_highs
+
+
+class _HiGHS(pulp.HiGHS):
+    """PuLP's HiGHS interface, running HiGHS through :func:`~planner.backends.highs.run_highs`
+    (this thread's scheduler sized to the run, cancellable)."""
+
+    def __init__(self, *args, threads=None, cancel=None, **kw):
+        if threads is not None:
+            kw["threads"] = threads
+        super().__init__(*args, **kw)
+        self._threads, self._cancel = threads, cancel
+
+    def callSolver(self, lp):
+        run_highs(lp.solverModel, self._threads, self._cancel)
 
 
 class PulpBackend(Backend):
     name = "pulp"
 
     def _build(self, objective, names):
+        _silence_banner()
         lm = self.lm
         prob = pulp.LpProblem("serving_plan", pulp.LpMinimize)
         vnames = lm.var_names(safe=True)
@@ -76,13 +91,11 @@ class PulpBackend(Backend):
         kw = {"msg": False, "gapRel": float(opts.mip_gap), "mip_feasibility_tolerance": MIP_FEASIBILITY_TOLERANCE}
         if opts.time_limit is not None:
             kw["timeLimit"] = float(opts.time_limit)
-        if opts.threads is not None:
-            kw["threads"] = int(opts.threads)
         if opts.seed is not None:
             kw["random_seed"] = int(opts.seed)
-        return pulp.HiGHS(**kw)
+        return _HiGHS(threads=int(opts.threads) if opts.threads else None, cancel=opts.cancel, **kw)
 
-    def solve(self, opts: SolveOptions, start=None) -> SolveResult:
+    def _solve(self, opts: SolveOptions, start=None) -> SolveResult:
         if self.lm.ncols == 0:
             return empty_result()
         solver = self._solver(opts)  # PuLP's HiGHS interface takes no warm start; ``start`` is ignored

@@ -4,6 +4,7 @@ solved with HiGHS through Pyomo's ``highs`` interface."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -28,6 +29,12 @@ from .base import (
 )
 
 
+PYOMO_LOCK = threading.RLock()
+"""Pyomo is not thread-safe (its solver interfaces capture file descriptors 1 and 2 process-wide and
+keep module-level state), so every Pyomo model is built and solved under this lock: slot solves on
+this backend run one at a time."""
+
+
 def _key(lm, dims, codes):
     out = []
     for d, i in zip(dims, codes):
@@ -42,6 +49,13 @@ class PyomoBackend(Backend):
     name = "pyomo"
 
     def _build(self, objective, names):
+        with PYOMO_LOCK:
+            self._build_locked(objective, names)
+
+    def _build_locked(self, objective, names):
+        from .highs import _silence_banner
+
+        _silence_banner()
         lm = self.lm
         m = pyo.ConcreteModel(name="serving_plan")
         cols: list = [None] * lm.ncols
@@ -109,7 +123,7 @@ class PyomoBackend(Backend):
     def _solver(self):
         return SolverFactory("highs")
 
-    def solve(self, opts: SolveOptions, start=None) -> SolveResult:
+    def _solve(self, opts: SolveOptions, start=None) -> SolveResult:
         if self.lm.ncols == 0:
             return empty_result()
         opt = self._solver()
@@ -124,10 +138,19 @@ class PyomoBackend(Backend):
         if so:
             kw["solver_options"] = so
         # Pyomo's HiGHS interface takes no warm start; ``start`` is ignored here.
-        t0 = time.perf_counter()
-        res = opt.solve(self.m, **kw)
-        elapsed = time.perf_counter() - t0
-        self._last_solver = opt
+        from .highs import prepare_thread
+
+        with PYOMO_LOCK:
+            if opts.cancel is not None and opts.cancel.is_set():
+                return SolveResult(ERROR, None, None, None, 0.0, None, "cancelled")
+            prepare_thread(opts.threads)
+            t0 = time.perf_counter()
+            res = opt.solve(self.m, **kw)
+            elapsed = time.perf_counter() - t0
+            self._last_solver = opt
+            return self._result(res, elapsed)
+
+    def _result(self, res, elapsed):
         tc, ss = res.termination_condition, res.solution_status
         has = ss in (SolutionStatus.optimal, SolutionStatus.feasible)
         x = None
@@ -153,6 +176,7 @@ class PyomoBackend(Backend):
 
     def write_model(self, path: str) -> None:
         """Write the exact model Pyomo hands to HiGHS (by suffix: .mps or .lp)."""
-        opt = self._solver()
-        opt.set_instance(self.m)
-        opt._solver_model.writeModel(str(path))
+        with PYOMO_LOCK:
+            opt = self._solver()
+            opt.set_instance(self.m)
+            opt._solver_model.writeModel(str(path))
