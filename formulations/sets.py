@@ -24,7 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from planner.scenario import RATE_RESOLUTION
+
 TOL = 1e-9
+
 
 
 @dataclass
@@ -36,10 +39,12 @@ class Pruning:
     """Configs dominated by another of the same GPU type and GPU count."""
     kept: int = 0
     pairs_pruned_slo: int = 0
-    """(config, class) pairs removed because the config misses that class's SLO."""
+    """(config, class) pairs removed because the config misses that class's SLO (or serves below
+    :data:`RATE_RESOLUTION`)."""
+    warnings: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "warnings"}
 
 
 @dataclass
@@ -52,6 +57,8 @@ class ModelData:
     pairs: pd.DataFrame
     """Valid (config c, class k) pairs: c, k, mu, ttft_ms, tbt_ms, busy_w, slack_ms, marg_w."""
     pruning: Pruning
+    warnings: list = field(default_factory=list)
+    """Things the model leaves out or treats specially, in words (copied into the plan)."""
     placements: pd.DataFrame = field(default=None)  # r, c
     routes: pd.DataFrame = field(default=None)  # k, o, r, rtt
     n_index: pd.DataFrame = field(default=None)  # r, c, t, ub
@@ -121,6 +128,19 @@ def config_class_pairs(sc) -> tuple[pd.DataFrame, pd.DataFrame, Pruning]:
     p["slack_ms"] = np.minimum(p["slo_ttft"] - p["ttft_ms"], p["slo_e2e"] - p["e2e"])
     ok = (p["tbt_ms"] <= p["slo_tbt"] + TOL) & (p["slack_ms"] >= -TOL)
     pruning = Pruning(configs_total=len(cfg), pairs_pruned_slo=int((~ok).sum()))
+    tiny = ok & (p["max_rps"] < RATE_RESOLUTION)
+    warnings = []
+    if tiny.any():
+        rows = p[tiny].drop_duplicates(keycols + ["shape"])
+        lab = [f"({r.model}, {r.gpu}, tp{r.tp}, pp{r.pp}, {r.freq_mhz:g} MHz, {r.shape}): max_rps {r.max_rps:.3g}"
+               for r in rows.itertuples(index=False)]
+        more = f" and {len(lab) - 5} more" if len(lab) > 5 else ""
+        warnings.append(f"{len(lab)} profile row(s) serve less than {RATE_RESOLUTION:g} req/s per replica and are "
+                        f"treated as unable to serve: {'; '.join(lab[:5])}{more}")
+        pruning_tiny = int(tiny.sum())
+    else:
+        pruning_tiny = 0
+    ok = ok & ~tiny
     p = p[ok].copy()
     p["slack_ms"] = p["slack_ms"].clip(lower=0.0)
     p = p.rename(columns={"max_rps": "mu", "busy_power_w": "busy_w"})
@@ -129,6 +149,8 @@ def config_class_pairs(sc) -> tuple[pd.DataFrame, pd.DataFrame, Pruning]:
     pairs = p[["c", "k", "mu", "ttft_ms", "tbt_ms", "busy_w", "slack_ms", "marg_w"]].sort_values(["c", "k"])
     used = np.unique(pairs["c"].to_numpy())
     pruning.pruned_slo = int(len(cfg) - len(used))
+    pruning.pairs_pruned_slo += pruning_tiny
+    pruning.warnings = warnings
     return cfg, pairs.reset_index(drop=True), pruning
 
 
@@ -230,7 +252,7 @@ def build_sets(sc) -> ModelData:
     """All index sets and parameters, pruned, for a validated scenario."""
     cfg, pairs, pruning = config_class_pairs(sc)
     cfg, pairs = prune_dominated(cfg, pairs, pruning)
-    md = ModelData(scenario=sc, configs=cfg, pairs=pairs, pruning=pruning)
+    md = ModelData(scenario=sc, configs=cfg, pairs=pairs, pruning=pruning, warnings=list(pruning.warnings))
     # renumber configs 0..C-1 so that labels index by c
     remap = {old: new for new, old in enumerate(cfg["c"])}
     md.configs = cfg.assign(c=cfg["c"].map(remap))

@@ -1125,7 +1125,11 @@ class _Checker:
         uns_req = float(self.uns_rate.sum() * self.secs)
         tot = {q: float(S[q].sum()) for q in S}
         tot["unserved_requests"] = uns_req
-        tot["served_requests"] = float(sc.demand.sum() * self.secs) - uns_req
+        # demand below the planner's resolution is not planned (the plan's warnings name it)
+        from .scenario import RATE_RESOLUTION
+
+        planned = np.where(sc.demand >= RATE_RESOLUTION, sc.demand, 0.0)
+        tot["served_requests"] = float(planned.sum() * self.secs) - uns_req
         tot["unserved_rps"] = uns_req / (T * self.secs)
         complete = {q: not unknown[q].any() for q in S} | {"unserved_requests": True, "served_requests": True,
                                                             "unserved_rps": True}

@@ -11,6 +11,11 @@ code   meaning
 2      invalid input or usage (scenario, plan file, options)
 3      the scenario is infeasible (an explanation is printed)
 4      no feasible plan was found within the time limit
+5      numerical failure: the solver's answer did not verify (see the message)
+129    ended by SIGHUP (command line only; nothing written)
+130    interrupted by Ctrl-C / SIGINT (command line only; nothing written)
+141    standard output closed early (broken pipe)
+143    ended by SIGTERM (command line only; nothing written)
 =====  ==========================================================
 """
 
@@ -24,6 +29,7 @@ EXIT_VIOLATIONS = 1
 EXIT_INPUT = 2
 EXIT_INFEASIBLE = 3
 EXIT_NO_SOLUTION = 4
+EXIT_NUMERICAL = 5
 
 
 def bullet_list(head: str, items: list[str], limit: int, more_hint: str = "") -> str:
@@ -102,3 +108,11 @@ class SolverError(PlannerError):
     """The solver failed or returned a status the planner cannot use."""
 
     exit_code = EXIT_INTERNAL
+
+
+class NumericalError(SolverError):
+    """The solver reported a solution that does not verify: a row it claims to satisfy is violated
+    when recomputed, or the objective lies below the bound it proved. The inputs are usually badly
+    scaled (values many orders of magnitude apart)."""
+
+    exit_code = EXIT_NUMERICAL

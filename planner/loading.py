@@ -55,6 +55,15 @@ DEMAND_COLUMNS = {"timestamp": "time", "class": "str", "origin": "str", "rate_rp
 PRICE_COLUMNS = {"timestamp": "time", "region": "str", "usd_per_mwh": "float"}
 AVAIL_COLUMNS = {"timestamp": "time", "region": "str", "gpu": "str", "count": "int"}
 OPTIONAL_COLUMNS = {"source"}
+
+CEILINGS = {
+    "tp": 1024, "pp": 1024, "freq_mhz": 1e5, "max_rps": 1e9, "ttft_ms": 1e8, "tbt_ms": 1e8,
+    "busy_power_w": 1e7, "idle_power_w": 1e7, "active_power_w": 1e7, "expected_error": 100.0,
+    "gco2_per_kwh": 1e5, "rate_rps": 1e9, "usd_per_mwh": 1e6, "count": 10_000_000,
+}
+"""Largest plausible value per numeric column (far above any real one: the dirtiest grids emit about
+1,500 gCO2/kWh). A value above it is refused with its row named: such values (1e308 and the like) are
+typing errors, and they would push the MILP's coefficients past what a solver handles."""
 PROFILE_KEY = ["model", "gpu", "tp", "pp", "freq_mhz", "shape"]
 
 
@@ -435,6 +444,13 @@ class _Reader:
                 neg = vals < 0  # NaN (an empty optional value) compares False
                 if neg.any():
                     row_problems(self.problems, rowlabel, neg, lambda i: f"{col}: negative value {token(s.iloc[i], 24)}")
+                    ok = False
+                    continue
+                ceil = CEILINGS.get(col)
+                high = vals > ceil if ceil is not None else np.zeros(len(vals), bool)
+                if high.any():
+                    row_problems(self.problems, rowlabel, high,
+                                 lambda i: f"{col}: {token(s.iloc[i], 24)} is above the plausible maximum {ceil:g}")
                     ok = False
                     continue
                 out[col] = pd.Series(vals)

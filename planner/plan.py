@@ -52,6 +52,8 @@ class Totals(_Out):
     electricity_cost_usd: float
     gpu_hours: float
     served_requests: float
+    """Requests routed to a deployment over the horizon (demand below 1e-6 req/s, the planner's
+    resolution, is not planned and not counted: the plan's warnings name it)."""
     unserved_requests: float
     unserved_rps: float
     """Mean unserved rate over the horizon: unserved_requests / horizon seconds."""
@@ -179,6 +181,9 @@ class Plan(_Out):
     pruning: PruningInfo
     horizon: dict
     """start (UTC), slot_minutes, slots."""
+    warnings: list[str] = []
+    """What the planner left out or treated specially (e.g. profile rows or demand below its
+    numerical resolution), in words."""
     slots: list[Slot]
 
     # ---- serialisation

@@ -18,6 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 SCENARIO_SCHEMA_VERSION = 1
 
+RATE_RESOLUTION = 1e-6
+"""req/s below which a rate is below the planner's numerical resolution (one request in 11.6 days).
+
+HiGHS meets rows to about 1e-7. A profile row serving less than this per replica would put
+coefficients of 1e6 and more into ``replica_capacity`` (solver noise in the load times such a
+coefficient becomes thousands of replicas), so its (config, class) pairs are treated as "cannot
+serve"; demand below it is not planned. Both are named in the plan's ``warnings``."""
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(
@@ -68,32 +76,32 @@ class Horizon(_Frozen):
 class GpuType(_Frozen):
     name: Name
     """GPU type name, as used in the profile table and in regions (e.g. H100-80GB)."""
-    memory_gb: float | None = Field(None, gt=0)
+    memory_gb: float | None = Field(None, gt=0, le=1e5)
     """Memory per GPU in GB (informational here; used by the estimators)."""
 
 
 class Model(_Frozen):
     name: Name
     """Model name, as used in the profile table (e.g. llama-3.1-8b)."""
-    params_billion: float | None = Field(None, gt=0)
+    params_billion: float | None = Field(None, gt=0, le=1e6)
     """Parameter count in billions (informational)."""
 
 
 class Shape(_Frozen):
     name: Name
     """Workload shape name, as used in the profile table's ``shape`` column."""
-    input_tokens: int = Field(ge=1)
+    input_tokens: int = Field(ge=1, le=100_000_000)
     """Representative prompt length in tokens."""
-    output_tokens: int = Field(ge=1)
+    output_tokens: int = Field(ge=1, le=100_000_000)
     """Representative output length in tokens (used for the end-to-end latency)."""
 
 
 class Slo(_Frozen):
-    ttft_ms: float = Field(gt=0)
+    ttft_ms: float = Field(gt=0, le=1e8)
     """Time to first token, end to end: network round trip from the origin plus queueing and prefill."""
-    tbt_ms: float = Field(gt=0)
+    tbt_ms: float = Field(gt=0, le=1e8)
     """Time between tokens during decode."""
-    e2e_ms: float | None = Field(None, gt=0)
+    e2e_ms: float | None = Field(None, gt=0, le=1e9)
     """Optional end-to-end latency: RTT + TTFT + (output_tokens - 1) x TBT."""
 
 
@@ -111,9 +119,9 @@ class RequestClass(_Frozen):
 class RegionGpu(_Frozen):
     type: Name
     """GPU type offered in the region."""
-    count: int = Field(ge=0)
+    count: int = Field(ge=0, le=10_000_000)
     """GPUs of this type available in every slot (the availability table overrides it per slot)."""
-    price_usd_per_gpu_hour: float = Field(ge=0)
+    price_usd_per_gpu_hour: float = Field(ge=0, le=1e6)
     """Rental price of one GPU for one hour, in USD."""
 
 
@@ -139,7 +147,7 @@ class Region(_Frozen):
 class Origin(_Frozen):
     name: Name
     """Where users are (e.g. 'eu', 'us-east'); used in the demand table."""
-    rtt_ms: dict[Name, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    rtt_ms: dict[Name, Annotated[float, Field(ge=0, le=1e6)]] = Field(default_factory=dict)
     """Network round-trip time in ms from this origin to each region it may be served from."""
     allowed_regions: list[Name] | None = None
     """Regions this origin's traffic may be served in (data residency). Default: every region with an RTT."""
@@ -148,16 +156,16 @@ class Origin(_Frozen):
 class Unserved(_Frozen):
     allowed: bool = False
     """Whether demand may go unserved (at a penalty). Default: every request must be served."""
-    penalty_per_request: float = Field(1.0, ge=0)
+    penalty_per_request: float = Field(1.0, ge=0, le=1e9)
     """Objective units added per request not served (kgCO2e, kWh, USD or GPU-hours, per the objective)."""
 
 
 class Options(_Frozen):
     objective: Objective = Objective.carbon
     """What to minimise: carbon (kgCO2e), energy (kWh), cost (USD) or gpu-hours."""
-    budget_usd: float | None = Field(None, ge=0)
+    budget_usd: float | None = Field(None, ge=0, le=1e15)
     """Spending cap over the horizon: GPU rental plus priced electricity, in USD."""
-    carbon_cap_kg: float | None = Field(None, ge=0)
+    carbon_cap_kg: float | None = Field(None, ge=0, le=1e15)
     """Emission cap over the horizon, kgCO2e."""
     max_utilization: float = Field(0.8, gt=0, le=1)
     """Headroom: the load of a replica stays within this fraction of its profiled maximum rate."""

@@ -83,12 +83,64 @@ class BuiltModel:
         return _solve_built(self, SolveOptions(time_limit, mip_gap, threads, seed, progress))
 
 
+def estimate_nonzeros(sc: Scenario) -> int:
+    """An upper estimate of the MILP's coefficients, from the scenario's sizes alone (before any set
+    is built): every (profile row, class) pair in every region offering its GPU and every slot gives an
+    assignment column with about 4 coefficients; every (class, origin, region, slot) a routing column
+    with about 3."""
+    prof = sc.profiles
+    cls = pd.DataFrame({"model": [k.model for k in sc.spec.classes], "shape": [k.shape for k in sc.spec.classes]})
+    per_gpu = prof.merge(cls, on=["model", "shape"]).groupby("gpu").size()
+    offered = {g: int((~np.isnan(sc.gpu_price[:, i])).sum()) for i, g in enumerate(sc.gpus)}
+    y = sum(int(n) * offered.get(g, 0) for g, n in per_gpu.items()) * sc.n_slots
+    x = len(sc.classes) * len(sc.origins) * len(sc.regions) * sc.n_slots
+    return 4 * y + 3 * x
+
+
+def check_model_size(sc: Scenario) -> None:
+    """Refuse (InputError) a model above PLANNER_MAX_MODEL_NONZEROS before building it."""
+    from .limits import limits
+
+    lim = limits().max_model_nonzeros
+    est = estimate_nonzeros(sc)
+    if est > lim:
+        raise InputError(f"the model would have about {est:,} coefficients, above the limit of {lim:,} "
+                         "(PLANNER_MAX_MODEL_NONZEROS): fewer slots, regions, profile rows or classes, or raise the limit")
+
+
+def _tiny_demand(sc: Scenario) -> tuple[Scenario, list[str]]:
+    """Demand below the planner's resolution (RATE_RESOLUTION req/s) is left out of the model and named.
+
+    HiGHS meets rows to about 1e-7, so such a rate would be "served" by nothing while the plan said
+    otherwise; the checker's tolerance (1e-6 req/s) accepts the difference, and the plan says so."""
+    from .scenario import RATE_RESOLUTION
+
+    from .loading import _replace
+
+    tiny = (sc.demand > 0) & (sc.demand < RATE_RESOLUTION)
+    if not tiny.any():
+        return sc, []
+    K, O, T = np.nonzero(tiny)
+    ex = ", ".join(f"{sc.classes[k]} from {sc.origins[o]} in slot {t} ({sc.demand[k, o, t]:.3g} req/s)"
+                   for k, o, t in list(zip(K, O, T))[:5])
+    more = f" and {len(K) - 5} more" if len(K) > 5 else ""
+    d = sc.demand.copy()
+    d[tiny] = 0.0
+    total = float(sc.demand[tiny].sum() * sc.slot_seconds)
+    msg = (f"{len(K)} demand value(s) below {RATE_RESOLUTION:g} req/s are not planned (about {total:.3g} requests in "
+           f"all, below the solver's resolution): {ex}{more}")
+    return Scenario(**_replace(sc, demand=d)), [msg]
+
+
 def _prepare(scenario: Scenario, objective: str | None, option_overrides: dict):
     if objective is not None:
         option_overrides["objective"] = objective
     sc = scenario.with_options(**option_overrides)
     t0 = time.perf_counter()
+    sc, notes = _tiny_demand(sc)
+    check_model_size(sc)
     md = build_sets(sc)
+    md.warnings = notes + md.warnings
     if len(md.unroutable) and not sc.options.unserved.allowed:
         from .explain import explain_unroutable
 
@@ -280,9 +332,50 @@ def scenario_source(sc: Scenario) -> str | None:
     return doc
 
 
+def verify_solution(lm: LinearModel, x: np.ndarray, bound: float | None, objective: np.ndarray,
+                    rel: float = 1e-6, abs_: float = 1e-6) -> None:
+    """Recompute every row and the objective of the (cleaned) solution; raise NumericalError if the
+    solver's answer does not hold: a row violated beyond ``max(abs_, rel x magnitude)``, a variable
+    outside its bounds, a non-finite value, or an objective below the bound the solver proved."""
+    from .errors import NumericalError
+
+    if not np.all(np.isfinite(x)):
+        raise NumericalError("numerical failure: the solver returned non-finite values")
+    if lm.nrows:
+        r, c, vals = lm.triplets()
+        act = np.zeros(lm.nrows)
+        mag = np.zeros(lm.nrows)
+        np.add.at(act, r, vals * x[c])
+        np.add.at(mag, r, np.abs(vals * x[c]))
+        lo, up = lm.row_lower, lm.row_upper
+        scale = np.maximum(np.maximum(mag, 1.0), np.where(np.isfinite(up), np.abs(up), 0.0))
+        scale = np.maximum(scale, np.where(np.isfinite(lo), np.abs(lo), 0.0))
+        tol = np.maximum(abs_, rel * scale)
+        viol = np.maximum(lo - act, act - up)
+        bad = np.nonzero(viol > tol)[0]
+        if len(bad):
+            i = int(bad[np.argmax(viol[bad] / tol[bad])])
+            blk, j = lm.row_family(i)
+            raise NumericalError(
+                f"numerical failure: the solver's plan violates {len(bad)} row(s) when recomputed, e.g. "
+                f"{blk.name}[{lm.index_label(blk.dims, blk.index[j])}] by {viol[i]:.3g} (activity {act[i]:.6g}, "
+                f"bounds [{lo[i]:.6g}, {up[i]:.6g}]). The inputs are probably badly scaled: look for values many "
+                "orders of magnitude apart (tiny max_rps, huge prices or carbon intensities).")
+    lb, ub = lm.lower, lm.upper
+    out = np.nonzero((x < lb - 1e-6 * np.maximum(1, np.abs(lb))) | (x > ub + 1e-6 * np.maximum(1, np.abs(ub))))[0]
+    if len(out):
+        raise NumericalError(f"numerical failure: {len(out)} variable(s) outside their bounds in the solver's plan")
+    if bound is not None and np.isfinite(bound):
+        z = float(objective @ x)
+        if z < bound - 1e-6 * max(1.0, abs(bound)):
+            raise NumericalError(f"numerical failure: the plan's objective {z:.9g} is below the bound {bound:.9g} the "
+                                 "solver proved; the inputs are probably badly scaled")
+
+
 def make_plan(b: BuiltModel, x_raw: np.ndarray, status: str, info: dict, secondary: str | None) -> Plan:
     sc, md, lm, v = b.scenario, b.data, b.lm, b.vars
     x = _clean(lm, x_raw)
+    verify_solution(lm, x, info.get("bound"), objective_vector(lm, md, b.objective))
     cfg = md.configs.set_index("c")
     pairs = md.pairs.set_index(["c", "k"])
     T = sc.n_slots
@@ -375,5 +468,6 @@ def make_plan(b: BuiltModel, x_raw: np.ndarray, status: str, info: dict, seconda
         pruning=PruningInfo(**md.pruning.as_dict()),
         horizon={"start": sc.spec.horizon.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
                  "slot_minutes": sc.spec.horizon.slot_minutes, "slots": T},
+        warnings=list(md.warnings),
         slots=slots,
     )
