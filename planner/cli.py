@@ -31,6 +31,7 @@ from .errors import (
     InputError,
     PlannerError,
 )
+from .io import write_stdout
 from .scenario import Objective as ObjectiveOpt
 from .scenario import TieBreak as TieBreakOpt
 
@@ -197,7 +198,7 @@ def solve(
         if live is not None:
             live.stop()
         if explain:
-            sys.stdout.write(json.dumps(e.explanation.to_dict(), indent=1) + "\n")
+            write_stdout(json.dumps(e.explanation.to_dict(), indent=1) + "\n")
         raise
     finally:
         if live is not None:
@@ -244,7 +245,7 @@ def check(
     sc = _scenario_for_plan(plan, plan_file, scenario, allow_dir)
     rep = _check(plan_file, sc)
     if as_json:
-        sys.stdout.write(json.dumps(rep.to_dict(), indent=1) + "\n")
+        write_stdout(json.dumps(rep.to_dict(), indent=1) + "\n")
     else:
         Console(highlight=False, soft_wrap=True).print(rep.render())
     raise typer.Exit(EXIT_OK if rep.ok else EXIT_VIOLATIONS)
@@ -384,7 +385,7 @@ def schema(kind: SchemaKind = typer.Argument(..., help="scenario or plan")):
     from .scenario import scenario_json_schema
 
     s = scenario_json_schema() if kind == SchemaKind.scenario else plan_json_schema()
-    sys.stdout.write(json.dumps(s, indent=1, sort_keys=True) + "\n")
+    write_stdout(json.dumps(s, indent=1, sort_keys=True) + "\n")
 
 
 from .cli_data import data_app  # noqa: E402
@@ -402,7 +403,7 @@ def _version_callback(value: bool):
             v = version("fleetplan")
         except PackageNotFoundError:  # pragma: no cover - running from a source tree
             v = "unknown"
-        sys.stdout.write(f"fleetplan {v}\n")
+        write_stdout(f"fleetplan {v}\n")
         raise typer.Exit(EXIT_OK)
 
 
@@ -424,6 +425,11 @@ def main(argv: list[str] | None = None) -> int:
     except PlannerError as e:
         from rich.markup import escape
 
+        from .io import StdoutClosed
+
+        if isinstance(e, StdoutClosed):
+            _drop_stdout()
+            return EXIT_BROKEN_PIPE
         if isinstance(e, InfeasibleError):
             err.print("[red]" + escape(str(e)) + "[/]")
         else:

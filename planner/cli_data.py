@@ -12,6 +12,7 @@ from typing import List, Optional
 import typer
 
 from .errors import InputError, Problem
+from .io import write_stdout
 
 data_app = typer.Typer(help="Build scenario tables (carbon, demand) from your own exports and traces.",
                        no_args_is_help=True, rich_markup_mode=None)
@@ -33,8 +34,7 @@ def _write(text: str, output: Optional[Path], what: str) -> None:
     from .io import atomic_write_text
 
     if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        write_stdout(text)
     else:
         atomic_write_text(output, text)
         err.print(f"{what} written to {output}")
@@ -119,6 +119,6 @@ def shapes(
         # an empty bucket has no median or mean: null (NaN is not valid JSON)
         records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
                    for r in df.to_dict("records")]
-        sys.stdout.write(json.dumps(records, indent=1, allow_nan=False) + "\n")
+        write_stdout(json.dumps(records, indent=1, allow_nan=False) + "\n")
     else:
-        sys.stdout.write(df.to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")
+        write_stdout(df.to_string(index=False, float_format=lambda v: f"{v:.3f}") + "\n")

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from .errors import InputError, Problem
+from .io import write_stdout
 
 profile_app = typer.Typer(help="Import profiled runs (vLLM, ML.ENERGY, CSV) and estimate missing profile rows.",
                           no_args_is_help=True, rich_markup_mode=None)
@@ -231,8 +232,7 @@ def import_cmd(
         df = merge_profiles(base, df, replace=replace, base_name=str(merge))
     text = profiles_to_csv(df)
     if target is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        write_stdout(text)
     else:
         atomic_write_text(target, text)
     if not quiet:
@@ -311,8 +311,7 @@ def estimate_cmd(
         err.print("[yellow]warning:[/] " + escape(s))
     text = profiles_to_csv(table)
     if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        write_stdout(text)
     else:
         atomic_write_text(output, text)
     if not quiet:

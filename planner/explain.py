@@ -139,6 +139,61 @@ def explain_unroutable(md) -> Explanation:
                        "within SLOs, data residency and GPU offer", findings, "static")
 
 
+# ----------------------------------------------------------------------------------------- bounds
+
+
+def lp_minimum(md, expression: str, threads: int | None = None) -> float | None:
+    """The least value of ``expression`` (cost_usd, carbon_kg, ...) over every plan serving the demand
+    (budget and carbon cap left out), in the LP relaxation: a proven lower bound, in about a second."""
+    import highspy
+
+    from .backends.highs import HighsBackend, run_highs
+
+    lm, _ = build(md, coupling=False)
+    if lm.ncols == 0:
+        return 0.0
+    be = HighsBackend(lm, lm.expressions[expression])
+    h = be.native
+    n = lm.ncols
+    h.changeColsIntegrality(n, np.arange(n, dtype=np.int32), np.array([highspy.HighsVarType.kContinuous] * n))
+    run_highs(h, threads)
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    return float(h.getInfo().objective_function_value)
+
+
+def refuse_impossible_limits(sc, md, threads: int | None = None) -> None:
+    """Raise InfeasibleError at once when the budget or carbon cap lies below a proven lower bound
+    (the LP relaxation's least cost or carbon with all demand served); nothing else is solved."""
+    from .errors import InfeasibleError
+
+    checks = (("budget", "budget_usd", "cost_usd", "USD", "the budget is below the least any plan can cost",
+               "serving all demand costs at least {low:,.2f} USD over the horizon (LP relaxation: a proven lower "
+               "bound) but the budget is {lim:,.2f} USD"),
+              ("carbon_cap", "carbon_cap_kg", "carbon_kg", "kgCO2e", "the carbon cap is below the least any plan emits",
+               "serving all demand emits at least {low:,.3f} kgCO2e over the horizon (LP relaxation: a proven lower "
+               "bound) but the cap is {lim:,.3f} kgCO2e"))
+    if sc.options.unserved.allowed:
+        return  # leaving demand unserved meets any limit
+    for fam, opt, expr, unit, summary, text in checks:
+        lim = getattr(sc.options, opt)
+        if lim is None:
+            continue
+        low = lp_minimum(md, expr, threads)
+        if low is not None and low > lim * (1 + 1e-9) + 1e-6:
+            raise InfeasibleError(Explanation(summary, [Finding([fam, "demand_served"], text.format(low=low, lim=lim),
+                                                                {f"min_{expr}": _round_sig(low), opt: lim})], "bound"))
+
+
+def _round_sig(v: float, digits: int = 6) -> float:
+    """Solver noise off a reported figure: 6 significant digits, and 0 for |v| below 1e-9."""
+    if v is None or not np.isfinite(v):
+        return v
+    if abs(v) < 1e-9:
+        return 0.0
+    return float(f"{v:.{digits}g}")
+
+
 # ----------------------------------------------------------------------------------------- elastic
 
 
@@ -156,7 +211,9 @@ def explain_infeasible(sc, opts) -> Explanation:
     """Find which constraint families conflict, by elastic relaxation (then IIS as a fallback)."""
     from .backends import SolveOptions
 
-    o = SolveOptions(opts.time_limit, opts.mip_gap, opts.threads, opts.seed)
+    # each diagnostic solve is bounded: an explanation must come in reasonable time
+    limit = min(opts.time_limit, 60.0) if opts.time_limit is not None else 60.0
+    o = SolveOptions(limit, max(opts.mip_gap, 1e-3), opts.threads, opts.seed, cancel=opts.cancel)
     # (a) capacity: maximise served demand without budget or carbon cap
     sa = sc.replace_options(unserved={"allowed": True, "penalty_per_request": 1.0}, budget_usd=None,
                             carbon_cap_kg=None)

@@ -33,7 +33,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from .errors import InputError, Problem
+from .errors import InputError, PlannerError, Problem
 
 STDOUT = "-"
 """The output path meaning standard output."""
@@ -311,6 +311,16 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             os.fsync(f.fileno())
 
 
+class StdoutClosed(PlannerError):
+    """Standard output was closed before the result was written (``plan solve | head``)."""
+
+    exit_code = 141
+
+
 def write_stdout(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    """Write the result to standard output; a closed pipe raises :class:`StdoutClosed`."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise StdoutClosed("standard output was closed early") from None

@@ -177,6 +177,59 @@ class Scenario:
         """A copy with some options replaced; ``None`` values are ignored (unset command-line flags)."""
         return self.replace_options(**{k: v for k, v in overrides.items() if v is not None})
 
+    def with_tables(self, **tables: Any) -> "Scenario":
+        """A copy with some tables replaced, validated like a loaded scenario.
+
+        Keyword names: ``profiles``, ``carbon_intensity``, ``demand``, ``electricity_price``,
+        ``availability``; values: a pandas DataFrame or a list of row mappings with the table's
+        columns (timestamps as ISO 8601 text with an offset, or timezone-aware / UTC datetimes). The
+        other tables are taken from this scenario as loaded (nothing is read from disk again), and
+        options are kept. Raises :class:`~planner.errors.ScenarioError` naming every bad row.
+        """
+        unknown = sorted(set(tables) - set(TABLE_FIELDS))
+        if unknown:
+            raise ScenarioError([Problem(n, "not a table of the scenario (expected one of "
+                                         f"{', '.join(TABLE_FIELDS)})") for n in unknown], "invalid table")
+        doc = self.spec.model_dump(mode="json")
+        for name in TABLE_FIELDS:
+            if name in tables:
+                doc[name] = None if tables[name] is None else _table_rows(name, tables[name])
+            elif name in self.tables:
+                doc[name] = _table_rows(name, self.tables[name])
+            else:
+                doc[name] = None
+        for name in ("electricity_price", "availability"):
+            if doc.get(name) is None:
+                doc.pop(name, None)
+        return scenario_from_dict(doc, base_dir=self.base_dir, source=self.source)
+
+    def save(self, directory: str | Path, overwrite: bool = False) -> Path:
+        """Write this scenario as ``scenario.yaml`` plus one CSV per table into ``directory``.
+
+        ``plan solve DIRECTORY`` (and :func:`load_scenario`) read it back to the same fingerprint,
+        options included. Existing files are refused unless ``overwrite``; every file is written
+        atomically. Returns the document's path."""
+        from .io import atomic_write_text
+
+        d = Path(directory)
+        if d.exists() and not d.is_dir():
+            raise ScenarioError([Problem(str(d), "exists and is not a folder")], "cannot save scenario")
+        names = ["scenario.yaml"] + [TABLE_FILES[n] for n in TABLE_FIELDS if n in self.tables]
+        clash = [d / n for n in names if (d / n).exists()]
+        if clash and not overwrite:
+            raise ScenarioError([Problem(str(clash[0]), "already exists (pass overwrite=True)")], "cannot save scenario")
+        d.mkdir(parents=True, exist_ok=True)
+        doc = self.spec.model_dump(mode="json", exclude_none=True)
+        for name in TABLE_FIELDS:
+            doc.pop(name, None)
+            if name in self.tables:
+                doc[name] = TABLE_FILES[name]
+                df = pd.DataFrame(_table_rows(name, self.tables[name]))
+                atomic_write_text(d / TABLE_FILES[name], df.to_csv(index=False, lineterminator="\n"))
+        path = d / "scenario.yaml"
+        atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+        return path
+
     def replace_options(self, **updates: Any) -> "Scenario":
         """A copy with the given options set, ``None`` included (e.g. ``budget_usd=None`` drops the budget)."""
         if not updates:
@@ -188,6 +241,40 @@ class Scenario:
             raise ScenarioError(_pydantic_problems(e, "options"), "invalid option") from None
         spec = self.spec.model_copy(update={"options": opts})
         return Scenario(**_replace(self, spec=spec))
+
+
+TABLE_FIELDS = {"profiles": PROFILE_COLUMNS, "carbon_intensity": CARBON_COLUMNS, "demand": DEMAND_COLUMNS,
+                "electricity_price": PRICE_COLUMNS, "availability": AVAIL_COLUMNS}
+"""The scenario's tables and their columns."""
+
+TABLE_FILES = {"profiles": "profiles.csv", "carbon_intensity": "carbon.csv", "demand": "demand.csv",
+               "electricity_price": "electricity_price.csv", "availability": "availability.csv"}
+"""File names :meth:`Scenario.save` gives the tables."""
+
+
+def _table_rows(name: str, value) -> list[dict]:
+    """A table given as a DataFrame or a list of row mappings, as rows of strings (inline form)."""
+    if isinstance(value, pd.DataFrame):
+        df = value
+    elif isinstance(value, (list, tuple)):
+        return [dict(r) if isinstance(r, dict) else r for r in value]
+    else:
+        raise ScenarioError([Problem(name, f"expected a pandas DataFrame or a list of rows, got "
+                                           f"{type(value).__name__}")], "invalid table")
+    df = df.copy()
+    for col in df.columns:
+        if pd.api.types.is_datetime64_any_dtype(df[col]):
+            ts = df[col]
+            if getattr(ts.dt, "tz", None) is not None:
+                ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+            df[col] = ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").str.replace(".000000Z", "Z", regex=False)
+    rows = df.to_dict(orient="records")
+    out = []
+    for r in rows:
+        out.append({str(k): ("" if (isinstance(v, float) and np.isnan(v)) or v is None else
+                             (repr(float(v)) if isinstance(v, (float, np.floating)) else str(v)))
+                    for k, v in r.items()})
+    return out
 
 
 def _replace(s: Scenario, **kw) -> dict:

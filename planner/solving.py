@@ -51,6 +51,10 @@ from .plan import (
     UnservedRate,
 )
 
+DEFAULT_COUPLED_TIME_LIMIT = 120.0
+"""Seconds a solve with a budget or carbon cap may take when no time limit is given: such solves
+can need the whole-model MILP, so they end with the best plan found and its proven gap."""
+
 UNITS = {"carbon": "kgCO2e", "energy": "kWh", "cost": "USD", "gpu-hours": "GPU-h"}
 EPS = 1e-7  # solver values below this are noise (HiGHS's feasibility tolerance)
 
@@ -182,16 +186,28 @@ def solve(scenario: Scenario, objective: str | None = None, backend: str = "high
     Raises InfeasibleError (with an explanation), NoSolutionError (time limit without a feasible
     plan) or SolverError.
     """
+    import math
+
     if mip_gap is None:
         mip_gap = 5e-3
-    if not (0 <= mip_gap < 1):
-        raise InputError(f"mip gap must be in [0, 1), got {mip_gap}")
-    if time_limit is not None and time_limit <= 0:
-        raise InputError(f"time limit must be positive, got {time_limit}")
-    if threads is not None and threads < 1:
-        raise InputError(f"threads must be >= 1, got {threads}")
+    if not (isinstance(mip_gap, (int, float)) and 0 <= mip_gap < 1):
+        raise InputError(f"mip_gap must be in [0, 1), got {mip_gap}")
+    if time_limit is not None and not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit)
+                                       and time_limit > 0):
+        raise InputError(f"time_limit must be a positive finite number of seconds, got {time_limit}")
+    if threads is not None and not (isinstance(threads, int) and threads >= 1):
+        raise InputError(f"threads must be a whole number >= 1, got {threads}")
     sc, md, lm, v, secs = _prepare(scenario, objective, option_overrides)
     obj = sc.options.objective.value
+    coupled = sc.options.budget_usd is not None or sc.options.carbon_cap_kg is not None
+    if coupled:
+        from .explain import refuse_impossible_limits
+
+        t0 = time.perf_counter()
+        refuse_impossible_limits(sc, md, threads)
+        secs += time.perf_counter() - t0
+        if time_limit is None:
+            time_limit = DEFAULT_COUPLED_TIME_LIMIT
     opts = SolveOptions(time_limit, mip_gap, threads, seed, progress)
     be = None  # the whole model's native form, built once (for writing and/or the whole-model solve)
     if write_model is not None:

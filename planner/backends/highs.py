@@ -82,6 +82,13 @@ def new_highs() -> highspy.Highs:
     return h
 
 
+def _reset_scheduler() -> None:
+    """Shut down this thread's HiGHS scheduler (highspy >= 1.16: per thread; older: the same call
+    under its older name)."""
+    reset = getattr(highspy.Highs, "resetThreadScheduler", None) or highspy.Highs.resetGlobalScheduler
+    reset(True)
+
+
 def prepare_thread(threads: int | None) -> None:
     """Make this thread's HiGHS scheduler fit a run with ``threads`` threads (None: HiGHS's default).
 
@@ -90,7 +97,7 @@ def prepare_thread(threads: int | None) -> None:
     want = int(threads) if threads else 0
     have = getattr(_tls, "threads", None)
     if have is not None and want != 0 and want != have:
-        highspy.Highs.resetThreadScheduler(True)
+        _reset_scheduler()
         have = None
     if have is None:
         _tls.threads = want
@@ -126,7 +133,7 @@ def run_highs(h: highspy.Highs, threads: int | None = None, cancel: threading.Ev
             return highspy.HighsStatus.kWarning
         st = h.run()
         if _scheduler_mismatch(h, st):
-            highspy.Highs.resetThreadScheduler(True)
+            _reset_scheduler()
             _tls.threads = want
             st = h.run()
         return st
