@@ -324,11 +324,12 @@ def simulate(
 
 
 @app.command()
-def validate(scenario: Optional[Path] = typer.Argument(None, help="Scenario file or folder (default: embedded).")):
+def validate(scenario: Optional[Path] = typer.Argument(None, help="Scenario file or folder (default: embedded)."),
+             allow_dir: Optional[list[Path]] = typer.Option(None, "--allow-dir", help=ALLOW_DIR_HELP)):
     """Check a scenario without solving (exit 0 if valid, 2 with every problem listed if not)."""
     from .loading import load_scenario
 
-    sc = load_scenario(scenario)
+    sc = load_scenario(scenario, allow_dirs=allow_dir or ())
     for w in sc.warnings:
         err.print(f"[yellow]warning:[/] {w}")
     out = Console(highlight=False, soft_wrap=True)

@@ -40,11 +40,15 @@ def _write(text: str, output: Optional[Path], what: str) -> None:
         err.print(f"{what} written to {output}")
 
 
-def _check_out(output: Optional[Path]) -> None:
+def _check_out(output: Optional[Path], inputs=()) -> None:
     if output is not None:
-        from .io import _check_dir
+        from .io import check_outputs
 
-        _check_dir(output)
+        check_outputs({"-o": output}, [str(p).split("=", 1)[-1].split("@")[0] for p in inputs])
+
+
+MAX_HOURS = 24 * 366 * 20
+"""The longest window ``plan data carbon`` builds (20 years of hours)."""
 
 
 @data_app.command("carbon")
@@ -68,7 +72,9 @@ def carbon(
 
     if (end is None) == (hours is None):
         raise InputError([Problem("--end/--hours", "give exactly one of --end and --hours")])
-    _check_out(output)
+    if hours is not None and hours > MAX_HOURS:
+        raise InputError([Problem("--hours", f"{hours} is more than {MAX_HOURS:,} hours (20 years)")])
+    _check_out(output, sources)
     if hours is not None:
         from .datatools import _utc
 
@@ -97,8 +103,12 @@ def demand(
     """
     from .datatools import demand_table, load_trace, parse_bucket, table_csv
 
+    import math as _m
+
+    if not (_m.isfinite(scale) and scale > 0):
+        raise InputError([Problem("--scale", f"must be a positive finite number, got {scale}")])
     buckets = [parse_bucket(c) for c in classes] if classes else None
-    _check_out(output)
+    _check_out(output, [trace])
     tr = load_trace(trace)
     df = demand_table(tr, buckets, origin=origin, slot_minutes=slot_minutes, start=start, slots=slots, scale=scale)
     _write(table_csv(df), output, f"demand table ({len(df)} rows)")

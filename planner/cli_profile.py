@@ -188,6 +188,10 @@ def import_cmd(
     if replace and merge is None:
         raise InputError("--replace applies only with --merge")
     files = expand_paths(paths)
+    if target is not None:
+        from .io import check_outputs
+
+        check_outputs({"-o": target}, files)  # the --merge table may be rewritten (atomically); a result may not
     kind = fmt.value if fmt is not None else detect_format(files)
     given = {"--model": model, "--gpu": gpu, "--tp": tp, "--pp": pp, "--freq-mhz": freq_mhz, "--shape": shape,
              "--gpu-map": gpu_map or None, "--parallel": parallel, "--percentile": percentile,
@@ -294,6 +298,11 @@ def estimate_cmd(
     if output is not None:
         _check_dir(output)
     spec, base = read_spec(scenario)
+    if output is not None:
+        from .io import check_outputs
+        from .loading import scenario_document_path
+
+        check_outputs({"-o": output}, [scenario_document_path(scenario)])
     table_path = profiles
     if table_path is None and isinstance(spec.profiles, str):
         cand = base / spec.profiles

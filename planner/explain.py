@@ -82,6 +82,15 @@ def explain_unroutable(md) -> Explanation:
             findings.append(Finding(["profiles"], f"{head} but the profile table has no row for model "
                                     f"{cls.model} with shape {cls.shape}", data))
             continue
+        from .scenario import RATE_RESOLUTION
+
+        if (rows["max_rps"] < RATE_RESOLUTION).all():
+            findings.append(Finding(["profiles"], f"{head} but every profile row for model {cls.model} with shape "
+                                    f"{cls.shape} serves less than {RATE_RESOLUTION:g} req/s per replica (at most "
+                                    f"{rows['max_rps'].max():.3g}): below the planner's resolution, treated as "
+                                    "unable to serve", data))
+            continue
+        rows = rows[rows["max_rps"] >= RATE_RESOLUTION]
         if (rows["tbt_ms"] > cls.slo.tbt_ms).all():
             best = rows.loc[rows["tbt_ms"].idxmin()]
             findings.append(Finding(["latency_tbt"], f"{head} but no config meets its TBT SLO of "
@@ -255,13 +264,24 @@ def explain_infeasible(sc, opts) -> Explanation:
     return _iis(sc, o)
 
 
+def _rate(v: float) -> str:
+    """A rate for a message: solver noise (below 1e-6 req/s) shown as 0."""
+    return "0" if abs(v) < 1e-6 else f"{v:.4g}"
+
+
 def _capacity_findings(sc, md, lm, v, x, u) -> Explanation:
+    """One finding per (class, origin) short of capacity, naming the slots it falls short in and the
+    worst of them (each problem is stated once, whatever the number of slots)."""
     findings = []
     # GPU types with a config that can serve each class
     class_gpus = md.pairs[["c", "k"]].merge(md.configs[["c", "g"]], on="c").groupby("k")["g"].unique()
-    for (t, k, o), row in u.set_index(["t", "k", "o"]).sort_index().iterrows():
-        D = sc.demand[k, o, t]
-        served = D - row["val"]
+    u = u.assign(D=sc.demand[u["k"].to_numpy(), u["o"].to_numpy(), u["t"].to_numpy()])
+    u = u.assign(served=np.maximum(u["D"] - u["val"], 0.0))
+    for (k, o), grp in u.groupby(["k", "o"], sort=True):
+        grp = grp.sort_values("t")
+        worst = grp.loc[grp["val"].idxmax()]
+        t = int(worst["t"])
+        D, served = float(worst["D"]), float(worst["served"])
         regs = sorted(set(md.routes[(md.routes["k"] == k) & (md.routes["o"] == o)]["r"]))
         gpus = sorted(class_gpus.get(k, []))
         parts = []
@@ -276,19 +296,29 @@ def _capacity_findings(sc, md, lm, v, x, u) -> Explanation:
         if len(regs) < int(sc.allowed[o].sum()):
             fams.append("latency_nesting")
         where = ", ".join(parts) if parts else "none"
+        n = len(grp)
+        name = f"class {sc.classes[k]} from {sc.origins[o]}"
+        head = (f"{name} needs {_rate(D)} req/s in slot {_slot_label(sc, t)}" if n == 1 else
+                f"{name} is short of capacity in {_slots_text(sc, [int(q) for q in grp['t']])}; at worst it needs "
+                f"{_rate(D)} req/s in slot {_slot_label(sc, t)}")
         findings.append(Finding(
             fams,
-            f"class {sc.classes[k]} from {sc.origins[o]} needs {D:.4g} req/s in slot {_slot_label(sc, t)} but the GPUs "
-            f"available in the regions that can serve it within its SLOs{' and residency' if restricted else ''} "
-            f"serve at most {served:.4g} req/s alongside the other demand (regions and GPUs available: {where})",
-            {"class": sc.classes[k], "origin": sc.origins[o], "slot": int(t), "demand_rps": float(D),
-             "servable_rps": float(served), "regions": [sc.regions[r] for r in regs]},
+            f"{head} but "
+            f"the GPUs available in the regions that can serve it within its SLOs{' and residency' if restricted else ''} "
+            f"serve at most {_rate(served)} req/s alongside the other demand (regions and GPUs available in that "
+            f"slot: {where})",
+            {"class": sc.classes[k], "origin": sc.origins[o], "slot": t, "demand_rps": _round_sig(D),
+             "servable_rps": _round_sig(served if served >= 1e-6 else 0.0),
+             "slots": [{"slot": int(r.t), "demand_rps": _round_sig(float(r.D)),
+                        "servable_rps": _round_sig(float(r.served) if r.served >= 1e-6 else 0.0)}
+                       for r in grp.itertuples(index=False)],
+             "regions": [sc.regions[r] for r in regs]},
         ))
     tot = float(u["val"].sum())
     slots = sorted(set(int(t) for t in u["t"]))
     return Explanation(
         f"demand exceeds what the available GPUs can serve within SLOs in {_slots_text(sc, slots)}; "
-        f"at best {tot:.4g} req/s (summed over those slots) stays unserved",
+        f"at best {_rate(tot)} req/s (summed over those slots) stays unserved",
         findings, "elastic")
 
 

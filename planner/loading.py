@@ -479,6 +479,12 @@ class _Reader:
         optional = OPTIONAL_COLUMNS | {c for c, k in columns.items() if k.endswith("?")}
         missing = [c for c in columns if c not in df.columns and c not in optional]
         unknown = [c for c in df.columns if c not in columns and c not in optional]
+        if not any(c in columns for c in df.columns):
+            # nothing of the header is a column of this table: the file is not one (its content, which may be
+            # anything, is not quoted)
+            self.problems.append(Problem(where, f"not a {field_name} table: its header has none of the columns "
+                                                f"{', '.join(columns)}"))
+            return None, where, None
         if missing:
             self.problems.append(Problem(where, f"missing column(s): {', '.join(missing)}"))
         if unknown:
@@ -514,32 +520,34 @@ class _Reader:
                 bad = num.isna().to_numpy() | ~np.isfinite(num.to_numpy(dtype=float, na_value=np.nan))
                 if nullable:
                     bad = bad & ~empty.to_numpy()
+                vals = num.to_numpy(dtype=float, na_value=np.nan)
+                col_ok = True
                 if bad.any():
                     row_problems(self.problems, rowlabel, bad,
                                  lambda i: f"{col}: not a finite number: {token(s.iloc[i], 24)}")
-                    ok = False
-                    continue
-                vals = num.to_numpy(dtype=float)
+                    col_ok = False
+                fin = np.isfinite(vals)
                 if kind == "int":
-                    nonint = vals != np.round(vals)
+                    nonint = fin & (vals != np.round(np.where(fin, vals, 0.0)))
                     if nonint.any():
                         row_problems(self.problems, rowlabel, nonint,
                                      lambda i: f"{col}: not a whole number: {token(s.iloc[i], 24)}")
-                        ok = False
-                        continue
-                    vals = vals.astype(np.int64)
-                neg = vals < 0  # NaN (an empty optional value) compares False
+                        col_ok = False
+                neg = fin & (vals < 0)
                 if neg.any():
                     row_problems(self.problems, rowlabel, neg, lambda i: f"{col}: negative value {token(s.iloc[i], 24)}")
-                    ok = False
-                    continue
+                    col_ok = False
                 ceil = CEILINGS.get(col)
-                high = vals > ceil if ceil is not None else np.zeros(len(vals), bool)
+                high = fin & (vals > ceil) if ceil is not None else np.zeros(len(vals), bool)
                 if high.any():
                     row_problems(self.problems, rowlabel, high,
                                  lambda i: f"{col}: {token(s.iloc[i], 24)} is above the plausible maximum {ceil:g}")
+                    col_ok = False
+                if not col_ok:
                     ok = False
                     continue
+                if kind == "int":
+                    vals = vals.astype(np.int64)
                 out[col] = pd.Series(vals)
             elif kind == "time":
                 ts = pd.to_datetime(s, errors="coerce", utc=True, format="ISO8601")

@@ -588,6 +588,15 @@ def simulate(plan, scenario, *, traces: Sequence[TraceSource | str] | None = Non
     window_min = float(minutes if minutes is not None else slot_min)
     window_ms = window_min * 60_000.0
     frac = window_min / slot_min
+    from .limits import limits
+
+    lim = limits().max_sim_requests
+    expected = float(sum(sc.demand[:, :, t].sum() for t in slot_list)) * window_ms / 1000.0 * load_scale
+    if expected > lim:
+        raise InputError([Problem("load_scale/minutes/slots", f"the run would generate about {expected:,.0f} requests, "
+                                  f"above the limit of {lim:,} (PLANNER_MAX_SIM_REQUESTS): simulate fewer slots, "
+                                  "fewer minutes or a smaller load scale, or raise the limit")],
+                         "simulation too large")
     sources = [TraceSource.parse(s) if isinstance(s, str) else s for s in (traces or [])]
     loaded = _load_traces(sources, sc) if sources else []
     notes: list[str] = []
