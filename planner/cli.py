@@ -76,6 +76,14 @@ def _esc(s: str) -> str:
     return escape(s)
 
 
+def _out(**kw) -> Console:
+    """A console on standard output (a closed pipe ends the command with exit 141, quietly)."""
+    from .io import SafeStdout
+
+    kw.setdefault("soft_wrap", True)
+    return Console(file=SafeStdout(), highlight=False, **kw)
+
+
 def _emit_json(text: str, output: Optional[Path]) -> None:
     from .io import atomic_write_text, write_stdout
 
@@ -204,6 +212,8 @@ def solve(
         if live is not None:
             live.stop()
     _emit_json(plan.to_json(), output)
+    for w in plan.warnings:
+        err.print(f"[yellow]warning:[/] {_esc(w)}")
     if not quiet:
         from .summary import print_summary
 
@@ -227,7 +237,7 @@ def show(
     plan = read_plan(plan_file)
     if slot is not None and not (0 <= slot < len(plan.slots)):
         raise InputError(f"--slot must be between 0 and {len(plan.slots) - 1}")
-    print_summary(plan, Console(highlight=False, soft_wrap=True), slot)
+    print_summary(plan, _out(), slot)
 
 
 @app.command()
@@ -247,7 +257,7 @@ def check(
     if as_json:
         write_stdout(json.dumps(rep.to_dict(), indent=1) + "\n")
     else:
-        Console(highlight=False, soft_wrap=True).print(rep.render())
+        _out().print(rep.render())
     raise typer.Exit(EXIT_OK if rep.ok else EXIT_VIOLATIONS)
 
 
@@ -320,7 +330,7 @@ def simulate(
     if as_json:
         _emit_json(text, None)
     else:
-        Console(highlight=False, soft_wrap=False, width=max(Console().width, 150)).print(render_report(rep))
+        _out(soft_wrap=False, width=max(Console().width, 150)).print(render_report(rep))
 
 
 @app.command()
@@ -332,7 +342,7 @@ def validate(scenario: Optional[Path] = typer.Argument(None, help="Scenario file
     sc = load_scenario(scenario, allow_dirs=allow_dir or ())
     for w in sc.warnings:
         err.print(f"[yellow]warning:[/] {w}")
-    out = Console(highlight=False, soft_wrap=True)
+    out = _out()
     out.print(f"valid: {sc.source}: {len(sc.regions)} regions, {len(sc.gpus)} GPU types, {len(sc.models)} models, "
               f"{len(sc.classes)} classes, {len(sc.origins)} origins, {sc.n_slots} slots of "
               f"{sc.spec.horizon.slot_minutes} min, {len(sc.profiles)} profile rows; fingerprint {sc.fingerprint[:16]}")
@@ -516,6 +526,11 @@ def run(argv: list[str] | None = None) -> int:
     """The console script: stdout isolated, signals mapped to exit codes, then :func:`main`."""
     isolate_stdout()
     _install_signal_handlers()
+    if os.environ.get("PLANNER_DEBUG") != "1":
+        import warnings
+
+        warnings.simplefilter("ignore")  # libraries' deprecation notes are not the user's business; bad input
+        # is caught by validation, and a solver answer that does not hold is a NumericalError
     code = main(argv)
     try:
         sys.stdout.flush()

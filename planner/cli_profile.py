@@ -187,6 +187,13 @@ def import_cmd(
         raise InputError([Problem(str(merge), "file not found (--merge adds rows to an existing profile table)")])
     if replace and merge is None:
         raise InputError("--replace applies only with --merge")
+    import math
+
+    for opt, val in (("--freq-mhz", freq_mhz), ("--ttft-ms", ttft_ms), ("--tbt-ms", tbt_ms), ("--e2e-ms", e2e_ms),
+                     ("--busy-power-w", busy_power_w), ("--idle-power-w", idle_power_w),
+                     ("--ttft-ms-estimate", ttft_ms_estimate)):
+        if val is not None and not (math.isfinite(val) and val > 0):
+            raise InputError([Problem(opt, f"must be a positive finite number, got {val}")])
     files = expand_paths(paths)
     if target is not None:
         from .io import check_outputs

@@ -122,6 +122,8 @@ class SlotRunner:
             self.pool.shutdown(wait=exc_type is None, cancel_futures=True)
 
     def _task(self, a: dict) -> dict:
+        if "_timed" in a:
+            a = a.pop("_timed")({k: v for k, v in a.items() if k != "_timed"})
         if self.cancel.is_set():
             return {"t": a["t"], "status": "error", "message": "cancelled", "objective": None, "bound": None,
                     "x": None, "tie": "none", "seconds": 0.0, "build_seconds": 0.0}
@@ -130,9 +132,26 @@ class SlotRunner:
             r["message"] = "cancelled"  # stopped because another slot failed or the caller was interrupted
         return r
 
-    def run(self, tasks: list[dict], progress=None) -> list[dict]:
+    def run(self, tasks: list[dict], progress=None, round_deadline: float | None = None) -> list[dict]:
+        """Solve ``tasks``; with ``round_deadline`` (a ``time.perf_counter()`` instant), each slot's time
+        limit is set when it starts: the time left until the deadline, shared among the slots not
+        started yet (times the workers), so time that fast slots leave goes to the later ones."""
         results: dict[int, dict] = {}
         t0 = time.perf_counter()
+        if round_deadline is not None:
+            lock = threading.Lock()
+            left = [len(tasks)]
+            W = self.workers
+
+            def timed(a):
+                with lock:
+                    n = left[0]
+                    left[0] -= 1
+                lim = max(0.5, (round_deadline - time.perf_counter()) * min(W, n) / max(n, 1))
+                return dict(a, opts=replace(a["opts"], time_limit=lim))
+
+            tasks_in = tasks
+            tasks = [dict(a, _timed=timed) for a in tasks_in]
 
         def note(r):
             results[r["t"]] = r
@@ -187,11 +206,6 @@ def solve_by_slot(sc, md, lm, v, obj, backend, opts: SolveOptions, build_secs: f
     build_secs += time.perf_counter() - t_start
     T, W = runner.T, runner.workers
 
-    def per_slot_limit(share: float = 1.0):
-        if deadline is None:
-            return None
-        return max(0.5, (deadline - time.perf_counter()) * share * W / T)
-
     def progress_cb(stage):
         if opts.progress is None:
             return None
@@ -201,9 +215,10 @@ def solve_by_slot(sc, md, lm, v, obj, backend, opts: SolveOptions, build_secs: f
     sec_vec = (lambda m: m.lm.expressions[OBJECTIVE_EXPRESSION[sec_name]]) if sec_name else (lambda m: None)
     with runner:
         # ---- round 0: the coupling-free optimum (with the tie-break right away when nothing couples)
-        sub = SolveOptions(per_slot_limit(1.0 if not coupling else 0.4), opts.mip_gap, 1, opts.seed)
+        sub = SolveOptions(None, opts.mip_gap, 1, opts.seed)
         tasks = [runner.task(m, m.primary, sub, None if coupling else sec_vec(m), tie) for m in runner.models]
-        res = runner.run(tasks, progress_cb("slots"))
+        round0 = None if deadline is None else t_start + opts.time_limit * (1.0 if not coupling else 0.6)
+        res = runner.run(tasks, progress_cb("slots"), round_deadline=round0)
         def first_failure(r):  # report the slot that failed, not the ones cancelled because of it
             return 0 if r["status"] in (INFEASIBLE, UNBOUNDED) else 2 if r["message"] == "cancelled" else 1
 
@@ -224,10 +239,10 @@ def solve_by_slot(sc, md, lm, v, obj, backend, opts: SolveOptions, build_secs: f
                 # each slot keeps its share of every coupling amount (the tie-break holds the primary itself)
                 holds = [[(m.lm.expressions[expr], float(m.lm.expressions[expr] @ xt)) for _, expr, _ in coupling]
                          for m, xt in zip(runner.models, xs)]
-                sub = SolveOptions(per_slot_limit(1.0), opts.mip_gap, 1, opts.seed)
+                sub = SolveOptions(None, opts.mip_gap, 1, opts.seed)
                 tasks = [runner.task(m, m.primary, sub, sec_vec(m), tie, x=xt, holds=h)
                          for m, xt, h in zip(runner.models, xs, holds)]
-                res2 = runner.run(tasks, progress_cb("tie-break"))
+                res2 = runner.run(tasks, progress_cb("tie-break"), round_deadline=deadline)
                 x = runner.assemble(lm.ncols, [r["x"] for r in res2])
                 res = [dict(r, tie=q["tie"]) for r, q in zip(res, res2)]
     primary = objective_vector(lm, md, obj)

@@ -324,3 +324,30 @@ def write_stdout(text: str) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         raise StdoutClosed("standard output was closed early") from None
+
+
+class SafeStdout:
+    """A file object over ``sys.stdout`` (for rich Consoles) whose closed pipe raises :class:`StdoutClosed`
+    instead of an OSError that the command-line parser would turn into a silent exit 1."""
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stdout.write(text)
+        except BrokenPipeError:
+            raise StdoutClosed("standard output was closed early") from None
+
+    def flush(self) -> None:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise StdoutClosed("standard output was closed early") from None
+
+    def isatty(self) -> bool:
+        return sys.stdout.isatty()
+
+    def fileno(self) -> int:
+        return sys.stdout.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(sys.stdout, "encoding", "utf-8") or "utf-8"

@@ -103,3 +103,47 @@ def test_solves_from_several_threads_at_once(scenarios):
         t.join()
     assert not errors, errors
     assert len(out) == 10 and all(p == ref for p in out)
+
+
+def test_after_user_code_ran_highs_with_other_thread_counts(scenarios):
+    """The reported failure: HiGHS already ran in this process (here: on this very thread, by user code)
+    with 2 threads, then with 1; the planner's solves (multi-slot, whole model, budget) still work."""
+    import highspy
+
+    for n in (2, 1, 2):
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("threads", n)
+        h.addVar(0.0, 1.0)
+        h.changeColCost(0, -1.0)
+        h.run()
+    for name in ("multi", "whole", "budget"):
+        sc, kw = scenarios[name], CASES[name][1]
+        for threads in (2, 1):
+            plan = planner.solve(sc, "carbon", threads=threads, mip_gap=0.0, **kw)
+            assert planner.check(plan, sc).ok
+
+
+def test_run_highs_resizes_this_threads_scheduler():
+    """A run asking for another thread count than this thread's HiGHS scheduler has does not fail."""
+    import highspy
+
+    from planner.backends.highs import new_highs, run_highs
+
+    def tiny():
+        h = new_highs()
+        h.addVar(0.0, 1.0)
+        h.changeColCost(0, -1.0)
+        return h
+
+    def work(out):
+        for n in (2, 1, 3, None, 1):
+            h = tiny()
+            run_highs(h, n)
+            out.append(h.getModelStatus() == highspy.HighsModelStatus.kOptimal)
+
+    out: list[bool] = []
+    t = threading.Thread(target=work, args=(out,))
+    t.start()
+    t.join()
+    assert out == [True] * 5

@@ -216,7 +216,10 @@ class HighsBackend(Backend):
             lp.row_names_ = lm.row_names(safe=True)
         st = h.passModel(lp)
         if st == highspy.HighsStatus.kError:
-            raise RuntimeError("HiGHS rejected the model")
+            from ..errors import NumericalError
+
+            raise NumericalError("numerical failure: HiGHS rejected the model (a coefficient or bound out of the range "
+                                 "it accepts); the inputs are probably badly scaled")
         self.h = h
         self._extra_rows = 0
 
