@@ -1,0 +1,110 @@
+"""Safe numerics: values below the planner's resolution, implausible magnitudes, fast refusal of
+impossible limits, and verification of the solver's answer. Hand instances, optimum in each docstring."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from builders import profile, scenario
+from helpers import solve_checked
+
+import planner
+from planner.errors import NumericalError
+from planner.scenario import RATE_RESOLUTION
+
+
+def test_profile_row_below_resolution_cannot_serve():
+    """GPU H serves 1e-8 req/s per replica at 0.001 USD/h (100,000 available); G serves 10 req/s at
+    1 USD/h. Demand 8 req/s, cost objective. H's row is below 1e-6 req/s: treated as unable to serve
+    (else solver noise times 1/mu = 1e8 would become replicas), so the optimum is one G: 1 USD,
+    and the plan's warnings name H's row."""
+    doc = scenario(
+        regions={"A": {"pue": 1.0, "gpus": [{"type": "G", "count": 10, "price_usd_per_gpu_hour": 1.0},
+                                            {"type": "H", "count": 100_000, "price_usd_per_gpu_hour": 0.001}]}},
+        gpus=["G", "H"], profiles=[profile(gpu="G"), profile(gpu="H", max_rps=1e-8)])
+    plan, _ = solve_checked(doc, "cost")
+    assert plan.objective.value == pytest.approx(1.0)
+    assert [(d.gpu, d.replicas) for d in plan.slots[0].deployments] == [("G", 1)]
+    assert len(plan.warnings) == 1 and "H" in plan.warnings[0] and "1e-08" in plan.warnings[0]
+
+
+def test_demand_below_resolution_is_named_not_served_silently():
+    """Slot 0 demands 8 req/s, slot 1 1e-8 req/s. Slot 1's demand is below the resolution: not planned
+    (no replica in slot 1), named in the warnings, and not counted as served: served requests are
+    8 x 3600 = 28,800 exactly."""
+    doc = scenario(demand={("k", "o"): [8.0, 1e-8]}, slots=2)
+    plan, _ = solve_checked(doc, "cost")
+    assert plan.slots[1].deployments == []
+    assert plan.totals.served_requests == pytest.approx(28_800.0)
+    assert any("1e-08 req/s" in w for w in plan.warnings)
+    assert RATE_RESOLUTION == 1e-6
+
+
+@pytest.mark.parametrize("field, value", [("gco2_per_kwh", 1e308), ("gco2_per_kwh", 2e5)])
+def test_implausible_table_values_are_refused_with_the_row(field, value):
+    doc = scenario()
+    doc["carbon_intensity"][0][field] = value
+    with pytest.raises(planner.ScenarioError) as e:
+        planner.scenario_from_dict(doc)
+    assert "carbon_intensity[0]" in str(e.value) and "plausible maximum" in str(e.value)
+
+
+@pytest.mark.parametrize("opt", [{"budget_usd": float("inf")}, {"budget_usd": float("nan")}, {"budget_usd": 1e300}])
+def test_non_finite_or_absurd_options_are_refused(opt):
+    with pytest.raises(planner.ScenarioError):
+        planner.scenario_from_dict(scenario(options=opt))
+
+
+def test_budget_below_the_lp_bound_is_refused_at_once():
+    """One G at 1 USD/h serves 10 req/s (max utilisation 1); demand 8 req/s for one hour. The LP
+    relaxation's least cost is 0.8 USD (0.8 of a replica); the integer optimum is 1 USD.
+    A budget of 0.5 USD is below the LP bound: refused before any MILP (method 'bound'). A budget of
+    0.9 USD passes that test (0.8 <= 0.9) but no integer plan meets it: the elastic explanation says
+    serving costs at least 1 USD."""
+    sc = planner.scenario_from_dict(scenario())
+    t0 = time.perf_counter()
+    with pytest.raises(planner.InfeasibleError) as e:
+        planner.solve(sc, "carbon", budget_usd=0.5)
+    assert time.perf_counter() - t0 < 10
+    ex = e.value.explanation
+    assert ex.method == "bound" and ex.findings[0].data["min_cost_usd"] == pytest.approx(0.8)
+    with pytest.raises(planner.InfeasibleError) as e:
+        planner.solve(sc, "carbon", budget_usd=0.9)
+    assert e.value.explanation.method == "elastic"
+    assert e.value.explanation.findings[0].data["min_cost_usd"] == pytest.approx(1.0)
+
+
+def test_coupled_solve_without_time_limit_gets_the_default():
+    from planner.solving import DEFAULT_COUPLED_TIME_LIMIT
+
+    sc = planner.scenario_from_dict(scenario())
+    plan = planner.solve(sc, "carbon", budget_usd=5.0)
+    assert plan.solver.time_limit == DEFAULT_COUPLED_TIME_LIMIT
+    assert planner.solve(sc, "carbon").solver.time_limit is None
+
+
+def test_verification_catches_an_answer_that_does_not_hold():
+    """A solution with one demand row off by 1 (8 req/s routed as 7) is a NumericalError naming the row,
+    as is an objective below the proven bound."""
+    from formulations import build, build_sets, objective_vector
+
+    from planner.solving import verify_solution
+
+    sc = planner.scenario_from_dict(scenario())
+    md = build_sets(sc)
+    lm, v = build(md)
+    obj = objective_vector(lm, md, "cost")
+    be = planner.build_model(sc, objective="cost")
+    r = be.backend.solve(planner.backends.SolveOptions(mip_gap=0.0))
+    x = r.x.copy()
+    verify_solution(lm, x, r.bound, obj)  # the true answer holds
+    bad = x.copy()
+    bad[v.x["col"].to_numpy()[0]] -= 1.0
+    with pytest.raises(NumericalError, match="demand_served"):
+        verify_solution(lm, bad, r.bound, obj)
+    with pytest.raises(NumericalError, match="below the bound"):
+        verify_solution(lm, x, float(obj @ x) + 1.0, obj)
+    with pytest.raises(NumericalError, match="non-finite"):
+        verify_solution(lm, np.full_like(x, np.nan), None, obj)
