@@ -44,6 +44,8 @@ class Case:
     stdout_json: bool = False
     check: Callable[[Path, subprocess.CompletedProcess], None] | None = None
     env: dict = field(default_factory=dict)
+    python: str | None = None
+    """Run this Python code (``python -c``) instead of ``plan ARGS`` (library behaviour)."""
 
 
 def _doc():
@@ -167,6 +169,15 @@ def _no_dash_file(d, r):
     json.loads(r.stdout)
 
 
+REPEATED_SOLVES = """
+import planner
+sc = planner.load_scenario("sc/scenario.yaml")
+for kw in (dict(threads=2, decompose=False), {}, dict(threads=2), dict(budget_usd=1e6), dict(threads=1), {}):
+    plan = planner.solve(sc, "energy", **kw)
+    assert planner.check(plan, sc).ok, kw
+print("ok")
+"""
+
 TINY_DEMAND = ("timestamp,class,origin,rate_rps\n2024-01-01T00:00:00Z,k,o,8.0\n"
                "2024-01-01T01:00:00Z,k,o,0.00000001\n")
 THREE_BAD_ROWS = ("timestamp,class,origin,rate_rps\n2024-01-01T00:00:00Z,k,o,abc\n"
@@ -204,6 +215,12 @@ CASES: dict[str, Case] = {
                                      ("nested too deeply",), setup=_deep_plan),
     "YAML alias bomb": Case(["validate", "sc/scenario.yaml"], 2, ("expands to more than",), setup=_alias_bomb,
                             unchanged=(), seconds=30),
+    "a second multi-slot solve after a threaded one": Case([], 0, python=REPEATED_SOLVES),
+    "solve to stdout is the plan alone": Case(["solve", "sc/scenario.yaml"], 0, ("objective",), stdout_json=True),
+    "--explain to stdout is JSON alone": Case(["solve", "sc/scenario.yaml", "--explain", "-q"], 3, ("infeasible",),
+                                              stdout_json=True, setup=_demand_csv(
+                                                  "timestamp,class,origin,rate_rps\n2024-01-01T00:00:00Z,k,o,5000\n"
+                                                  "2024-01-01T01:00:00Z,k,o,8\n")),
     # --- nothing destroyed
     "-o onto the scenario": Case(["solve", "sc/scenario.yaml", "-q", "-o", "sc/scenario.yaml"], 2,
                                  ("input of this run",)),
@@ -249,6 +266,9 @@ CASES: dict[str, Case] = {
     "table is /dev/zero, /dev allowed": Case(["validate", "sc/scenario.yaml", "--allow-dir", "/dev"], 2, ("a device",),
                                           setup=lambda d: (os.symlink("/dev/zero", d / "sc" / "z.csv"),
                                                            _set("carbon_intensity", "z.csv")(d)), seconds=20),
+    "table is /dev/urandom, /dev allowed": Case(["validate", "sc/scenario.yaml", "--allow-dir", "/dev"], 2,
+                                                ("a device",), setup=_set("carbon_intensity", "/dev/urandom"),
+                                                seconds=20),
     "table is a FIFO": Case(["validate", "sc/scenario.yaml"], 2, ("a FIFO",), setup=_fifo, seconds=20),
     "table is a folder": Case(["validate", "sc/scenario.yaml"], 2, ("is a directory",),
                               setup=lambda d: ((d / "sc" / "dir.csv").mkdir(), _set("carbon_intensity", "dir.csv")(d))),
@@ -309,7 +329,8 @@ def test_hostile_input(name, base, tmp_path):
     env = dict(os.environ, **case.env)
     env.pop("PLANNER_DEBUG", None)
     t0 = time.time()
-    r = subprocess.run(plan_cmd() + case.args, cwd=d, capture_output=True, text=True, timeout=case.seconds + 60,
+    cmd = [sys.executable, "-c", case.python] if case.python is not None else plan_cmd() + case.args
+    r = subprocess.run(cmd, cwd=d, capture_output=True, text=True, timeout=case.seconds + 60,
                        env=env, stdin=subprocess.DEVNULL)
     took = time.time() - t0
     assert r.returncode == case.code, (r.returncode, r.stderr[-2000:])
@@ -326,10 +347,13 @@ def test_hostile_input(name, base, tmp_path):
         assert not (d / f).exists(), f
     if r.returncode != 0:
         assert not [p.name for p in d.iterdir() if p.name.startswith(".") and p.is_file()], "temporary file left"
+    if case.stdout_json:
+        json.loads(r.stdout)  # nothing but the JSON document on stdout
+        assert "Running HiGHS" not in r.stdout
     if case.check is not None:
         case.check(d, r)
 
 
 def test_harness_covers_the_issue(tmp_path):
     """The table keeps its breadth (a case removed by accident shows here)."""
-    assert len(CASES) >= 45
+    assert len(CASES) >= 50
