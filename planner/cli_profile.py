@@ -312,7 +312,9 @@ def estimate_cmd(
         check_outputs({"-o": output}, [scenario_document_path(scenario)])
     table_path = profiles
     if table_path is None and isinstance(spec.profiles, str):
-        cand = base / spec.profiles
+        from .io import confine
+
+        cand = confine(spec.profiles, base)  # the scenario's own table: inside its folder, as when loading
         table_path = cand if cand.exists() else None
     if table_path is not None:
         existing = read_profile_table(table_path)

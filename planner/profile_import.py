@@ -193,20 +193,20 @@ class _Fields:
 
 
 def _read_json(path: Path, problems: list[Problem]) -> Any:
+    from .io import read_text_input
+
     where = str(path)
-    if not path.exists():
-        problems.append(Problem(where, "file not found"))
-        return None
-    raw = path.read_bytes()
-    if not raw.strip():
-        problems.append(Problem(where, "file is empty"))
+    try:
+        text = read_text_input(path, "result file")
+    except InputError as e:
+        problems.extend(e.problems)
         return None
     try:
-        return json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError as e:
-        problems.append(Problem(where, f"not UTF-8 text (byte {e.start})"))
+        return json.loads(text)
     except json.JSONDecodeError as e:
         problems.append(Problem(f"{where}: line {e.lineno}", f"malformed JSON: {e.msg}"))
+    except RecursionError:
+        problems.append(Problem(where, "the JSON is nested too deeply"))
     return None
 
 
@@ -250,9 +250,11 @@ def _json_kind(doc: Any) -> str | None:
 
 
 def _csv_header(path: Path) -> list[str] | None:
+    from .io import read_text_input
+
     try:
-        first = path.read_text(encoding="utf-8-sig").splitlines()[:1]
-    except (OSError, UnicodeDecodeError):
+        first = read_text_input(path, "CSV file").splitlines()[:1]
+    except InputError:
         return None
     return [c.strip() for c in first[0].split(",")] if first else None
 
