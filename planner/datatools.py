@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError, Problem
-from .io import read_csv_strings
+from .io import read_csv_strings, token, tokens
 
 TS_FMT = "%Y-%m-%dT%H:%M:%SZ"
 SIGNALS = ("direct", "lifecycle")
@@ -89,7 +89,7 @@ def _numbers(s: pd.Series, where: str, col: str, allow_empty: bool) -> np.ndarra
         bad |= empty.to_numpy()
     if bad.any():
         i = int(np.nonzero(bad)[0][0])
-        what = "empty value" if t.iloc[i] == "" else f"not a number: {s.iloc[i]!r}"
+        what = "empty value" if t.iloc[i] == "" else f"not a number: {token(s.iloc[i])}"
         n = int(bad.sum())
         more = f" ({n - 1} more row{'s' if n > 2 else ''} like it)" if n > 1 else ""
         raise InputError([Problem(f"{where}: line {i + 2}, column {col!r}", what + more)])
@@ -134,7 +134,7 @@ def _times(s: pd.Series, where: str, col: str, tz: str, fmt: str | None = None) 
                 i = int(np.nonzero(~has_off)[0][0])
                 j = int(np.nonzero(has_off)[0][0])
                 raise InputError([Problem(f"{where}: line {i + 2}, column {col!r}",
-                                          f"{s.iloc[i]!r} has no UTC offset but line {j + 2} ({s.iloc[j]!r}) has "
+                                          f"{token(s.iloc[i])} has no UTC offset but line {j + 2} ({token(s.iloc[j])}) has "
                                           f"one: give every time an offset, or none (naive times are read as {tz})")])
             parsed = _parse_times(t, fmt, utc=True)  # each value converted to UTC by its own offset
     except (ValueError, OverflowError, TypeError) as e:
@@ -144,7 +144,7 @@ def _times(s: pd.Series, where: str, col: str, tz: str, fmt: str | None = None) 
     bad = parsed.isna().to_numpy()
     if bad.any():
         i = int(np.nonzero(bad)[0][0])
-        raise InputError([Problem(f"{where}: line {i + 2}, column {col!r}", f"not a date/time: {s.iloc[i]!r}")])
+        raise InputError([Problem(f"{where}: line {i + 2}, column {col!r}", f"not a date/time: {token(s.iloc[i])}")])
     idx = pd.DatetimeIndex(parsed)
     if idx.tz is None:
         try:
@@ -189,11 +189,11 @@ def _select_key(df: pd.DataFrame, col: str | None, key: str | None, where: str, 
     if key:
         if key not in found:
             raise InputError([Problem(f"{where}: column {col!r}", f"{what} {key!r} not in the file (found: "
-                                      f"{', '.join(found[:10])})")])
+                                      f"{tokens(found, 10)})")])
         return df[vals == key]
     if len(found) > 1:
-        raise InputError([Problem(f"{where}: column {col!r}", f"the file holds several {what.replace('authority', 'authoritie')}s ({', '.join(found[:10])}); "
-                                  f"pick one with REGION=FILE@{found[0]}")])
+        raise InputError([Problem(f"{where}: column {col!r}", f"the file holds several {what.replace('authority', 'authoritie')}s ({tokens(found, 10)}); "
+                                  f"pick one with REGION=FILE@{token(found[0], 32)[1:-1]}")])
     return df
 
 
@@ -489,7 +489,7 @@ def load_trace(path: str | Path) -> Trace:
         t = as_num.to_numpy(dtype=float)
         if not np.isfinite(t).all():
             i = int(np.nonzero(~np.isfinite(t))[0][0])
-            raise InputError([Problem(f"{where}: line {i + 2}, column {tcol!r}", f"not a time: {raw_t.iloc[i]!r}")])
+            raise InputError([Problem(f"{where}: line {i + 2}, column {tcol!r}", f"not a time: {token(raw_t.iloc[i])}")])
     else:
         idx = _times(df[tcol], where, tcol, "UTC")
         absolute = idx.min()
@@ -501,7 +501,7 @@ def load_trace(path: str | Path) -> Trace:
         if bad.any():
             i = int(np.nonzero(bad)[0][0])
             raise InputError([Problem(f"{where}: line {i + 2}, column {cols[c]!r}",
-                                      f"token count must be a whole number >= 0, not {df[cols[c]].iloc[i]!r}")])
+                                      f"token count must be a whole number >= 0, not {token(df[cols[c]].iloc[i])}")])
         tok[c] = v.astype(np.int64)
     out = pd.DataFrame({"t": t - (t.min() if absolute is None else 0.0), "input_tokens": tok["input_tokens"],
                         "output_tokens": tok["output_tokens"], "line": np.arange(len(df)) + 2})
