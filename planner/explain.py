@@ -351,6 +351,6 @@ def _iis(sc, o) -> Explanation:
             return Explanation("the LP relaxation is infeasible; HiGHS's IIS involves: " + ", ".join(sorted(fams)),
                                findings, "iis")
     except Exception as e:  # pragma: no cover - diagnostic fallback
-        return Explanation(f"infeasible (no explanation could be derived: {e})", [], "unknown")
-    return Explanation("infeasible: the integer plan is infeasible although every relaxation above is feasible "
+        return Explanation(f"no explanation could be derived ({type(e).__name__})", [], "unknown")
+    return Explanation("no integer plan exists although every relaxation above is feasible "
                        "(the conflict comes from whole replicas: try a smaller slot demand or more GPUs)", [], "unknown")
