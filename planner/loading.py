@@ -572,8 +572,9 @@ class _Reader:
         return frame, where, rowlabel
 
 
-_OFFSET_RE = r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
-"""A timestamp's explicit UTC offset: ``Z`` or ``+HH:MM`` / ``-HHMM`` / ``+HH`` at its end."""
+_OFFSET_RE = r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
+"""A timestamp's time of day followed by an explicit UTC offset: ``Z`` or ``+HH:MM`` / ``-HHMM`` /
+``+HH`` (a date alone has no offset)."""
 
 MAX_ROWS_LISTED = 20
 """Bad rows listed per column and problem; the rest are counted."""

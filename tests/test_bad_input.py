@@ -180,3 +180,23 @@ def test_bad_plan_file(tmp_path, capsys):
     p.write_text('{"schema_version": "1.0"}')
     code, _, err = run(["show", p], capsys)
     assert code == 2 and "plan.json" in err
+
+
+@pytest.mark.parametrize("stamp, ok", [
+    ("2024-01-01T00:00:00Z", True), ("2024-01-01 00:00:00+00:00", True), ("2024-01-01T05:30:00+05:30", True),
+    ("2023-12-31T19:00:00-0500", True), ("2024-01-01T00:00:00", False), ("2024-01-01", False),
+])
+def test_table_timestamps_need_an_explicit_offset(stamp, ok):
+    """Naive times (and dates alone) are refused with the row named; any explicit offset is converted."""
+    import planner
+    from builders import scenario
+
+    doc = scenario()
+    doc["carbon_intensity"][0]["timestamp"] = stamp
+    if ok:
+        sc = planner.scenario_from_dict(doc)
+        assert sc.carbon[0, 0] == 100.0
+    else:
+        with pytest.raises(planner.ScenarioError) as e:
+            planner.scenario_from_dict(doc)
+        assert "carbon_intensity[0]" in str(e.value) and "no UTC offset" in str(e.value)
