@@ -494,10 +494,19 @@ def isolate_stdout() -> None:
     e.g. highspy's banner, now reaches stderr), and ``sys.stdout`` writes through a private
     duplicate of the original descriptor 1."""
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
         fd = os.dup(1)
     except (OSError, ValueError, AttributeError):
-        return  # no stdout at all: nothing to protect
+        # no stdout at all: /dev/null on fd 1 (so no file opened later lands there) and for sys.stdout
+        null = os.open(os.devnull, os.O_WRONLY)
+        if null != 1:
+            try:
+                os.dup2(null, 1)
+            finally:
+                os.close(null)
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")
+        return
     try:
         os.dup2(2, 1)
     except OSError:
@@ -533,7 +542,8 @@ def run(argv: list[str] | None = None) -> int:
         # is caught by validation, and a solver answer that does not hold is a NumericalError
     code = main(argv)
     try:
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except BrokenPipeError:
         _drop_stdout()
         code = EXIT_BROKEN_PIPE

@@ -138,6 +138,7 @@ class SlotRunner:
         started yet (times the workers), so time that fast slots leave goes to the later ones."""
         results: dict[int, dict] = {}
         t0 = time.perf_counter()
+        self.cancel.clear()  # each round starts afresh (a failure in an earlier round was handled there)
         if round_deadline is not None:
             lock = threading.Lock()
             left = [len(tasks)]
@@ -243,6 +244,8 @@ def solve_by_slot(sc, md, lm, v, obj, backend, opts: SolveOptions, build_secs: f
                 tasks = [runner.task(m, m.primary, sub, sec_vec(m), tie, x=xt, holds=h)
                          for m, xt, h in zip(runner.models, xs, holds)]
                 res2 = runner.run(tasks, progress_cb("tie-break"), round_deadline=deadline)
+                # a slot whose tie-break did not run (cancelled) keeps its plan before the tie-break
+                res2 = [q if q["x"] is not None else dict(q, x=xt, tie="skipped") for q, xt in zip(res2, xs)]
                 x = runner.assemble(lm.ncols, [r["x"] for r in res2])
                 res = [dict(r, tie=q["tie"]) for r, q in zip(res, res2)]
     primary = objective_vector(lm, md, obj)
@@ -385,7 +388,9 @@ def _refine_whole(runner, sc, lm, x, lower, opts, remaining):
     keep the better plan and bound."""
     primary = objective_vector(lm, runner.md, runner.obj)
     F = float(primary @ x)
-    limit = remaining if remaining is not None else max(30.0, 1.0 * runner.T)
+    from .solving import DEFAULT_COUPLED_TIME_LIMIT
+
+    limit = remaining if remaining is not None else DEFAULT_COUPLED_TIME_LIMIT
     be = get_backend(runner.backend)(lm, primary)
     r = be.solve(SolveOptions(limit, opts.mip_gap, opts.threads, opts.seed), start=x)
     msg = f"; whole-model refinement ({limit:.0f} s): {r.message}"

@@ -73,6 +73,8 @@ def confine(value: str | os.PathLike, base_dir: Path, allow_dirs: Iterable[Path]
     outside) raise :class:`InputError` unless they resolve inside one of ``allow_dirs``.
     """
     raw = Path(value)
+    if "\x00" in str(value):
+        raise InputError([Problem(repr(str(value))[:60], f"{what} path holds a NUL byte")])
     p = raw if raw.is_absolute() else base_dir / raw
     real = Path(os.path.realpath(p))
     roots = [Path(os.path.realpath(base_dir))] + [Path(os.path.realpath(d)) for d in allow_dirs]
@@ -95,6 +97,8 @@ def read_input(path: str | Path, what: str = "file") -> bytes:
     path = Path(path)
     where = str(path)
     lim = limits()
+    if "\x00" in where:
+        raise InputError([Problem(repr(where)[:60], f"{what} path holds a NUL byte")])
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -191,6 +195,8 @@ def check_output(path: str | Path, inputs: Iterable[str | Path] = (), option: st
     """Check one output path against the rules in the module docstring; None means stdout."""
     if str(path) == STDOUT:
         return None
+    if "\x00" in str(path):
+        raise InputError([Problem(option, "the path holds a NUL byte")], "cannot write output")
     path = Path(path)
     label = f"{option} {path}"
     real = Path(os.path.realpath(path))

@@ -572,7 +572,7 @@ class _Reader:
         return frame, where, rowlabel
 
 
-_OFFSET_RE = r"\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
+_OFFSET_RE = r"[T ]\d{2}(?::?\d{2}){0,2}(?:[.,]\d+)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
 """A timestamp's time of day followed by an explicit UTC offset: ``Z`` or ``+HH:MM`` / ``-HHMM`` /
 ``+HH`` (a date alone has no offset)."""
 

@@ -52,8 +52,10 @@ from .plan import (
 )
 
 DEFAULT_COUPLED_TIME_LIMIT = 120.0
-"""Seconds a solve with a budget or carbon cap may take when no time limit is given: such solves
-can need the whole-model MILP, so they end with the best plan found and its proven gap."""
+"""Seconds the whole-model MILP of a solve with a budget or carbon cap may take when no time limit
+is given (the Lagrangian's whole-model refinement, or the whole-model solve itself); it then ends
+with the best plan found and its proven gap. The slot rounds keep no limit, so their results do not
+depend on the machine's speed."""
 
 UNITS = {"carbon": "kgCO2e", "energy": "kWh", "cost": "USD", "gpu-hours": "GPU-h"}
 EPS = 1e-7  # solver values below this are noise (HiGHS's feasibility tolerance)
@@ -206,8 +208,6 @@ def solve(scenario: Scenario, objective: str | None = None, backend: str = "high
         t0 = time.perf_counter()
         refuse_impossible_limits(sc, md, threads)
         secs += time.perf_counter() - t0
-        if time_limit is None:
-            time_limit = DEFAULT_COUPLED_TIME_LIMIT
     opts = SolveOptions(time_limit, mip_gap, threads, seed, progress)
     be = None  # the whole model's native form, built once (for writing and/or the whole-model solve)
     if write_model is not None:
@@ -226,6 +226,8 @@ def solve(scenario: Scenario, objective: str | None = None, backend: str = "high
             return plan
     if be is None:
         be = get_backend(backend)(lm, objective_vector(lm, md, obj))
+    if coupled and time_limit is None:
+        opts = replace(opts, time_limit=DEFAULT_COUPLED_TIME_LIMIT)  # the whole-model MILP: bounded
     return _solve_built(BuiltModel(sc, md, lm, v, be, obj, secs), opts)
 
 

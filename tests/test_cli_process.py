@@ -122,3 +122,14 @@ def test_signal_ends_the_solve_at_once_leaving_nothing(tmp_path, sig, code):
     assert sorted(f.name for f in tmp_path.iterdir()) == ["m.mps"]
     assert kids_before == [] and _children(p.pid) == []
     assert "Traceback" not in err
+
+
+def test_closed_stdout_still_writes_the_plan_file(small, tmp_path):
+    """stdout closed before the run (`plan solve -o p.json >&-`): the plan is written, exit 0; nothing
+    the solver prints can land in a file that took descriptor 1."""
+    r = subprocess.run(plan_cmd() + ["solve", str(small), "-q", "-o", "p.json"], cwd=tmp_path, stdout=None,
+                       stderr=subprocess.PIPE, text=True, timeout=120, close_fds=True,
+                       preexec_fn=lambda: os.close(1))
+    assert r.returncode == 0, r.stderr
+    plan = json.loads((tmp_path / "p.json").read_text())
+    assert plan["status"] == "optimal"

@@ -270,6 +270,8 @@ CASES: dict[str, Case] = {
                                                 ("a device",), setup=_set("carbon_intensity", "/dev/urandom"),
                                                 seconds=20),
     "table is a FIFO": Case(["validate", "sc/scenario.yaml"], 2, ("a FIFO",), setup=_fifo, seconds=20),
+    "NUL byte in a table path": Case(["validate", "sc/scenario.yaml"], 2, ("NUL byte",),
+                                     setup=_set("carbon_intensity", "c\x00.csv")),
     "table is a folder": Case(["validate", "sc/scenario.yaml"], 2, ("is a directory",),
                               setup=lambda d: ((d / "sc" / "dir.csv").mkdir(), _set("carbon_intensity", "dir.csv")(d))),
     "scenario is a FIFO": Case(["validate", "f.yaml"], 2, ("a FIFO",), setup=lambda d: os.mkfifo(d / "f.yaml"),

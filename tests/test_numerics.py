@@ -76,13 +76,15 @@ def test_budget_below_the_lp_bound_is_refused_at_once():
     assert e.value.explanation.findings[0].data["min_cost_usd"] == pytest.approx(1.0)
 
 
-def test_coupled_solve_without_time_limit_gets_the_default():
+def test_coupled_whole_model_without_time_limit_gets_the_default():
+    """Slot rounds keep no limit (results independent of the machine's speed); the whole-model MILP
+    of a budget solve is bounded by DEFAULT_COUPLED_TIME_LIMIT."""
     from planner.solving import DEFAULT_COUPLED_TIME_LIMIT
 
-    sc = planner.scenario_from_dict(scenario())
-    plan = planner.solve(sc, "carbon", budget_usd=5.0)
-    assert plan.solver.time_limit == DEFAULT_COUPLED_TIME_LIMIT
-    assert planner.solve(sc, "carbon").solver.time_limit is None
+    sc = planner.scenario_from_dict(scenario(demand={("k", "o"): [8.0, 8.0]}, slots=2))
+    assert planner.solve(sc, "carbon", budget_usd=5.0).solver.time_limit is None
+    whole = planner.solve(sc, "carbon", budget_usd=5.0, decompose=False)
+    assert whole.solver.time_limit == DEFAULT_COUPLED_TIME_LIMIT
 
 
 def test_verification_catches_an_answer_that_does_not_hold():
@@ -108,3 +110,64 @@ def test_verification_catches_an_answer_that_does_not_hold():
         verify_solution(lm, x, float(obj @ x) + 1.0, obj)
     with pytest.raises(NumericalError, match="non-finite"):
         verify_solution(lm, np.full_like(x, np.nan), None, obj)
+
+
+def test_a_failed_slot_in_a_pricing_round_does_not_poison_the_tie_break(monkeypatch):
+    """Binding budget (hand instance of test_binding_budget: optimum 0.13 kg at 11 USD). A slot that
+    errors in one Lagrangian pricing round cancels that round only: the plan still checks, with the
+    hand optimum, and no NaN reaches it."""
+    import planner.decompose as dec
+
+    def one_gpu(price):
+        return {"type": "G", "count": 10, "price_usd_per_gpu_hour": price}
+
+    doc = scenario(regions={"A": {"gpus": [one_gpu(10.0)]}, "B": {"gpus": [one_gpu(1.0)]}},
+                   carbon={"A": [100.0, 100.0], "B": [400.0, 400.0]}, demand={("k", "o"): [8.0, 8.0]}, slots=2)
+    sc = planner.scenario_from_dict(doc)
+    real = dec.slot_task
+    calls = {0: 0, 1: 0}
+
+    def flaky(a):  # slot 1's second task (a pricing round, or its tie-break) fails
+        calls[a["t"]] += 1
+        if a["t"] == 1 and calls[1] == 2:
+            return {"t": 1, "status": "error", "message": "injected", "objective": None, "bound": None, "x": None,
+                    "tie": "none", "seconds": 0.0, "build_seconds": 0.0}
+        return real(a)
+
+    monkeypatch.setattr(dec, "slot_task", flaky)
+    plan = planner.solve(sc, "carbon", budget_usd=11.0, mip_gap=0.0)
+    assert calls[1] >= 2
+    assert planner.check(plan, sc).ok
+    assert plan.objective.value == pytest.approx(0.13, rel=1e-6)
+
+
+def test_slot_runner_rounds_start_uncancelled(monkeypatch):
+    """A slot error cancels the rest of its round, not the next round (the tie-break round used to
+    start cancelled and assemble NaN from the cancelled slots)."""
+    from formulations import build, build_sets
+
+    import planner.decompose as dec
+    from planner.backends import SolveOptions
+
+    sc = planner.scenario_from_dict(scenario(demand={("k", "o"): [8.0, 8.0]}, slots=2))
+    md = build_sets(sc)
+    _, v = build(md)
+    runner = dec.SlotRunner(sc, md, v, "carbon", "highs", SolveOptions(threads=1))
+    real = dec.slot_task
+    failing = {"on": True}
+
+    def flaky(a):
+        if failing["on"] and a["t"] == 0:
+            return {"t": 0, "status": "error", "message": "injected", "objective": None, "bound": None, "x": None,
+                    "tie": "none", "seconds": 0.0, "build_seconds": 0.0}
+        return real(a)
+
+    monkeypatch.setattr(dec, "slot_task", flaky)
+    with runner:
+        tasks = [runner.task(m, m.primary, SolveOptions(None, 0.0, 1)) for m in runner.models]
+        first = runner.run(tasks)
+        assert first[0]["status"] == "error"
+        failing["on"] = False
+        second = runner.run(tasks)
+    assert [r["status"] for r in second] == ["optimal", "optimal"]
+    assert all(r["x"] is not None for r in second)

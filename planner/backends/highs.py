@@ -55,7 +55,16 @@ def _silence_banner() -> None:
             sys.stdout.flush()
         except Exception:  # pragma: no cover - a closed or odd sys.stdout
             pass
-        saved = os.dup(1)
+        try:
+            saved = os.dup(1)
+        except OSError:  # fd 1 is closed: put /dev/null there for good (nothing else may land on it)
+            null = os.open(os.devnull, os.O_WRONLY)
+            if null != 1:
+                os.dup2(null, 1)
+                os.close(null)
+            highspy.Highs()
+            _banner_done = True
+            return
         null = os.open(os.devnull, os.O_WRONLY)
         try:
             os.dup2(null, 1)
