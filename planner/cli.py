@@ -479,10 +479,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _drop_stdout() -> None:
     """After a broken pipe: send what is left to /dev/null, so that the exit flush stays quiet."""
+    from .io import devnull_onto
+
     try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
+        devnull_onto(sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):
         pass
 
@@ -493,26 +493,21 @@ def isolate_stdout() -> None:
     File descriptor 1 is pointed at standard error (a solver library's C code that prints there,
     e.g. highspy's banner, now reaches stderr), and ``sys.stdout`` writes through a private
     duplicate of the original descriptor 1."""
+    from .io import devnull_onto
+
     try:
         if sys.stdout is not None:
             sys.stdout.flush()
         fd = os.dup(1)
     except (OSError, ValueError, AttributeError):
         # no stdout at all: /dev/null on fd 1 (so no file opened later lands there) and for sys.stdout
-        null = os.open(os.devnull, os.O_WRONLY)
-        if null != 1:
-            try:
-                os.dup2(null, 1)
-            finally:
-                os.close(null)
+        devnull_onto(1)
         sys.stdout = open(os.devnull, "w", encoding="utf-8")
         return
     try:
         os.dup2(2, 1)
     except OSError:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 1)
-        os.close(null)
+        devnull_onto(1)
     sys.stdout = open(fd, "w", encoding="utf-8", buffering=1 if os.isatty(fd) else -1, closefd=True)
 
 

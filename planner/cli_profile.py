@@ -165,7 +165,7 @@ def import_cmd(
     from rich.markup import escape
 
     from .cli import err
-    from .io import _check_dir, atomic_write_text
+    from .io import atomic_write_text, check_outputs
     from .profile_import import (
         SLO,
         Deployment,
@@ -181,8 +181,6 @@ def import_cmd(
     )
 
     target = output if output is not None else merge
-    if target is not None:
-        _check_dir(target)
     if merge is not None and not merge.exists():
         raise InputError([Problem(str(merge), "file not found (--merge adds rows to an existing profile table)")])
     if replace and merge is None:
@@ -196,8 +194,6 @@ def import_cmd(
             raise InputError([Problem(opt, f"must be a positive finite number, got {val}")])
     files = expand_paths(paths)
     if target is not None:
-        from .io import check_outputs
-
         check_outputs({"-o": target}, files)  # the --merge table may be rewritten (atomically); a result may not
     kind = fmt.value if fmt is not None else detect_format(files)
     given = {"--model": model, "--gpu": gpu, "--tp": tp, "--pp": pp, "--freq-mhz": freq_mhz, "--shape": shape,
@@ -297,18 +293,13 @@ def estimate_cmd(
     from rich.markup import escape
 
     from .cli import err
-    from .io import _check_dir, atomic_write_text
-    from .loading import read_spec
+    from .io import atomic_write_text, check_outputs
+    from .loading import read_spec, scenario_document_path
     from .profile_estimate import estimate_profiles
     from .profile_import import profiles_to_csv, read_profile_table
 
-    if output is not None:
-        _check_dir(output)
     spec, base = read_spec(scenario)
     if output is not None:
-        from .io import check_outputs
-        from .loading import scenario_document_path
-
         check_outputs({"-o": output}, [scenario_document_path(scenario)])
     table_path = profiles
     if table_path is None and isinstance(spec.profiles, str):

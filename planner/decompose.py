@@ -106,6 +106,9 @@ class SlotRunner:
         self.pool = None
         self.build_seconds = 0.0
         self.cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._deadline: float | None = None  # the current round's (see run)
+        self._left = 0
 
     def __enter__(self):
         if self.workers > 1:
@@ -121,9 +124,19 @@ class SlotRunner:
             # running HiGHS solves stop within milliseconds once cancelled; don't wait for the others
             self.pool.shutdown(wait=exc_type is None, cancel_futures=True)
 
+    def _time_limit(self) -> float | None:
+        """This slot's time limit, taken as it starts: the time left until the round's deadline, shared
+        among the slots not started yet (times the workers)."""
+        if self._deadline is None:
+            return None
+        with self._lock:
+            n = self._left
+            self._left -= 1
+        return max(0.5, (self._deadline - time.perf_counter()) * min(self.workers, n) / max(n, 1))
+
     def _task(self, a: dict) -> dict:
-        if "_timed" in a:
-            a = a.pop("_timed")({k: v for k, v in a.items() if k != "_timed"})
+        if self._deadline is not None:
+            a = dict(a, opts=replace(a["opts"], time_limit=self._time_limit()))
         if self.cancel.is_set():
             return {"t": a["t"], "status": "error", "message": "cancelled", "objective": None, "bound": None,
                     "x": None, "tie": "none", "seconds": 0.0, "build_seconds": 0.0}
@@ -139,20 +152,7 @@ class SlotRunner:
         results: dict[int, dict] = {}
         t0 = time.perf_counter()
         self.cancel.clear()  # each round starts afresh (a failure in an earlier round was handled there)
-        if round_deadline is not None:
-            lock = threading.Lock()
-            left = [len(tasks)]
-            W = self.workers
-
-            def timed(a):
-                with lock:
-                    n = left[0]
-                    left[0] -= 1
-                lim = max(0.5, (round_deadline - time.perf_counter()) * min(W, n) / max(n, 1))
-                return dict(a, opts=replace(a["opts"], time_limit=lim))
-
-            tasks_in = tasks
-            tasks = [dict(a, _timed=timed) for a in tasks_in]
+        self._deadline, self._left = round_deadline, len(tasks)
 
         def note(r):
             results[r["t"]] = r
@@ -163,15 +163,11 @@ class SlotRunner:
                 progress(len(results), time.perf_counter() - t0)
 
         if self.pool is None:
-            for a in tasks:
-                if threading.current_thread() is threading.main_thread():
-                    # solved in a helper thread so that signals reach this one at once
-                    from .backends.base import call_interruptibly
+            from .backends.base import call_interruptibly
 
-                    note(call_interruptibly(lambda o, a=a: self._task(dict(a, opts=o)),
-                                            replace(a["opts"], cancel=self.cancel)))
-                else:
-                    note(self._task(a))
+            for a in tasks:  # on the main thread, in a helper thread so that signals reach it at once
+                note(call_interruptibly(lambda o, a=a: self._task(dict(a, opts=o)),
+                                        replace(a["opts"], cancel=self.cancel)))
         else:
             from concurrent.futures import FIRST_COMPLETED, wait
 

@@ -165,18 +165,10 @@ def lp_minimum(md, expression: str, threads: int | None = None) -> float | None:
     h = be.native
     n = lm.ncols
     h.changeColsIntegrality(n, np.arange(n, dtype=np.int32), np.array([highspy.HighsVarType.kContinuous] * n))
-    import threading
-
     from .backends import SolveOptions
     from .backends.base import call_interruptibly
 
-    def go(o):
-        run_highs(h, threads, o.cancel)
-
-    if threading.current_thread() is threading.main_thread():
-        call_interruptibly(go, SolveOptions())  # signals act at once, as during any solve
-    else:
-        go(SolveOptions())
+    call_interruptibly(lambda o: run_highs(h, threads, o.cancel), SolveOptions())  # signals act at once
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return None
     return float(h.getInfo().objective_function_value)

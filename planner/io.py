@@ -184,6 +184,16 @@ def read_csv_strings(path: str | Path) -> tuple[pd.DataFrame, str]:
 # writing
 
 
+def devnull_onto(fd: int) -> None:
+    """Point file descriptor ``fd`` at /dev/null (also when ``fd`` is closed: it is then taken)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    if null != fd:
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -207,10 +217,10 @@ def check_output(path: str | Path, inputs: Iterable[str | Path] = (), option: st
     for src in inputs:
         if src is None or str(src).startswith("<"):
             continue
-        if (real.exists() and Path(src).exists() and _same_file(real, Path(src))) or real == Path(os.path.realpath(src)):
+        if _same_file(real, Path(src)):
             raise InputError([Problem(label, f"is an input of this run ({src}); refusing to overwrite it")],
                              "cannot write output")
-    if real.exists() or os.path.lexists(real):
+    if os.path.lexists(real):  # a link loop too: stat fails, reported below
         try:
             st = os.stat(real)
         except OSError as e:
@@ -221,9 +231,7 @@ def check_output(path: str | Path, inputs: Iterable[str | Path] = (), option: st
             hint = " (use -o - for standard output)" if str(path).startswith("/dev/") or "/proc/" in str(real) else ""
             raise InputError([Problem(label, f"is not a regular file; refusing to replace it{hint}")],
                              "cannot write output")
-    elif os.path.islink(path):
-        pass  # a dangling link: its target will be created
-    parent = real.parent
+    parent = real.parent  # a dangling link's target is created
     if not parent.exists():
         raise InputError([Problem(label, f"output directory {path.parent} does not exist")], "cannot write output")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -252,11 +260,6 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Iterable[str
     if len(stdout_users) > 1:
         raise InputError([Problem(" and ".join(stdout_users), "both write to standard output; give one a file")],
                          "cannot write output")
-
-
-def _check_dir(path: Path) -> None:
-    """Kept for callers that only need the destination checks."""
-    check_output(path)
 
 
 def _final_mode(path: Path) -> int:
@@ -296,7 +299,7 @@ def atomic_path(path: str | Path):
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(e, OSError) and not isinstance(e, InputError):
+        if isinstance(e, OSError):
             raise _os_error(path, e) from None
         raise
 

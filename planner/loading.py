@@ -343,8 +343,6 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 def parse_document(text: str, where: str, json_only: bool = False) -> object:
     """A YAML or JSON document, with duplicate keys, alias bombs and absurd nesting refused."""
-    from .limits import expanded_size, limits
-
     try:
         if json_only:
             doc = json.loads(text)
@@ -358,6 +356,15 @@ def parse_document(text: str, where: str, json_only: bool = False) -> object:
         raise ScenarioError([Problem(loc, f"malformed YAML: {getattr(e, 'problem', None) or e}")]) from None
     except RecursionError:
         raise ScenarioError([Problem(where, "the document is nested too deeply")]) from None
+    check_document_size(doc, where)
+    return doc
+
+
+def check_document_size(doc, where: str) -> None:
+    """Refuse a document with more than PLANNER_MAX_DOCUMENT_NODES values once YAML aliases are
+    expanded (an alias bomb), or nested too deeply to walk."""
+    from .limits import expanded_size, limits
+
     lim = limits().max_document_nodes
     try:
         n = expanded_size(doc, lim)
@@ -366,7 +373,6 @@ def parse_document(text: str, where: str, json_only: bool = False) -> object:
     if n > lim:
         raise ScenarioError([Problem(where, f"the document expands to more than {lim:,} values (YAML aliases "
                                             "repeat content); raise PLANNER_MAX_DOCUMENT_NODES if it is real")])
-    return doc
 
 
 def _read_document(path: Path) -> dict:
@@ -420,11 +426,8 @@ def scenario_from_dict(doc: dict, base_dir: str | Path | None = None, source: st
                        allow_dirs: Iterable[str | Path] = (), _document: str | None = None) -> Scenario:
     """Validate a scenario given as a dict (tables inline or as CSV paths relative to ``base_dir``,
     default the working directory; ``allow_dirs``: further folders table paths may point into)."""
-    from .limits import expanded_size, limits
-
-    lim = limits().max_document_nodes
-    if expanded_size(doc, lim) > lim:
-        raise ScenarioError([Problem(source, f"the document holds more than {lim:,} values")])
+    if _document is None:  # a document read from a file was checked when it was parsed
+        check_document_size(doc, source)
     spec = _validate_spec(doc, source)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     return _resolve(spec, base, source, tuple(Path(d) for d in allow_dirs), _document)

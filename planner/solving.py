@@ -393,7 +393,8 @@ def verify_solution(lm: LinearModel, x: np.ndarray, bound: float | None, objecti
 def make_plan(b: BuiltModel, x_raw: np.ndarray, status: str, info: dict, secondary: str | None) -> Plan:
     sc, md, lm, v = b.scenario, b.data, b.lm, b.vars
     x = _clean(lm, x_raw)
-    verify_solution(lm, x, info.get("bound"), objective_vector(lm, md, b.objective))
+    primary = objective_vector(lm, md, b.objective)
+    verify_solution(lm, x, info.get("bound"), primary)
     cfg = md.configs.set_index("c")
     pairs = md.pairs.set_index(["c", "k"])
     T = sc.n_slots
@@ -469,7 +470,7 @@ def make_plan(b: BuiltModel, x_raw: np.ndarray, status: str, info: dict, seconda
         unserved_requests=unserved_req, unserved_rps=unserved_req / (sc.slot_seconds * T),
     )
     obj_name = b.objective
-    obj_val = float(objective_vector(lm, md, obj_name) @ x)
+    obj_val = float(primary @ x)
     opts = sc.options
     sec_val = float(lm.expressions[OBJECTIVE_EXPRESSION[secondary]] @ x) if secondary else None
     return Plan(

@@ -82,8 +82,6 @@ class Backend:
         """Solve the native model. On the main thread the solver runs in a helper thread while the main
         thread waits, so Ctrl-C and signal handlers act at once: the solve is cancelled and the
         exception propagates (a solver library holds the main thread otherwise until it ends)."""
-        if threading.current_thread() is not threading.main_thread():
-            return self._solve(opts, start)
         return call_interruptibly(lambda o: self._solve(o, start), opts)
 
     def _solve(self, opts: SolveOptions, start: np.ndarray | None = None) -> SolveResult:  # pragma: no cover
@@ -102,11 +100,14 @@ class Backend:
 
 
 def call_interruptibly(fn: Callable[[SolveOptions], SolveResult], opts: SolveOptions) -> SolveResult:
-    """``fn(opts)`` in a helper thread, waiting in short steps so that signals reach the caller.
+    """``fn(opts)``; on the main thread in a helper thread, waiting in short steps so that signals
+    reach the caller (off the main thread, signals are not delivered anyway: ``fn`` runs directly).
 
     On any exception in the waiting thread (KeyboardInterrupt, a SIGTERM handler's exception) the
     solve's cancel event is set, the helper is given a moment to stop, and the exception propagates.
     """
+    if threading.current_thread() is not threading.main_thread():
+        return fn(opts)
     cancel = opts.cancel if opts.cancel is not None else threading.Event()
     o = replace(opts, cancel=cancel)
     box: dict = {}

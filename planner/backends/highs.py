@@ -58,10 +58,9 @@ def _silence_banner() -> None:
         try:
             saved = os.dup(1)
         except OSError:  # fd 1 is closed: put /dev/null there for good (nothing else may land on it)
-            null = os.open(os.devnull, os.O_WRONLY)
-            if null != 1:
-                os.dup2(null, 1)
-                os.close(null)
+            from ..io import devnull_onto
+
+            devnull_onto(1)
             highspy.Highs()
             _banner_done = True
             return
@@ -105,13 +104,11 @@ def prepare_thread(threads: int | None) -> None:
     """
     want = int(threads) if threads else 0
     have = getattr(_tls, "threads", None)
-    if have is not None and want != 0 and want != have:
+    if have is not None and want and want != have:
         _reset_scheduler()
         have = None
     if have is None:
         _tls.threads = want
-    elif have == 0 and want:
-        _tls.threads = want  # pragma: no cover - reached only through the reset above
 
 
 def _scheduler_mismatch(h: highspy.Highs, st) -> bool:
@@ -125,6 +122,8 @@ def run_highs(h: highspy.Highs, threads: int | None = None, cancel: threading.Ev
     size (user code, another library), the scheduler is reset and the run tried once more. With
     ``cancel``, the run stops (HiGHS status: interrupted) soon after the event is set.
     """
+    if cancel is not None and cancel.is_set():
+        return highspy.HighsStatus.kWarning  # not run: the caller reads no solution
     want = int(threads) if threads else 0
     h.setOptionValue("threads", want)
     prepare_thread(want)
@@ -138,8 +137,6 @@ def run_highs(h: highspy.Highs, threads: int | None = None, cancel: threading.Ev
             cbk.subscribe(on_interrupt)
             subs.append(cbk)
     try:
-        if cancel is not None and cancel.is_set():
-            return highspy.HighsStatus.kWarning
         st = h.run()
         if _scheduler_mismatch(h, st):
             _reset_scheduler()
