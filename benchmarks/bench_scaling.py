@@ -94,7 +94,7 @@ def main() -> None:
         for size in args.sizes:
             R, T, G, M, K = size
             sdir = tmp / f"s{R}x{T}x{G}x{M}x{K}"
-            from planner.generate import generate_scenario
+            from planner.scenario.generate import generate_scenario
 
             generate_scenario(sdir, regions=R, slots=T, gpus=G, models=M, classes=K, seed=args.seed)
             for be in args.backends:

@@ -4,9 +4,9 @@ Target (issue 4): at least one million requests simulated in under 60 s on one c
 
 Two measurements, each in its own process pinned to one CPU where the OS allows it:
 
-* ``engine``: ``planner.simengine.run`` alone on N Poisson requests (409 prompt / 94 output tokens)
+* ``engine``: ``planner.sim.engine.run`` alone on N Poisson requests (409 prompt / 94 output tokens)
   spread over 40 replicas of llama-3.1-8b on H100-80GB at 80 % of their profiled rate;
-* ``plan``: the whole ``planner.simulate`` (arrivals, routing, engine, statistics, report) on the
+* ``plan``: the whole ``planner.sim`` (arrivals, routing, engine, statistics, report) on the
   default scenario's carbon plan for one whole slot (about 1.1 million requests at the planned
   load), solved first unless ``--plan`` gives one.
 
@@ -31,8 +31,8 @@ from pathlib import Path
 RUN_ENGINE = r"""
 import json, resource, sys, time
 import numpy as np
-from planner.perfmodel import MAX_NUM_SEQS, replica_model
-from planner.simengine import DeploymentSpec, run
+from planner.perf.model import MAX_NUM_SEQS, replica_model
+from planner.sim.engine import DeploymentSpec, run
 n = int(sys.argv[1])
 rm = replica_model("llama-3.1-8b", "H100-80GB", 1, 1, None)
 cap = rm.capacity(409, 94, 1000, 100)
@@ -51,7 +51,7 @@ print(json.dumps({"requests": n, "wall": wall, "events": res.events, "rss_mib": 
 RUN_PLAN = r"""
 import json, resource, sys, time
 import planner
-from planner.simulate import simulate
+from planner.sim import simulate
 sc = planner.load_scenario(None)
 t0 = time.perf_counter()
 rep = simulate(sys.argv[1], sc, slots=sys.argv[2], policy=sys.argv[3])

@@ -25,8 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import planner  # noqa: E402
 from test_soak import CASES  # noqa: E402  (the same instances as the soak test)
+
+import planner  # noqa: E402
 
 
 def rss_mib() -> float:

@@ -1,7 +1,7 @@
 """The serving-plan MILP: sets, variables, constraint families and objectives.
 
 Solver-neutral: nothing here imports highspy, pyomo or pulp. :func:`build` returns a
-:class:`LinearModel` that the backends in :mod:`planner.backends` turn into native models.
+:class:`LinearModel` that the backends in :mod:`planner.optimize.backends` turn into native models.
 """
 
 from .constraints import (

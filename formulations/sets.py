@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from planner.scenario import RATE_RESOLUTION
+from planner.scenario.schema import RATE_RESOLUTION
 
 TOL = 1e-9
 

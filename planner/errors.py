@@ -93,7 +93,7 @@ class InfeasibleError(PlannerError):
 
     exit_code = EXIT_INFEASIBLE
 
-    def __init__(self, explanation):  # explanation: planner.explain.Explanation
+    def __init__(self, explanation):  # explanation: planner.optimize.explain.Explanation
         self.explanation = explanation
         super().__init__(explanation.render())
 

@@ -33,7 +33,8 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from .errors import InputError, PlannerError, Problem
+from planner.errors import InputError, PlannerError, Problem
+from planner.limits import limits
 
 STDOUT = "-"
 """The output path meaning standard output."""
@@ -92,8 +93,6 @@ def _limit_error(where: str, what: str) -> InputError:
 
 def read_input(path: str | Path, what: str = "file") -> bytes:
     """The bytes of a regular file, within the size limit; :class:`InputError` naming the path otherwise."""
-    from .limits import limits
-
     path = Path(path)
     where = str(path)
     lim = limits()
@@ -152,8 +151,6 @@ def read_text_input(path: str | Path, what: str = "file") -> str:
 
 def parse_csv_strings(text: str, where: str) -> pd.DataFrame:
     """A CSV text as strings (no NA guessing, headers stripped), within the row limit."""
-    from .limits import limits
-
     lim = limits()
     rows = text.count("\n")
     if rows > lim.max_rows + 1:

@@ -23,6 +23,8 @@ import math
 import os
 from dataclasses import dataclass
 
+from planner.errors import InputError
+
 DEFAULTS = {
     "PLANNER_MAX_FILE_MB": 1024.0,
     "PLANNER_MAX_ROWS": 20_000_000,
@@ -54,8 +56,6 @@ def _value(name: str) -> float:
     except ValueError:
         v = math.nan
     if not math.isfinite(v) or v <= 0:
-        from .errors import InputError
-
         raise InputError(f"environment variable {name}: must be a positive number, got {raw[:40]!r}")
     return v
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from planner.cli import main
-from planner.defaults import default_scenario_dir
+from planner.scenario.defaults import default_scenario_dir
 
 
 @pytest.fixture()
@@ -188,8 +188,9 @@ def test_bad_plan_file(tmp_path, capsys):
 ])
 def test_table_timestamps_need_an_explicit_offset(stamp, ok):
     """Naive times (and dates alone) are refused with the row named; any explicit offset is converted."""
-    import planner
     from builders import scenario
+
+    import planner
 
     doc = scenario()
     doc["carbon_intensity"][0]["timestamp"] = stamp

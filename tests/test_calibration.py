@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 from conftest import SHARED
 
-from planner import perfmodel as pm
+from planner.perf import model as pm
 
 pytestmark = pytest.mark.skipif(not (SHARED / "perf").is_dir(), reason="raw data (shared/data/perf) not available")
 
 
 @pytest.fixture(scope="module")
 def calibrated():
-    from planner.perfmodel_calib import calibrate
+    from planner.perf.calibration import calibrate
 
     return calibrate(SHARED)
 
@@ -43,11 +43,11 @@ def test_vllm_below_tensorrt_upper_bound(calibrated):
 
 
 def test_committed_files_match_the_script(calibrated):
-    from planner.perfmodel_calib import dump_calibration
+    from planner.perf.calibration import dump_calibration
 
     cal, table = calibrated
     assert dump_calibration(cal) == pm._data_text("perf_calibration.json"), \
-        "data/perf_calibration.json is stale: run python data/calibrate_perf.py"
+        "data/perf_calibration.json is stale: run python tools/calibrate_perf.py"
     committed = pd.read_csv(io.StringIO(pm._data_text("calibration_errors.csv")))
     pd.testing.assert_frame_equal(committed, table.reset_index(drop=True), check_dtype=False)
 

@@ -10,9 +10,9 @@ import yaml
 from builders import profile, scenario
 
 import planner
-from planner.backends import FEASIBLE, NO_SOLUTION, SolveResult
-from planner.backends.highs import HighsBackend
 from planner.cli import main
+from planner.optimize.backends import FEASIBLE, NO_SOLUTION, SolveResult
+from planner.optimize.backends.highs import HighsBackend
 
 
 def run(args, capsys):
@@ -217,7 +217,7 @@ def test_internal_error_has_no_traceback(scen, capsys, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("kaput")
 
-    monkeypatch.setattr("planner.solving.build_sets", boom)
+    monkeypatch.setattr("planner.optimize.prepare.build_sets", boom)
     code, _, err = run(["solve", scen], capsys)
     assert code == 1 and "internal error" in err and "kaput" in err
 

@@ -54,15 +54,8 @@ from conftest import SHARED
 
 import planner
 from planner.cli import main
-from planner.datatools import (
-    Trace,
-    carbon_table,
-    demand_table,
-    load_trace,
-    parse_bucket,
-    parse_region_map,
-    trace_shapes,
-)
+from planner.datatools.carbon import carbon_table, parse_region_map
+from planner.datatools.traces import Trace, demand_table, load_trace, parse_bucket, trace_shapes
 from planner.errors import InputError
 
 FX = Path(__file__).parent / "fixtures" / "datatools"

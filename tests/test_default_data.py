@@ -1,4 +1,4 @@
-"""The committed default scenario is exactly what ``data/build_default.py`` derives from the raw data.
+"""The committed default scenario is exactly what ``tools/build_default.py`` derives from the raw data.
 
 When ``../shared/data`` is present, the script is run into a temporary folder and every output file
 must match the committed one byte for byte; a hand edit of a derived table, or a change to the
@@ -24,7 +24,7 @@ DEFAULT = ROOT / "data" / "default"
 def test_committed_tables_match_the_script(tmp_path):
     out = tmp_path / "default"
     r = subprocess.run(
-        [sys.executable, str(ROOT / "data" / "build_default.py"), "--shared", str(SHARED), "--out", str(out), "--quiet"],
+        [sys.executable, str(ROOT / "tools" / "build_default.py"), "--shared", str(SHARED), "--out", str(out), "--quiet"],
         capture_output=True, text=True, timeout=600,
     )
     assert r.returncode == 0, r.stderr
@@ -34,7 +34,7 @@ def test_committed_tables_match_the_script(tmp_path):
     for name in produced:
         a = (out / name).read_bytes()
         b = (DEFAULT / name).read_bytes()
-        assert a == b, f"data/default/{name} differs from what data/build_default.py produces: regenerate it"
+        assert a == b, f"data/default/{name} differs from what tools/build_default.py produces: regenerate it"
 
 
 def test_every_row_carries_its_source():
@@ -52,8 +52,8 @@ def test_profile_rows_say_whether_measured_or_estimated(default_scenario):
     """A100-80GB (Splitwise) and H100-80GB (ML.ENERGY and Splitwise) rows come from the model
     calibrated on their measurements; H200 and L4 rows are spec-sheet estimates with a larger
     expected error. Every row carries an error."""
-    from planner import perfmodel as pm
-    from planner.perfmodel import SOURCE_ESTIMATED
+    from planner.perf import model as pm
+    from planner.perf.model import SOURCE_ESTIMATED
 
     p = default_scenario.profiles
     measured = p["gpu"].isin(["A100-80GB", "H100-80GB"])
@@ -75,7 +75,7 @@ def test_carbon_and_cost_plans_differ_in_where_and_how(tmp_path):
     import yaml
 
     import planner
-    from planner.defaults import default_scenario_dir
+    from planner.scenario.defaults import default_scenario_dir
 
     d = tmp_path / "d"
     shutil.copytree(default_scenario_dir(), d)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.generate import generate_scenario
+from planner.scenario.generate import generate_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 

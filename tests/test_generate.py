@@ -11,7 +11,7 @@ import pytest
 import planner
 from planner.cli import main
 from planner.errors import InputError
-from planner.generate import FILES, generate_scenario
+from planner.scenario.generate import FILES, generate_scenario
 
 
 def _gen(path, **kw):

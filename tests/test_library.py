@@ -62,8 +62,8 @@ def test_written_model_reproduces_the_solve_bit_for_bit(tmp_path):
     import highspy
 
     from formulations import build, build_sets, objective_vector
-    from planner.backends import SolveOptions
-    from planner.backends.highs import HighsBackend
+    from planner.optimize.backends import SolveOptions
+    from planner.optimize.backends.highs import HighsBackend
 
     sc = planner.scenario_from_dict(scenario(
         gpus=["G", "H"],

@@ -12,7 +12,7 @@ from helpers import solve_checked
 
 import planner
 from planner.errors import NumericalError
-from planner.scenario import RATE_RESOLUTION
+from planner.scenario.schema import RATE_RESOLUTION
 
 
 def test_profile_row_below_resolution_cannot_serve():
@@ -79,7 +79,7 @@ def test_budget_below_the_lp_bound_is_refused_at_once():
 def test_coupled_whole_model_without_time_limit_gets_the_default():
     """Slot rounds keep no limit (results independent of the machine's speed); the whole-model MILP
     of a budget solve is bounded by DEFAULT_COUPLED_TIME_LIMIT."""
-    from planner.solving import DEFAULT_COUPLED_TIME_LIMIT
+    from planner.optimize.whole import DEFAULT_COUPLED_TIME_LIMIT
 
     sc = planner.scenario_from_dict(scenario(demand={("k", "o"): [8.0, 8.0]}, slots=2))
     assert planner.solve(sc, "carbon", budget_usd=5.0).solver.time_limit is None
@@ -91,15 +91,14 @@ def test_verification_catches_an_answer_that_does_not_hold():
     """A solution with one demand row off by 1 (8 req/s routed as 7) is a NumericalError naming the row,
     as is an objective below the proven bound."""
     from formulations import build, build_sets, objective_vector
-
-    from planner.solving import verify_solution
+    from planner.optimize.extract import verify_solution
 
     sc = planner.scenario_from_dict(scenario())
     md = build_sets(sc)
     lm, v = build(md)
     obj = objective_vector(lm, md, "cost")
     be = planner.build_model(sc, objective="cost")
-    r = be.backend.solve(planner.backends.SolveOptions(mip_gap=0.0))
+    r = be.backend.solve(planner.optimize.backends.SolveOptions(mip_gap=0.0))
     x = r.x.copy()
     verify_solution(lm, x, r.bound, obj)  # the true answer holds
     bad = x.copy()
@@ -116,7 +115,7 @@ def test_a_failed_slot_in_a_pricing_round_does_not_poison_the_tie_break(monkeypa
     """Binding budget (hand instance of test_binding_budget: optimum 0.13 kg at 11 USD). A slot that
     errors in one Lagrangian pricing round cancels that round only: the plan still checks, with the
     hand optimum, and no NaN reaches it."""
-    import planner.decompose as dec
+    import planner.optimize.decompose as dec
 
     def one_gpu(price):
         return {"type": "G", "count": 10, "price_usd_per_gpu_hour": price}
@@ -144,10 +143,9 @@ def test_a_failed_slot_in_a_pricing_round_does_not_poison_the_tie_break(monkeypa
 def test_slot_runner_rounds_start_uncancelled(monkeypatch):
     """A slot error cancels the rest of its round, not the next round (the tie-break round used to
     start cancelled and assemble NaN from the cancelled slots)."""
+    import planner.optimize.decompose as dec
     from formulations import build, build_sets
-
-    import planner.decompose as dec
-    from planner.backends import SolveOptions
+    from planner.optimize.backends import SolveOptions
 
     sc = planner.scenario_from_dict(scenario(demand={("k", "o"): [8.0, 8.0]}, slots=2))
     md = build_sets(sc)

@@ -1,4 +1,4 @@
-"""The calibrated replica performance / power / DVFS model (planner/perfmodel.py).
+"""The calibrated replica performance / power / DVFS model (planner/perf/model.py).
 
 Hand-derivable cases use a tiny synthetic GPU and model with round numbers; the rest check physical
 properties (clock monotonicity, memory fit, SLOs met) on the shipped specs and calibration.
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from planner import perfmodel as pm
 from planner.errors import InputError
-from planner.loading import PROFILE_COLUMNS
+from planner.perf import model as pm
+from planner.scenario.loading import PROFILE_COLUMNS
 
 TOY_GPU = pm.GPUSpec(name="toy", memory_gb=20, mem_bw_gbs=1000, bf16_tflops=100, fp8_tflops=None, tdp_w=100,
                      min_clock_mhz=600, max_clock_mhz=1000, interconnect="NVLink", link_gbs=100, family="toy",

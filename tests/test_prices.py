@@ -1,4 +1,4 @@
-"""GPU price table from the shared catalogs (data/prices.py); skipped without /work/shared/data.
+"""GPU price table from the shared catalogs (tools/prices.py); skipped without /work/shared/data.
 
 Hand-computed rows (raw catalog lines quoted):
 
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(not (SHARED / "prices" / "gcp_gpu_vms.csv").is_f
 
 @pytest.fixture(scope="module")
 def prices():
-    from data.prices import gpu_prices
+    from tools.prices import gpu_prices
 
     return gpu_prices(SHARED)
 
@@ -86,7 +86,7 @@ def test_lambda_and_spot_rules(prices):
 
 
 def test_outliers_dropped_and_listed(prices):
-    from data.prices import price_outliers
+    from tools.prices import price_outliers
 
     out = price_outliers(SHARED)
     h = out[(out.provider == "gcp") & (out.cloud_region == "us-central1") & (out.gpu == "H100-80GB")]
@@ -100,7 +100,7 @@ def test_outliers_dropped_and_listed(prices):
 
 
 def test_deterministic(prices):
-    from data.prices import gpu_prices
+    from tools.prices import gpu_prices
 
     again = gpu_prices(SHARED)
     assert again.to_csv(index=False) == prices.to_csv(index=False)

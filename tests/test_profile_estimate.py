@@ -12,11 +12,11 @@ from builders import scenario
 from helpers import solve_checked
 
 import planner
-from planner import perfmodel
 from planner.cli import main
-from planner.loading import PROFILE_KEY
-from planner.profile_estimate import estimate_profiles, shape_targets
-from planner.scenario import ScenarioSpec
+from planner.perf import model as perfmodel
+from planner.perf.estimate import estimate_profiles, shape_targets
+from planner.scenario.loading import PROFILE_KEY
+from planner.scenario.schema import ScenarioSpec
 
 FIX = Path(__file__).parent / "fixtures" / "profile_import"
 

@@ -1,4 +1,4 @@
-"""`plan profile import`: benchmark results -> profile rows (planner/profile_import.py, docs/profiles.md).
+"""`plan profile import`: benchmark results -> profile rows (planner/perf/importers.py, docs/profiles.md).
 
 Fixtures in tests/fixtures/profile_import were written by hand:
 
@@ -43,8 +43,7 @@ from conftest import SHARED
 import planner
 from planner.cli import main
 from planner.errors import InputError
-from planner.loading import PROFILE_COLUMNS
-from planner.profile_import import (
+from planner.perf.importers import (
     SLO,
     Deployment,
     import_mlenergy,
@@ -55,6 +54,7 @@ from planner.profile_import import (
     profiles_to_csv,
     read_profile_table,
 )
+from planner.scenario.loading import PROFILE_COLUMNS
 
 FIX = Path(__file__).parent / "fixtures" / "profile_import"
 VLLM = [FIX / f"vllm_qps{r}.json" for r in (1, 2, 4, 8)]

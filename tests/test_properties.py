@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import planner
-from planner.defaults import default_scenario_dir
 from planner.errors import InfeasibleError
+from planner.scenario.defaults import default_scenario_dir
 
 OBJECTIVES = ["carbon", "energy", "cost", "gpu-hours"]
 

@@ -1,4 +1,4 @@
-"""The discrete-event serving engine (planner/simengine.py).
+"""The discrete-event serving engine (planner/sim/engine.py).
 
 Three kinds of checks:
 
@@ -32,8 +32,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from planner import simengine as se
-from planner.perfmodel import replica_model
+from planner.perf.model import replica_model
+from planner.sim import engine as se
 
 _BASE = replica_model("llama-3.1-8b", "H100-80GB", 1)
 _ZERO = {"oh0": 0.0, "oh1": 0.0, "mem0": 1.0, "mem1": 0.0, "mem2": 0.0, "cmp1": 0.0, "cmp2": 0.0, "pf1": 0.0,

@@ -1,4 +1,4 @@
-"""Plan-level simulation: ``planner.simulate`` and ``plan simulate``.
+"""Plan-level simulation: ``planner.sim`` and ``plan simulate``.
 
 Scenarios here use model and GPU names the performance model knows (llama-3.1-8b on H100-80GB /
 A100-80GB), with profile rows made by ``perfmodel.profile_rows`` so plan and simulator share one
@@ -12,15 +12,18 @@ import json
 
 import numpy as np
 import pytest
+from builders import scenario
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import planner
 from planner.cli import main
-from planner.perfmodel import profile_rows
-from planner.simulate import TraceSource, _fairness, _load_traces, _replay, parse_slots, simulate
-
-from builders import scenario
+from planner.perf.model import profile_rows
+from planner.sim.arrivals import TraceSource
+from planner.sim.arrivals import load_traces as _load_traces
+from planner.sim.arrivals import replay_traces as _replay
+from planner.sim.orchestrate import parse_slots, simulate
+from planner.sim.report import fairness_of as _fairness
 
 MODEL = "llama-3.1-8b"
 

@@ -128,7 +128,7 @@ def test_run_highs_resizes_this_threads_scheduler():
     """A run asking for another thread count than this thread's HiGHS scheduler has does not fail."""
     import highspy
 
-    from planner.backends.highs import new_highs, run_highs
+    from planner.highs_runtime import new_highs, run_highs
 
     def tiny():
         h = new_highs()

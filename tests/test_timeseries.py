@@ -6,7 +6,7 @@ from builders import scenario
 
 import planner
 from planner.errors import ScenarioError
-from planner.timeseries import align_series
+from planner.scenario.timeseries import align_series
 
 H = 3_600_000_000_000  # one hour in ns
 T0 = np.datetime64("2024-01-01T00:00", "ns").astype(np.int64)

@@ -1,0 +1,241 @@
+"""Commands that make or read plans: ``plan solve``, ``show``, ``check`` and ``simulate``."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from planner.cli.console import ALLOW_DIR_HELP, emit_json, err, esc, finite, stdout_console
+from planner.errors import EXIT_OK, EXIT_VIOLATIONS, InfeasibleError, InputError
+from planner.io import write_stdout
+from planner.scenario.schema import Objective as ObjectiveOpt
+from planner.scenario.schema import TieBreak as TieBreakOpt
+
+
+class BackendOpt(str, Enum):
+    highs = "highs"
+    pyomo = "pyomo"
+    pulp = "pulp"
+
+
+def _scenario_for_plan(plan, plan_file: Path, scenario: Optional[Path], allow_dir: Optional[list[Path]]):
+    """The scenario a plan is checked or simulated against: --scenario, else the one the plan records.
+
+    Refused (exit 2) when the plan records none, or when the scenario's fingerprint differs."""
+    from planner.errors import Problem
+    from planner.scenario.loading import load_scenario
+
+    where = "--scenario" if scenario is not None else f"{plan_file}: scenario.source"
+    if scenario is None:
+        src = plan.scenario.source
+        if src is None:
+            raise InputError([Problem(str(plan_file), "the plan records no scenario file (it was made from a "
+                                                      "scenario built in memory): give --scenario")])
+        if src != "<default>" and not Path(src).exists():
+            raise InputError([Problem(where, f"the plan's scenario {src} does not exist here: give --scenario")])
+        scenario = None if src == "<default>" else Path(src)
+    sc = load_scenario(scenario, allow_dirs=allow_dir or ())
+    if sc.fingerprint != plan.scenario.fingerprint:
+        raise InputError([Problem(where, f"the plan was made for another scenario: the plan's fingerprint is "
+                                         f"{plan.scenario.fingerprint[:16]}..., {sc.source} has {sc.fingerprint[:16]}... "
+                                         "(a table or the document changed since the plan was made?)")],
+                         "scenario does not match the plan")
+    return sc
+
+
+def solve(
+    scenario: Optional[Path] = typer.Argument(None, help="Scenario YAML/JSON file or folder (default: embedded default)."),
+    objective: Optional[ObjectiveOpt] = typer.Option(None, "--objective", help="What to minimise (default: the scenario's)."),
+    backend: BackendOpt = typer.Option(BackendOpt.highs, "--backend", help="Model builder: highs (fastest), pyomo or pulp."),
+    budget: Optional[float] = typer.Option(None, "--budget", help="Budget over the horizon, USD (overrides the scenario)."),
+    carbon_cap: Optional[float] = typer.Option(None, "--carbon-cap", help="Emission cap over the horizon, kgCO2e."),
+    tie_break: Optional[TieBreakOpt] = typer.Option(None, "--tie-break", help="routing (default: re-route for the secondary objective with the fleet fixed), lexicographic (second MILP) or none."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Wall-clock limit for solving, seconds."),
+    mip_gap: float = typer.Option(5e-3, "--mip-gap", help="Relative MIP gap at which to stop (the plan reports the gap reached)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="HiGHS threads."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="HiGHS random seed."),
+    write_model: Optional[Path] = typer.Option(None, "--write-model", help="Write the model given to HiGHS (.mps or .lp)."),
+    explain: bool = typer.Option(False, "--explain", help="If infeasible, print the explanation as JSON on stdout."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Plan JSON file (default: stdout)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary on stderr."),
+    whole_model: bool = typer.Option(False, "--whole-model", help="Solve all slots as one model (default: slot by slot when no budget or cap couples them)."),
+    allow_dir: Optional[list[Path]] = typer.Option(None, "--allow-dir", help=ALLOW_DIR_HELP),
+):
+    """Solve a scenario and write the serving plan (JSON on stdout or -o; summary on stderr)."""
+    from planner.io import check_outputs
+    from planner.optimize.orchestrate import solve as _solve
+    from planner.scenario.loading import load_scenario
+
+    finite("--budget", budget, minimum=0)
+    finite("--carbon-cap", carbon_cap, minimum=0)
+    finite("--time-limit", time_limit, positive=True)
+    finite("--mip-gap", mip_gap, minimum=0)
+    if mip_gap >= 1:
+        raise InputError(f"--mip-gap must be below 1, got {mip_gap:g}")
+    if threads is not None and threads < 1:
+        raise InputError("--threads must be >= 1")
+    if write_model is not None and write_model.suffix.lower() not in (".mps", ".lp"):
+        raise InputError(f"--write-model: {write_model}: use a .mps or .lp suffix")
+    if output is not None and str(output) == "-":
+        output = None
+    check_outputs({"-o": output, "--write-model": write_model})  # before loading: fail fast
+    sc = load_scenario(scenario, allow_dirs=allow_dir or ())
+    check_outputs({"-o": output, "--write-model": write_model}, sc.input_files)
+    for w in sc.warnings:
+        err.print(f"[yellow]warning:[/] {w}")
+    progress = None
+    live = None
+    if err.is_terminal and not quiet:
+        from rich.live import Live
+
+        live = Live("", console=err, transient=True, refresh_per_second=4)
+
+        def progress(d):
+            inc = "-" if d["incumbent"] is None else f"{d['incumbent']:.6g}"
+            bnd = "-" if d["bound"] is None else f"{d['bound']:.6g}"
+            gap = "-" if d["gap"] is None else f"{100 * d['gap']:.2f}%"
+            if "slots" in d:
+                live.update(f"solving slot by slot: {d['slots_done']}/{d['slots']} done, objective so far {inc}  "
+                            f"{d['elapsed']:.1f} s")
+            else:
+                live.update(f"solving: incumbent {inc}  bound {bnd}  gap {gap}  {d['elapsed']:.1f} s")
+
+    try:
+        if live is not None:
+            live.start()
+        plan = _solve(
+            sc, objective.value if objective else None, backend.value, time_limit=time_limit, mip_gap=mip_gap,
+            threads=threads, seed=seed, write_model=write_model, progress=progress, budget_usd=budget,
+            carbon_cap_kg=carbon_cap, tie_break=tie_break.value if tie_break else None, decompose=not whole_model,
+        )
+    except InfeasibleError as e:
+        if live is not None:
+            live.stop()
+        if explain:
+            write_stdout(json.dumps(e.explanation.to_dict(), indent=1) + "\n")
+        raise
+    finally:
+        if live is not None:
+            live.stop()
+    emit_json(plan.to_json(), output)
+    for w in plan.warnings:
+        err.print(f"[yellow]warning:[/] {esc(w)}")
+    if not quiet:
+        from planner.plan.summary import print_summary
+
+        print_summary(plan, err)
+        if output is not None:
+            err.print(f"plan written to {output}")
+    if plan.status != "optimal":
+        gap = "unknown" if plan.solver.gap is None else f"{100 * plan.solver.gap:.2f}%"
+        err.print(f"[yellow]note:[/] stopped at a limit; the best plan found has a gap of {gap} to the bound")
+
+
+def show(
+    plan_file: Path = typer.Argument(..., metavar="PLAN.json", help="A plan written by `plan solve`."),
+    slot: Optional[int] = typer.Option(None, "--slot", help="Also list this slot's deployments and routing."),
+):
+    """Print a readable summary of a plan."""
+    from planner.plan.checker import read_plan
+    from planner.plan.summary import print_summary
+
+    plan = read_plan(plan_file)
+    if slot is not None and not (0 <= slot < len(plan.slots)):
+        raise InputError(f"--slot must be between 0 and {len(plan.slots) - 1}")
+    print_summary(plan, stdout_console(), slot)
+
+
+def check(
+    plan_file: Path = typer.Argument(..., metavar="PLAN.json"),
+    scenario: Optional[Path] = typer.Option(None, "--scenario", "-s", help="Scenario the plan was made for (default: the one the plan records)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    allow_dir: Optional[list[Path]] = typer.Option(None, "--allow-dir", help=ALLOW_DIR_HELP),
+):
+    """Independently verify a plan against its scenario. Exit 0 if it holds, 1 if not."""
+    from planner.plan.checker import check as _check
+    from planner.plan.checker import read_plan
+
+    plan = read_plan(plan_file)
+    sc = _scenario_for_plan(plan, plan_file, scenario, allow_dir)
+    rep = _check(plan_file, sc)
+    if as_json:
+        write_stdout(json.dumps(rep.to_dict(), indent=1) + "\n")
+    else:
+        stdout_console().print(rep.render())
+    raise typer.Exit(EXIT_OK if rep.ok else EXIT_VIOLATIONS)
+
+
+class PolicyOpt(str, Enum):
+    fcfs = "fcfs"
+    edf = "edf"
+    srtf = "srtf"
+    llf = "llf"
+
+
+class PredictOpt(str, Enum):
+    class_ = "class"
+    oracle = "oracle"
+
+
+class TraceRateOpt(str, Enum):
+    plan = "plan"
+    trace = "trace"
+
+
+def simulate(
+    plan_file: Path = typer.Argument(..., metavar="PLAN.json", help="A plan written by `plan solve`."),
+    scenario: Optional[Path] = typer.Option(None, "--scenario", "-s", help="Scenario the plan was made for (default: the one the plan records)."),
+    trace: Optional[list[str]] = typer.Option(None, "--trace", help="Replay this request trace (CSV: timestamp, input and output tokens, optional class and origin); PATH=CLASS,CLASS limits the classes its requests take. Repeatable. Default: Poisson arrivals at the planned rates."),
+    policy: PolicyOpt = typer.Option(PolicyOpt.fcfs, "--policy", help="Queue order on every replica: fcfs, edf (TTFT deadline), srtf (shortest predicted service), llf (least laxity)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (arrivals, routing, replica choice)."),
+    slots: Optional[str] = typer.Option(None, "--slots", help="Slots to simulate, e.g. 14 or 0-3,14 (default: all)."),
+    load_scale: float = typer.Option(1.0, "--load-scale", help="Multiply every arrival rate by this."),
+    minutes: Optional[float] = typer.Option(None, "--minutes", help="Simulate the first MINUTES of each slot (default: the whole slot)."),
+    predict: PredictOpt = typer.Option(PredictOpt.class_, "--predict", help="Output lengths the policies assume: class (the class's shape) or oracle (the true ones)."),
+    trace_rate: TraceRateOpt = typer.Option(TraceRateOpt.plan, "--trace-rate", help="plan: compress each trace to the planned rate of its classes; trace: keep its own rate."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report as JSON here (atomically)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the JSON report instead of tables."),
+    allow_violations: bool = typer.Option(False, "--allow-violations", help="Simulate a plan that fails `plan check` (with a warning) instead of refusing it."),
+    allow_dir: Optional[list[Path]] = typer.Option(None, "--allow-dir", help=ALLOW_DIR_HELP),
+):
+    """Simulate a plan: replay traffic against its fleet (continuous batching, same performance model) and
+    report latency percentiles, SLO attainment, energy, carbon, cost and fairness next to the plan's figures."""
+    from planner.errors import Problem
+    from planner.io import check_outputs
+    from planner.plan.checker import check as _check
+    from planner.plan.checker import read_plan
+    from planner.sim.orchestrate import simulate as _simulate
+    from planner.sim.report import render_report
+
+    finite("--load-scale", load_scale, positive=True)
+    finite("--minutes", minutes, positive=True)
+    if output is not None and str(output) == "-":
+        output, as_json = None, True
+    trace_files = [t.split("=", 1)[0] for t in (trace or [])]
+    check_outputs({"-o": output}, [plan_file, *trace_files])
+    plan = read_plan(plan_file)
+    sc = _scenario_for_plan(plan, plan_file, scenario, allow_dir)
+    check_outputs({"-o": output}, [plan_file, *trace_files, *sc.input_files])
+    rep_check = _check(plan, sc)
+    if not rep_check.ok:
+        n = len(rep_check.violations)
+        msg = (f"the plan fails `plan check` ({n} violation{'s' if n != 1 else ''}, e.g. "
+               f"{rep_check.violations[0].message[:200]})")
+        if not allow_violations:
+            raise InputError([Problem(str(plan_file), msg + "; pass --allow-violations to simulate it anyway")],
+                             "plan fails the checker")
+        err.print(f"[yellow]warning:[/] {esc(msg)}")
+    rep = _simulate(plan, sc, traces=trace or None, policy=policy.value, seed=seed, slots=slots,
+                    load_scale=load_scale, minutes=minutes, predict=predict.value, trace_rate=trace_rate.value)
+    text = rep.to_json()
+    if output is not None:
+        emit_json(text, output)
+    if as_json:
+        emit_json(text, None)
+    else:
+        stdout_console(soft_wrap=False, width=max(Console().width, 150)).print(render_report(rep))

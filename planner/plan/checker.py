@@ -1,0 +1,1222 @@
+"""Independent verification of a plan against its scenario.
+
+:func:`check` recomputes everything a plan claims from the scenario's arrays and the plan's own
+decisions (replicas, per-class rates, routes, targets, unserved rates) with plain numpy/pandas. It
+deliberately shares no code with the model builder (:mod:`formulations`) or the solver
+(:mod:`planner.optimize`): a bug there cannot hide itself here.
+
+Every violated relation is reported as a :class:`Violation` of one *family*:
+
+================  ==================================================================================
+family            relation checked
+================  ==================================================================================
+fingerprint       the plan was made for this scenario (same content fingerprint)
+options           the plan's recorded options are coherent (objective name, ranges)
+reference         names, configs, ids, slots and targets refer to things that exist
+integrality       replicas are whole and >= 0; gpus == replicas x tp x pp
+demand_served     routed + unserved rate == demand for every (class, origin, slot); no negative rate;
+                  unserved demand only when allowed
+data_residency    routes only to regions the origin may be served in
+route_balance     targets add up to their route; class rates add up to the targets pointing at them
+latency_ttft      RTT + profiled TTFT within the class's TTFT SLO; route RTT and reported TTFT match
+                  the scenario
+latency_e2e       RTT + TTFT + (output tokens - 1) x TBT within the e2e SLO, when one is set
+latency_tbt       profiled TBT within the class's TBT SLO; reported TBT matches the profile
+replica_capacity  sum_k rate_k / max_rps_k <= max_utilization x replicas; reported utilisation
+gpu_availability  GPUs used per (region, GPU type, slot) within availability
+power             reported power == base x replicas + sum_k max(busy_k - base, 0) x rate_k / max_rps_k,
+                  base = the config's largest active_power_w (idle_power_w where empty)
+totals            per-slot and horizon totals (energy, carbon, costs, GPU-hours, requests)
+objective         objective value (with the unserved penalty) and route shares
+budget            cost within the plan's budget, when set
+carbon_cap        emissions within the plan's carbon cap, when set
+================  ==================================================================================
+
+The effective options (budget, cap, max utilisation, unserved demand and its penalty) are the ones
+the plan records: they include the command-line overrides it was solved with.
+
+Derived checks use recomputed values: totals are recomputed from the replicas and rates (not from the
+reported ``power_w``), so each wrong number is reported where it is wrong. Rows whose references
+cannot be resolved are reported under ``reference`` and left out of the numeric checks that need
+them (the reported power stands in for a deployment whose config is unknown).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import weakref
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+
+from planner.errors import InputError, PlanFileError, Problem
+from planner.io import read_text_input
+from planner.plan.schema import Plan
+from planner.scenario.loading import Scenario, load_scenario
+from planner.scenario.schema import RATE_RESOLUTION
+
+FAMILIES = (
+    "fingerprint", "options", "reference", "integrality", "demand_served", "data_residency", "route_balance",
+    "latency_ttft", "latency_e2e", "latency_tbt", "replica_capacity", "gpu_availability", "power", "totals",
+    "objective", "budget", "carbon_cap",
+)
+"""Every family, in the order reports list them."""
+
+OBJECTIVE_TOTAL = {"carbon": "carbon_kg", "energy": "energy_kwh", "cost": "cost_usd", "gpu-hours": "gpu_hours"}
+OBJECTIVE_UNIT = {"carbon": "kgCO2e", "energy": "kWh", "cost": "USD", "gpu-hours": "GPU-h"}
+SLOT_TOTALS = ("carbon_kg", "energy_kwh", "cost_usd", "gpu_hours")
+TOTALS = ("carbon_kg", "energy_kwh", "cost_usd", "gpu_cost_usd", "electricity_cost_usd", "gpu_hours",
+          "served_requests", "unserved_requests", "unserved_rps")
+INT_TOL = 1e-9
+"""How far from a whole number a replica or GPU count may be (plans round to 10 significant digits)."""
+_RANK = {f: i for i, f in enumerate(FAMILIES)}
+
+
+# --------------------------------------------------------------------------------------------
+# report
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One violated relation: its family, where (index name -> value), what, and by how much."""
+
+    family: str
+    where: dict
+    message: str
+    excess: float
+    """By how much the relation is violated, in the relation's unit (0 for non-numeric ones)."""
+
+    def to_dict(self) -> dict:
+        return {"family": self.family, "where": dict(self.where), "message": self.message,
+                "excess": _json_float(self.excess)}
+
+    def __str__(self) -> str:
+        return f"{self.family}: {self.message}"
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The outcome of :func:`check`."""
+
+    ok: bool
+    violations: list[Violation]
+    recomputed: dict
+    """Totals recomputed from the scenario and the plan's decisions (horizon and per slot)."""
+    checked: dict[str, int]
+    """How many items each family checked."""
+
+    @property
+    def families(self) -> list[str]:
+        """Families with at least one violation, in report order."""
+        seen = {v.family for v in self.violations}
+        return [f for f in FAMILIES if f in seen]
+
+    def by_family(self) -> dict[str, list[Violation]]:
+        out: dict[str, list[Violation]] = {}
+        for v in self.violations:
+            out.setdefault(v.family, []).append(v)
+        return {f: out[f] for f in FAMILIES if f in out}
+
+    @property
+    def n_checks(self) -> int:
+        return int(sum(self.checked.values()))
+
+    def to_dict(self) -> dict:
+        """JSON-able form, deterministic order."""
+        return {
+            "ok": self.ok,
+            "checks": self.n_checks,
+            "checked": {f: int(self.checked.get(f, 0)) for f in FAMILIES},
+            "violation_counts": {f: len(v) for f, v in self.by_family().items()},
+            "violations": [v.to_dict() for v in self.violations],
+            "recomputed": _jsonable(self.recomputed),
+        }
+
+    def render(self, limit: int = 30) -> str:
+        """A readable summary: that the plan holds, or its violations grouped by family."""
+        fams = [f for f in FAMILIES if self.checked.get(f, 0) > 0]
+        if self.ok:
+            return f"plan holds: {self.n_checks} checks in {len(fams)} families"
+        groups = self.by_family()
+        n = len(self.violations)
+        lines = [f"plan violates {n} check{'s' if n != 1 else ''} in {len(groups)} "
+                 f"famil{'ies' if len(groups) != 1 else 'y'} ({self.n_checks} checks in {len(fams)} families):"]
+        shown = 0
+        for fam, vs in groups.items():
+            if shown >= limit:
+                break
+            lines.append(f"{fam} ({len(vs)}):")
+            for v in vs:
+                if shown >= limit:
+                    break
+                lines.append(f"  - {v.message}")
+                shown += 1
+        if n > shown:
+            rest = {f: len(vs) for f, vs in groups.items()}
+            lines.append(f"  ... and {n - shown} more (" + ", ".join(f"{f}: {c}" for f, c in rest.items()) + ")")
+        return "\n".join(lines)
+
+
+def _json_float(x):
+    x = float(x)
+    if math.isfinite(x):
+        return x
+    return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, (bool, np.bool_)):
+        return bool(o)
+    if isinstance(o, (int, np.integer)):
+        return int(o)
+    if isinstance(o, (float, np.floating)):
+        return _json_float(o)
+    return o
+
+
+# --------------------------------------------------------------------------------------------
+# reading a plan
+
+
+def _loc(loc) -> str:
+    s = ""
+    for p in loc:
+        s += f"[{p}]" if isinstance(p, int) else (("." if s else "") + str(p))
+    return s
+
+
+def _schema_problems(e: ValidationError, where: str, skip=lambda err: False, limit: int = 200) -> list[Problem]:
+    out = []
+    for err in e.errors():
+        if skip(err):
+            continue
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        loc = _loc(err["loc"])
+        out.append(Problem(f"{where}: {loc}" if loc else where, msg))
+        if len(out) >= limit:
+            out.append(Problem(where, "further problems not listed"))
+            break
+    return out
+
+
+def _read_source(plan) -> tuple[Any, str]:
+    """The plan's JSON data and a label of where it came from."""
+    if isinstance(plan, (bytes, bytearray)):
+        plan = bytes(plan).decode("utf-8", errors="replace")
+        where = "<plan>"
+        text = plan
+    elif isinstance(plan, str) and plan.lstrip().startswith(("{", "[")):
+        where, text = "<plan>", plan
+    elif isinstance(plan, (str, Path)):
+        path = Path(plan)
+        where = str(path)
+        try:
+            text = read_text_input(path, "plan file")
+        except InputError as e:
+            raise PlanFileError(e.problems) from None
+    elif isinstance(plan, dict):
+        return plan, "<plan>"
+    else:
+        raise PlanFileError([Problem("<plan>", f"cannot read a plan from a {type(plan).__name__}")])
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PlanFileError([Problem(f"{where}: line {e.lineno}", f"malformed JSON: {e.msg}")]) from None
+    except RecursionError:
+        raise PlanFileError([Problem(where, "the JSON is nested too deeply to be a plan")]) from None
+    if not isinstance(data, dict):
+        raise PlanFileError([Problem(where, "a plan must be a JSON object with the plan's fields")])
+    return data, where
+
+
+def read_plan(source) -> Plan:
+    """Read a plan (path, JSON text, dict or Plan), strictly validated against the plan schema.
+
+    Raises :class:`~planner.errors.PlanFileError` naming the file and every field in error.
+    """
+    if isinstance(source, Plan):
+        return source
+    data, where = _read_source(source)
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as e:
+        raise PlanFileError(_schema_problems(e, where)) from None
+
+
+_LENIENT = ("replicas", "gpus")
+
+
+def _is_lenient(err) -> bool:
+    loc = err["loc"]
+    return (err["type"] == "int_from_float" and len(loc) == 5 and loc[0] == "slots" and loc[2] == "deployments"
+            and loc[4] in _LENIENT and isinstance(loc[1], int) and isinstance(loc[3], int))
+
+
+def _load_for_check(plan) -> tuple[Plan, dict]:
+    """Like :func:`read_plan`, but fractional replica/GPU counts are kept for the integrality check.
+
+    Returns the plan (with such counts replaced by a placeholder) and ``{(slot position, deployment
+    position, field): value}`` of the fractional counts.
+    """
+    if isinstance(plan, Plan):
+        return plan, {}
+    data, where = _read_source(plan)
+    try:
+        return Plan.model_validate(data), {}
+    except ValidationError as e:
+        errs = e.errors()
+        if not all(_is_lenient(err) for err in errs):
+            raise PlanFileError(_schema_problems(e, where, skip=_is_lenient)) from None
+    # patch copies along the paths of the fractional counts only
+    over: dict = {}
+    patched = dict(data)
+    patched["slots"] = list(data["slots"])
+    for err in errs:
+        _, si, _, di, f = err["loc"]
+        slot = patched["slots"][si]
+        if slot is data["slots"][si]:
+            slot = dict(slot)
+            slot["deployments"] = list(slot["deployments"])
+            patched["slots"][si] = slot
+        dep = slot["deployments"][di]
+        if dep is data["slots"][si]["deployments"][di]:
+            dep = dict(dep)
+            slot["deployments"][di] = dep
+        over[(si, di, f)] = float(err["input"])
+        dep[f] = 0
+    try:
+        return Plan.model_validate(patched), over
+    except ValidationError as e:
+        raise PlanFileError(_schema_problems(e, where)) from None
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _n(x) -> str:
+    """A number for a message: up to 10 significant digits."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if not math.isfinite(x):
+        return str(x)
+    s = f"{x:.10g}"
+    return s
+
+
+def _sig(a) -> np.ndarray:
+    """Floats rounded to 10 significant digits (how plans store them), for joins on frequencies."""
+    return np.array([float(f"{float(v):.10g}") for v in np.asarray(a, dtype=float)], dtype=float)
+
+
+def _config_key(model, gpu, tp, pp, freq) -> str:
+    f = float(freq)
+    fs = str(int(f)) if math.isfinite(f) and f == int(f) else f"{f:.10g}"
+    return f"{model}|{gpu}|tp{int(tp)}|pp{int(pp)}|{fs}MHz"
+
+
+def _parse_time(s) -> datetime | None:
+    if not isinstance(s, str):
+        return None
+    try:
+        d = datetime.fromisoformat(s.replace("Z", "+00:00") if s.endswith("Z") else s)
+    except ValueError:
+        return None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=timezone.utc)
+    return d.astimezone(timezone.utc)
+
+
+def _codes(values, names: list[str]) -> np.ndarray:
+    """Index of each value in ``names`` (-1 when unknown)."""
+    m = {n: i for i, n in enumerate(names)}
+    return np.array([m.get(v, -1) for v in values], dtype=np.int64)
+
+
+def _py(v):
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, np.str_):
+        return str(v)
+    return v
+
+
+class _Out:
+    """Collects violations and per-family check counts."""
+
+    def __init__(self, rel_tol: float, abs_tol: float):
+        self.rel, self.abs = rel_tol, abs_tol
+        self.items: list[tuple] = []
+        self.checked = {f: 0 for f in FAMILIES}
+
+    def add(self, family: str, where: dict, message: str, excess: float = 0.0) -> None:
+        where = {k: _py(v) for k, v in where.items() if v is not None}
+        self.items.append((family, where, message, float(excess)))
+
+    def count(self, family: str, n: int) -> None:
+        self.checked[family] += int(n)
+
+    # tolerances (NaN always fails)
+    def tol(self, a, b):
+        """max(abs_tol, rel_tol x magnitude), the magnitude of finite values only (inf never passes)."""
+        with np.errstate(invalid="ignore"):
+            fa = np.where(np.isfinite(a), np.abs(a), 0.0)
+            fb = np.where(np.isfinite(b), np.abs(b), 0.0)
+        return np.maximum(self.abs, self.rel * np.maximum(fa, fb))
+
+    def ne(self, a, b) -> np.ndarray:
+        a, b = np.asarray(a, float), np.asarray(b, float)
+        with np.errstate(invalid="ignore"):
+            return ~(np.abs(a - b) <= self.tol(a, b))
+
+    def gt(self, a, b) -> np.ndarray:
+        """a exceeds b beyond the tolerance."""
+        a, b = np.asarray(a, float), np.asarray(b, float)
+        with np.errstate(invalid="ignore"):
+            return ~(a - b <= self.tol(a, b))
+
+    def report(self, recomputed: dict) -> CheckReport:
+        order = sorted(range(len(self.items)),
+                       key=lambda i: (_RANK[self.items[i][0]], _slot_key(self.items[i][1]), i))
+        vs = [Violation(*self.items[i]) for i in order]
+        return CheckReport(ok=not vs, violations=vs, recomputed=recomputed, checked=dict(self.checked))
+
+
+def _slot_key(where: dict):
+    s = where.get("slot")
+    return (0, s) if isinstance(s, int) else (-1, 0)
+
+
+# --------------------------------------------------------------------------------------------
+# flattening
+
+
+def _flatten(p: Plan, over: dict) -> dict[str, pd.DataFrame]:
+    sl = {c: [] for c in ("index", "start", *SLOT_TOTALS)}
+    dp = {c: [] for c in ("pos", "di", "id", "region", "model", "gpu", "tp", "pp", "freq", "replicas", "gpus",
+                          "util", "power")}
+    ld = {c: [] for c in ("drow", "class", "rate", "ttft", "tbt")}
+    rt = {c: [] for c in ("pos", "class", "origin", "region", "rate", "share", "rtt")}
+    tg = {c: [] for c in ("rrow", "deployment", "rate")}
+    un = {c: [] for c in ("pos", "class", "origin", "rate")}
+    for si, s in enumerate(p.slots):
+        sl["index"].append(s.index)
+        sl["start"].append(s.start)
+        for f in SLOT_TOTALS:
+            sl[f].append(getattr(s.totals, f))
+        for di, d in enumerate(s.deployments):
+            drow = len(dp["pos"])
+            dp["pos"].append(si)
+            dp["di"].append(di)
+            dp["id"].append(d.id)
+            dp["region"].append(d.region)
+            dp["model"].append(d.model)
+            dp["gpu"].append(d.gpu)
+            dp["tp"].append(d.tp)
+            dp["pp"].append(d.pp)
+            dp["freq"].append(d.freq_mhz)
+            dp["replicas"].append(over.get((si, di, "replicas"), d.replicas))
+            dp["gpus"].append(over.get((si, di, "gpus"), d.gpus))
+            dp["util"].append(d.utilization)
+            dp["power"].append(d.power_w)
+            for c in d.classes:
+                ld["drow"].append(drow)
+                ld["class"].append(c.class_)
+                ld["rate"].append(c.rate_rps)
+                ld["ttft"].append(c.ttft_ms)
+                ld["tbt"].append(c.tbt_ms)
+        for r in s.routing:
+            rrow = len(rt["pos"])
+            rt["pos"].append(si)
+            rt["class"].append(r.class_)
+            rt["origin"].append(r.origin)
+            rt["region"].append(r.region)
+            rt["rate"].append(r.rate_rps)
+            rt["share"].append(r.share)
+            rt["rtt"].append(r.rtt_ms)
+            for q in r.targets:
+                tg["rrow"].append(rrow)
+                tg["deployment"].append(q.deployment)
+                tg["rate"].append(q.rate_rps)
+        for u in s.unserved:
+            un["pos"].append(si)
+            un["class"].append(u.class_)
+            un["origin"].append(u.origin)
+            un["rate"].append(u.rate_rps)
+    ints = ("pos", "di", "drow", "rrow", "index", "tp", "pp")
+
+    def f64(d: dict, floats: tuple) -> pd.DataFrame:
+        return pd.DataFrame({c: np.asarray(v, dtype=float if c in floats else np.int64 if c in ints else object)
+                             for c, v in d.items()})
+
+    return {
+        "slots": f64(sl, SLOT_TOTALS),
+        "deps": f64(dp, ("freq", "replicas", "gpus", "util", "power")),
+        "loads": f64(ld, ("rate", "ttft", "tbt")),
+        "routes": f64(rt, ("rate", "share", "rtt")),
+        "targets": f64(tg, ("rate",)),
+        "unserved": f64(un, ("rate",)),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# the check
+
+
+def check(plan, scenario: Scenario, rel_tol: float = 1e-6, abs_tol: float = 1e-6) -> CheckReport:
+    """Verify ``plan`` against ``scenario`` independently of the model and the solver.
+
+    ``plan``: a :class:`~planner.plan.schema.Plan`, its dict or JSON text, or a path to a plan file
+    (:class:`~planner.errors.PlanFileError` if it cannot be read or does not match the schema).
+    ``scenario``: a :class:`~planner.scenario.loading.Scenario` (or a path, loaded with ``load_scenario``).
+    Equalities and inequalities hold within ``max(abs_tol, rel_tol x magnitude)``.
+    """
+    if not isinstance(scenario, Scenario):
+        scenario = load_scenario(scenario)
+    p, over = _load_for_check(plan)
+    return _Checker(p, over, scenario, _Out(rel_tol, abs_tol)).run()
+
+
+_TABLES: "weakref.WeakKeyDictionary[Scenario, dict]" = weakref.WeakKeyDictionary()
+
+
+def _scenario_tables(sc: Scenario) -> dict:
+    """Per-class arrays, the profile table and the config table (base = a replica's zero-load power,
+    the largest over the config's rows of active_power_w, or idle_power_w where a row has none)."""
+    got = _TABLES.get(sc)
+    if got is not None:
+        return got
+    spec = sc.spec
+    t: dict[str, Any] = {}
+    t["cls_model"] = np.array([k.model for k in spec.classes], dtype=object)
+    t["cls_shape"] = np.array([k.shape for k in spec.classes], dtype=object)
+    t["slo_ttft"] = np.array([k.slo.ttft_ms for k in spec.classes], dtype=float)
+    t["slo_tbt"] = np.array([k.slo.tbt_ms for k in spec.classes], dtype=float)
+    t["slo_e2e"] = np.array([k.slo.e2e_ms if k.slo.e2e_ms is not None else np.nan for k in spec.classes],
+                            dtype=float)
+    out_tok = {s.name: s.output_tokens for s in spec.shapes}
+    t["cls_out"] = np.array([out_tok.get(s, 1) for s in t["cls_shape"]], dtype=float)
+    prof = sc.profiles.copy()
+    prof["freqr"] = _sig(prof["freq_mhz"].to_numpy())
+    prof["prow"] = np.arange(len(prof))
+    t["prof"] = prof
+    act = prof["active_power_w"].to_numpy(float)
+    prof["zero_load_w"] = np.where(np.isnan(act), prof["idle_power_w"].to_numpy(float), act)
+    cfg = prof.groupby(["model", "gpu", "tp", "pp", "freqr"], sort=True, as_index=False).agg(
+        base=("zero_load_w", "max"))
+    cfg["ci"] = np.arange(len(cfg))
+    t["cfg"] = cfg
+    _TABLES[sc] = t
+    return t
+
+
+class _Checker:
+    def __init__(self, plan: Plan, over: dict, sc: Scenario, out: _Out):
+        self.p, self.sc, self.o = plan, sc, out
+        self.f = _flatten(plan, over)
+        self.T = sc.n_slots
+        self.h = sc.slot_hours
+        self.secs = sc.slot_seconds
+        po = plan.options
+        self.U = float(po.max_utilization)
+        self.unserved_ok = bool(po.unserved_allowed)
+        self.penalty = float(po.unserved_penalty_per_request)
+        self.__dict__.update(_scenario_tables(sc))
+        self._cols: dict = {}
+
+    def c(self, df: pd.DataFrame, col: str) -> np.ndarray:
+        """A frame's column as an array, cached (messages index it row by row)."""
+        key = (id(df), col)
+        got = self._cols.get(key)
+        if got is None:
+            got = self._cols[key] = (df, df[col].to_numpy())
+        return got[1]
+
+    def cells(self, df: pd.DataFrame, i: int, *cols: str) -> tuple:
+        return tuple(self.c(df, c)[i] for c in cols)
+
+    # ------------------------------------------------------------------ driver
+    def run(self) -> CheckReport:
+        with np.errstate(all="ignore"):  # NaN/inf in a plan are reported, not warned about
+            return self._run()
+
+    def _run(self) -> CheckReport:
+        self.check_header()
+        self.resolve_slots()
+        self.resolve_deployments()
+        self.resolve_loads()
+        self.resolve_routes()
+        self.resolve_targets()
+        self.resolve_unserved()
+        self.check_integrality()
+        self.check_demand()
+        self.check_residency()
+        self.check_balance()
+        self.check_latency()
+        self.check_capacity_power()
+        self.check_availability()
+        rec = self.check_totals()
+        self.check_objective()
+        self.check_limits(rec)
+        return self.o.report(rec)
+
+    # ------------------------------------------------------------------ header
+    def check_header(self) -> None:
+        o, p, sc = self.o, self.p, self.sc
+        o.count("fingerprint", 1)
+        if p.scenario.fingerprint != sc.fingerprint:
+            o.add("fingerprint", {"scenario": p.scenario.name},
+                  f"the plan was made for a different scenario: plan fingerprint {p.scenario.fingerprint[:16]}..., "
+                  f"scenario {sc.spec.name!r} ({sc.source}) has {sc.fingerprint[:16]}...")
+        po = p.options
+        o.count("options", 6)
+        if po.tie_break not in ("routing", "lexicographic", "none"):
+            o.add("options", {"field": "tie_break"},
+                  f"options.tie_break {po.tie_break!r} is not one of 'routing', 'lexicographic', 'none'")
+        if po.objective != p.objective.name:
+            o.add("options", {"field": "objective"},
+                  f"options.objective is {po.objective!r} but the objective reported is {p.objective.name!r}")
+        if not (0 < po.max_utilization <= 1):
+            o.add("options", {"field": "max_utilization"},
+                  f"options.max_utilization {_n(po.max_utilization)} is outside (0, 1]")
+        for name in ("budget_usd", "carbon_cap_kg", "unserved_penalty_per_request"):
+            v = getattr(po, name)
+            if v is not None and not (v >= 0):
+                o.add("options", {"field": name}, f"options.{name} {_n(v)} is negative")
+        # horizon
+        o.count("reference", 1)
+        hz = p.horizon or {}
+        want = {"start": sc.spec.horizon.start, "slot_minutes": sc.spec.horizon.slot_minutes, "slots": self.T}
+        bad = []
+        if _parse_time(hz.get("start")) != want["start"]:
+            bad.append(f"start {hz.get('start')!r} (scenario: {want['start'].strftime('%Y-%m-%dT%H:%M:%SZ')})")
+        for k in ("slot_minutes", "slots"):
+            if hz.get(k) != want[k]:
+                bad.append(f"{k} {hz.get(k)!r} (scenario: {want[k]})")
+        if bad:
+            o.add("reference", {"field": "horizon"}, "plan horizon does not match the scenario: " + "; ".join(bad))
+
+    # ------------------------------------------------------------------ slots
+    def resolve_slots(self) -> None:
+        o, sl = self.o, self.f["slots"]
+        starts = self.sc.slot_starts
+        n = len(sl)
+        valid = np.zeros(n, bool)
+        seen: set[int] = set()
+        o.count("reference", n + self.T)
+        for pos, (t, start) in enumerate(zip(sl["index"], sl["start"])):
+            t = int(t)
+            if not 0 <= t < self.T:
+                o.add("reference", {"slot": t}, f"slot index {t} is outside 0..{self.T - 1}")
+            elif t in seen:
+                o.add("reference", {"slot": t}, f"slot {t} is listed more than once (position {pos})")
+            else:
+                seen.add(t)
+                valid[pos] = True
+                if _parse_time(start) != starts[t]:
+                    o.add("reference", {"slot": t}, f"slot {t} starts {start!r}, scenario slot {t} starts "
+                          f"{starts[t].strftime('%Y-%m-%dT%H:%M:%SZ')}")
+        for t in range(self.T):
+            if t not in seen:
+                o.add("reference", {"slot": t}, f"slot {t} is missing from the plan")
+        self.slot_valid = valid
+        self.slot_t = sl["index"].to_numpy(np.int64)
+        # rows of invalid slots are left out of every other check
+        for name in ("deps", "routes", "unserved"):
+            df = self.f[name]
+            keep = valid[df["pos"].to_numpy()] if len(df) else np.zeros(0, bool)
+            df = df[keep].copy()
+            df["t"] = self.slot_t[df["pos"].to_numpy()] if len(df) else np.zeros(0, np.int64)
+            self.f[name] = df
+
+    # ------------------------------------------------------------------ deployments
+    def resolve_deployments(self) -> None:
+        o, sc = self.o, self.sc
+        D = self.f["deps"]
+        D["drow"] = D.index.to_numpy()
+        D["r"] = _codes(D["region"], sc.regions)
+        D["g"] = _codes(D["gpu"], sc.gpus)
+        D["freqr"] = _sig(D["freq"].to_numpy()) if len(D) else np.zeros(0)
+        D = D.merge(self.cfg, on=["model", "gpu", "tp", "pp", "freqr"], how="left")
+        D["ci"] = D["ci"].fillna(-1).astype(np.int64)
+        D.index = D["drow"].to_numpy()
+        r, g = D["r"].to_numpy(), D["g"].to_numpy()
+        ok_rg = (r >= 0) & (g >= 0)
+        offered = np.zeros(len(D), bool)
+        offered[ok_rg] = ~np.isnan(sc.gpu_price[r[ok_rg], g[ok_rg]])
+        D["offered"] = offered
+        D["cfg_ok"] = D["ci"].to_numpy() >= 0
+        o.count("reference", len(D))
+        expect = [f"{reg}/{_config_key(m, gp, tp, pp, f)}" for reg, m, gp, tp, pp, f in
+                  zip(D["region"], D["model"], D["gpu"], D["tp"], D["pp"], D["freq"])]
+        D["expect_id"] = np.array(expect, dtype=object)
+        dup_id = D.duplicated(["t", "id"], keep="first").to_numpy()
+        dup_cfg = D.duplicated(["t", "region", "model", "gpu", "tp", "pp", "freqr"], keep="first").to_numpy() & ~dup_id
+        issue = ((r < 0) | ~D["cfg_ok"].to_numpy() | (ok_rg & ~offered)
+                 | (D["id"].to_numpy() != D["expect_id"].to_numpy()))
+        for row in D[issue].itertuples(index=False):
+            w = {"slot": row.t, "deployment": row.id}
+            cfgdesc = f"{row.model} on {row.gpu} tp{row.tp} pp{row.pp} at {_n(row.freq)} MHz"
+            if row.r < 0:
+                o.add("reference", w | {"region": row.region}, f"slot {row.t}: deployment {row.id}: "
+                      f"unknown region {row.region!r}")
+            if not row.cfg_ok:
+                o.add("reference", w, f"slot {row.t}: deployment {row.id}: no profile for the config {cfgdesc}")
+            if row.r >= 0 and row.g >= 0 and not row.offered:
+                o.add("reference", w | {"region": row.region, "gpu": row.gpu},
+                      f"slot {row.t}: deployment {row.id}: region {row.region} does not offer GPU type {row.gpu}")
+            if row.id != row.expect_id:
+                o.add("reference", w, f"slot {row.t}: deployment id {row.id!r} should be {row.expect_id!r}")
+        for i in np.nonzero(dup_id)[0]:
+            row = D.iloc[i]
+            o.add("reference", {"slot": row["t"], "deployment": row["id"]},
+                  f"slot {row['t']}: deployment {row['id']} is listed more than once")
+        for i in np.nonzero(dup_cfg)[0]:
+            row = D.iloc[i]
+            o.add("reference", {"slot": row["t"], "deployment": row["id"]},
+                  f"slot {row['t']}: the config of deployment {row['id']} is deployed more than once in "
+                  f"region {row['region']}")
+        self.D = D
+
+    # ------------------------------------------------------------------ class loads
+    def resolve_loads(self) -> None:
+        o, D = self.o, self.D
+        L = self.f["loads"]
+        L = L[L["drow"].isin(D.index)].copy()
+        dep = D.loc[L["drow"].to_numpy()]
+        for c in ("t", "id", "model", "gpu", "tp", "pp", "freqr", "cfg_ok"):
+            L[c] = dep[c].to_numpy()
+        L["k"] = _codes(L["class"], self.sc.classes)
+        k = L["k"].to_numpy()
+        known = k >= 0
+        L["shape"] = np.where(known, self.cls_shape[np.maximum(k, 0)], None) if len(L) else []
+        model_ok = np.zeros(len(L), bool)
+        model_ok[known] = self.cls_model[k[known]] == L["model"].to_numpy()[known]
+        L["model_ok"] = model_ok
+        L = L.merge(self.prof[["model", "gpu", "tp", "pp", "freqr", "shape", "prow"]],
+                    on=["model", "gpu", "tp", "pp", "freqr", "shape"], how="left")
+        L["prow"] = L["prow"].fillna(-1).astype(np.int64)
+        L["pair_ok"] = L["model_ok"].to_numpy() & (L["prow"].to_numpy() >= 0)
+        pr = self.prof.iloc[np.maximum(L["prow"].to_numpy(), 0)] if len(self.prof) else None
+        for src, dst in (("max_rps", "mu"), ("ttft_ms", "p_ttft"), ("tbt_ms", "p_tbt"), ("busy_power_w", "busy")):
+            L[dst] = np.where(L["pair_ok"], pr[src].to_numpy(), np.nan) if len(L) else np.zeros(0)
+        dup = L.duplicated(["drow", "class"], keep="first").to_numpy()
+        o.count("reference", len(L))
+        issue = (L["k"].to_numpy() < 0) | ~L["model_ok"].to_numpy() | (L["cfg_ok"].to_numpy(bool)
+                                                                        & (L["prow"].to_numpy() < 0)) | dup
+        cls_col = L["class"].to_numpy()
+        for i in np.nonzero(issue)[0]:
+            row = L.iloc[i]
+            cls = cls_col[i]
+            w = {"slot": row.t, "deployment": row.id, "class": cls}
+            if row.k < 0:
+                o.add("reference", w, f"slot {row.t}: deployment {row.id} serves unknown class {cls!r}")
+            elif not row.model_ok:
+                o.add("reference", w, f"slot {row.t}: deployment {row.id} runs model {row.model} but class {cls} "
+                      f"needs model {self.cls_model[row.k]}")
+            elif row.cfg_ok and row.prow < 0:
+                o.add("reference", w, f"slot {row.t}: deployment {row.id}: no profile row for class {cls}'s "
+                      f"shape {row['shape']}")
+            if dup[i]:
+                o.add("reference", w, f"slot {row.t}: deployment {row.id} lists class {cls} more than once")
+        self.L = L
+        # deployments whose every class has a profile row: their capacity and power can be recomputed
+        bad = set(L.loc[~L["pair_ok"], "drow"].tolist())
+        self.D["calc_ok"] = self.D["cfg_ok"].to_numpy() & ~self.D["drow"].isin(bad).to_numpy()
+
+    # ------------------------------------------------------------------ routes, targets, unserved
+    def resolve_routes(self) -> None:
+        o, sc = self.o, self.sc
+        R = self.f["routes"]
+        R["rrow"] = R.index.to_numpy()
+        R["k"] = _codes(R["class"], sc.classes)
+        R["o"] = _codes(R["origin"], sc.origins)
+        R["r"] = _codes(R["region"], sc.regions)
+        o.count("reference", len(R))
+        bad = (R["k"] < 0) | (R["o"] < 0) | (R["r"] < 0)
+        for i in np.nonzero(bad.to_numpy())[0]:
+            cls, org, reg, t = self.cells(R, i, "class", "origin", "region", "t")
+            w = {"slot": t, "class": cls, "origin": org, "region": reg}
+            what = [f"{n} {v!r}" for n, v, c in (("class", cls, "k"), ("origin", org, "o"), ("region", reg, "r"))
+                    if self.c(R, c)[i] < 0]
+            o.add("reference", w, f"slot {t}: route {cls} from {org} to {reg}: unknown " + ", ".join(what))
+        dup = R.duplicated(["t", "class", "origin", "region"], keep="first").to_numpy()
+        for i in np.nonzero(dup)[0]:
+            cls, org, reg, t = self.cells(R, i, "class", "origin", "region", "t")
+            o.add("reference", {"slot": t, "class": cls, "origin": org, "region": reg},
+                  f"slot {t}: route {cls} from {org} to {reg} is listed more than once")
+        self.R = R.set_index("rrow", drop=False)
+
+    def resolve_targets(self) -> None:
+        o, R, D = self.o, self.R, self.D
+        Tg = self.f["targets"]
+        Tg = Tg[Tg["rrow"].isin(R.index)].copy()
+        rt = R.loc[Tg["rrow"].to_numpy()]
+        for src, dst in (("t", "t"), ("class", "class"), ("origin", "origin"), ("region", "rregion"),
+                         ("k", "k"), ("o", "o"), ("r", "rr")):
+            Tg[dst] = rt[src].to_numpy()
+        look = D[["t", "id", "drow"]].drop_duplicates(["t", "id"], keep="first").rename(columns={"id": "deployment"})
+        Tg = Tg.merge(look, on=["t", "deployment"], how="left")
+        Tg["drow"] = Tg["drow"].fillna(-1).astype(np.int64)
+        found = Tg["drow"].to_numpy() >= 0
+        dd = D.loc[np.where(found, Tg["drow"].to_numpy(), D.index[0] if len(D) else 0)] if len(D) else None
+        Tg["dregion"] = np.where(found, dd["region"].to_numpy(), None) if dd is not None else None
+        Tg["dr"] = np.where(found, dd["r"].to_numpy(), -1) if dd is not None else -1
+        served = self.L[["drow", "class"]].drop_duplicates().assign(serves=True)
+        Tg = Tg.merge(served, on=["drow", "class"], how="left")
+        Tg["serves"] = Tg["serves"].astype(object).fillna(False).astype(bool)
+        o.count("reference", len(Tg))
+        reg_bad = found & (Tg["dregion"].to_numpy() != Tg["rregion"].to_numpy())
+        issue = ~found | reg_bad | (found & ~Tg["serves"].to_numpy())
+        for i in np.nonzero(issue)[0]:
+            t, cls, org, reg, dep = self.cells(Tg, i, "t", "class", "origin", "rregion", "deployment")
+            w = {"slot": t, "class": cls, "origin": org, "region": reg, "deployment": dep}
+            head = f"slot {t}: route {cls} from {org} to {reg}: target {dep}"
+            if not found[i]:
+                o.add("reference", w, f"{head} is not a deployment of slot {t}")
+            elif self.c(Tg, "dregion")[i] != reg:
+                o.add("reference", w, f"{head} is in region {self.c(Tg, 'dregion')[i]}, not {reg}")
+            elif not self.c(Tg, "serves")[i]:
+                o.add("reference", w, f"{head} does not serve class {cls}")
+        self.Tg = Tg
+
+    def resolve_unserved(self) -> None:
+        o, sc = self.o, self.sc
+        U = self.f["unserved"]
+        U["k"] = _codes(U["class"], sc.classes)
+        U["o"] = _codes(U["origin"], sc.origins)
+        o.count("reference", len(U))
+        for i in np.nonzero(((U["k"] < 0) | (U["o"] < 0)).to_numpy())[0]:
+            cls, org, t = self.c(U, "class")[i], self.c(U, "origin")[i], self.c(U, "t")[i]
+            o.add("reference", {"slot": t, "class": cls, "origin": org},
+                  f"slot {t}: unserved rate for unknown class or origin ({cls!r} from {org!r})")
+        for i in np.nonzero(U.duplicated(["t", "class", "origin"], keep="first").to_numpy())[0]:
+            cls, org, t = self.c(U, "class")[i], self.c(U, "origin")[i], self.c(U, "t")[i]
+            o.add("reference", {"slot": t, "class": cls, "origin": org},
+                  f"slot {t}: unserved rate of {cls} from {org} is listed more than once")
+        self.U_ = U
+
+    # ------------------------------------------------------------------ integrality
+    def check_integrality(self) -> None:
+        o, D = self.o, self.D
+        o.count("integrality", 2 * len(D))
+        rep = D["replicas"].to_numpy(float)
+        gp = D["gpus"].to_numpy(float)
+        per = (D["tp"] * D["pp"]).to_numpy(float)
+        with np.errstate(invalid="ignore"):
+            frac = ~(np.abs(rep - np.round(rep)) <= INT_TOL) | ~(rep >= 0)
+            gbad = ~(np.abs(gp - rep * per) <= INT_TOL)
+        for i in np.nonzero(frac)[0]:
+            t, did = self.c(D, "t")[i], self.c(D, "id")[i]
+            dist = abs(rep[i] - round(rep[i])) if math.isfinite(rep[i]) else math.inf
+            o.add("integrality", {"slot": t, "deployment": did},
+                  f"slot {t}: deployment {did} has {_n(rep[i])} replicas (must be a whole number >= 0)",
+                  max(dist, -rep[i]) if math.isfinite(rep[i]) else math.inf)
+        for i in np.nonzero(gbad)[0]:
+            t, did = self.c(D, "t")[i], self.c(D, "id")[i]
+            o.add("integrality", {"slot": t, "deployment": did},
+                  f"slot {t}: deployment {did} reports {_n(gp[i])} GPUs but {_n(rep[i])} replicas x tp "
+                  f"{self.c(D, 'tp')[i]} x pp {self.c(D, 'pp')[i]} = {_n(rep[i] * per[i])}",
+                  abs(gp[i] - rep[i] * per[i]))
+        self.D["gpus_dec"] = rep * per
+
+    # ------------------------------------------------------------------ demand
+    def check_demand(self) -> None:
+        o, sc = self.o, self.sc
+        R, U, Tg, L = self.R, self.U_, self.Tg, self.L
+        # signs
+        n_rates = len(R) + len(U) + len(Tg) + len(L)
+        o.count("demand_served", n_rates)
+        for name, df, desc in (
+            ("route", R, lambda i: "route {} from {} to {}".format(*self.cells(R, i, "class", "origin", "region"))),
+            ("target", Tg, lambda i: "route {} from {} to {}, target {}".format(
+                *self.cells(Tg, i, "class", "origin", "rregion", "deployment"))),
+            ("class", L, lambda i: f"deployment {self.c(L, 'id')[i]}, class {self.c(L, 'class')[i]}"),
+            ("unserved", U, lambda i: f"unserved {self.c(U, 'class')[i]} from {self.c(U, 'origin')[i]}"),
+        ):
+            if not len(df):
+                continue
+            rate = df["rate"].to_numpy(float)
+            with np.errstate(invalid="ignore"):
+                neg = ~(rate >= 0) | ~np.isfinite(rate)
+            for i in np.nonzero(neg)[0]:
+                t = self.c(df, "t")[i]
+                w = {"slot": t}
+                for c in ("class", "origin", "region", "deployment"):
+                    if c in df.columns:
+                        w[c] = self.c(df, c)[i]
+                if name == "target":
+                    w["region"] = self.c(df, "rregion")[i]
+                if name == "class":
+                    w["deployment"] = self.c(df, "id")[i]
+                o.add("demand_served", w, f"slot {t}: {desc(i)} has rate {_n(rate[i])} req/s (must be >= 0)",
+                      -rate[i] if math.isfinite(rate[i]) else math.inf)
+        # unserved only when allowed
+        if not self.unserved_ok and len(U):
+            rate = U["rate"].to_numpy(float)
+            for i in np.nonzero(rate > 0)[0]:
+                t = self.c(U, "t")[i]
+                o.add("demand_served", {"slot": t, "class": self.c(U, "class")[i], "origin": self.c(U, "origin")[i]},
+                      f"slot {t}: {_n(rate[i])} req/s of {self.c(U, 'class')[i]} from {self.c(U, 'origin')[i]} left "
+                      f"unserved, but the plan's options do not allow unserved demand", rate[i])
+        # conservation
+        K, O, T = sc.demand.shape
+        routed = np.zeros((K, O, T))
+        uns = np.zeros((K, O, T))
+        m = (R["k"] >= 0).to_numpy() & (R["o"] >= 0).to_numpy()
+        np.add.at(routed, (R["k"].to_numpy()[m], R["o"].to_numpy()[m], R["t"].to_numpy()[m]),
+                  R["rate"].to_numpy(float)[m])
+        m = (U["k"] >= 0).to_numpy() & (U["o"] >= 0).to_numpy()
+        np.add.at(uns, (U["k"].to_numpy()[m], U["o"].to_numpy()[m], U["t"].to_numpy()[m]),
+                  U["rate"].to_numpy(float)[m])
+        self.uns_rate = uns
+        tot = routed + uns
+        d = sc.demand
+        cell = (d != 0) | (tot != 0) | ~np.isfinite(tot)
+        o.count("demand_served", int(cell.sum()))
+        bad = cell & o.ne(tot, d)
+        for k, oo, t in zip(*np.nonzero(bad)):
+            o.add("demand_served", {"slot": t, "class": sc.classes[k], "origin": sc.origins[oo]},
+                  f"slot {t}: class {sc.classes[k]} from {sc.origins[oo]}: routed {_n(routed[k, oo, t])} + unserved "
+                  f"{_n(uns[k, oo, t])} = {_n(tot[k, oo, t])} req/s, demand is {_n(d[k, oo, t])} req/s",
+                  abs(tot[k, oo, t] - d[k, oo, t]))
+
+    # ------------------------------------------------------------------ residency
+    def check_residency(self) -> None:
+        o, sc, R = self.o, self.sc, self.R
+        m = ((R["o"] >= 0) & (R["r"] >= 0)).to_numpy()
+        o.count("data_residency", int(m.sum()))
+        oo, rr = R["o"].to_numpy(), R["r"].to_numpy()
+        bad = np.zeros(len(R), bool)
+        bad[m] = ~sc.allowed[oo[m], rr[m]]
+        for i in np.nonzero(bad)[0]:
+            t, cls, org, reg = self.cells(R, i, "t", "class", "origin", "region")
+            why = ("no RTT is known" if np.isnan(sc.rtt[oo[i], rr[i]])
+                   else f"region {reg} is not among the origin's allowed regions")
+            o.add("data_residency", {"slot": t, "class": cls, "origin": org, "region": reg},
+                  f"slot {t}: {_n(self.c(R, 'rate')[i])} req/s of {cls} from {org} routed to {reg}, where {org} may "
+                  f"not be served ({why})", float(self.c(R, "rate")[i]))
+
+    # ------------------------------------------------------------------ balance
+    def check_balance(self) -> None:
+        o, R, Tg, L = self.o, self.R, self.Tg, self.L
+        # each route = sum of its targets
+        tsum = Tg.groupby("rrow")["rate"].sum() if len(Tg) else pd.Series(dtype=float)
+        got = tsum.reindex(R.index, fill_value=0.0).to_numpy(float)
+        rate = R["rate"].to_numpy(float)
+        o.count("route_balance", len(R))
+        for i in np.nonzero(o.ne(got, rate))[0]:
+            t, cls, org, reg = self.cells(R, i, "t", "class", "origin", "region")
+            o.add("route_balance", {"slot": t, "class": cls, "origin": org, "region": reg},
+                  f"slot {t}: route {cls} from {org} to {reg} carries {_n(rate[i])} req/s but its targets add up "
+                  f"to {_n(got[i])} req/s", abs(got[i] - rate[i]))
+        # each (deployment, class) rate = sum of the targets pointing at it
+        tf = Tg[Tg["drow"] >= 0]
+        ts = tf.groupby(["drow", "class"])["rate"].sum() if len(tf) else pd.Series(dtype=float)
+        ls = L.groupby(["drow", "class"])["rate"].sum() if len(L) else pd.Series(dtype=float)
+        if not len(ls):
+            return
+        tgt = ts.reindex(ls.index, fill_value=0.0).to_numpy(float)
+        lv = ls.to_numpy(float)
+        # where a target of (slot, class, region) names no deployment (a reference violation), the
+        # balance of that region's deployments for the class cannot be told apart from it: skip them
+        lost = Tg.loc[Tg["drow"] < 0, ["t", "class", "rregion"]].drop_duplicates()
+        drows = ls.index.get_level_values(0).to_numpy()
+        keys = pd.DataFrame({"t": self.D.loc[drows, "t"].to_numpy(), "class": ls.index.get_level_values(1),
+                             "rregion": self.D.loc[drows, "region"].to_numpy()})
+        skip = keys.merge(lost.assign(lost=True), on=["t", "class", "rregion"], how="left")["lost"].notna().to_numpy()
+        o.count("route_balance", int((~skip).sum()))
+        for i in np.nonzero(~skip & o.ne(lv, tgt))[0]:
+            drow, cls = ls.index[i]
+            t, did = self.D.at[drow, "t"], self.D.at[drow, "id"]
+            o.add("route_balance", {"slot": t, "deployment": did, "class": cls},
+                  f"slot {t}: deployment {did} serves {_n(lv[i])} req/s of {cls} but the routes' targets send it "
+                  f"{_n(tgt[i])} req/s", abs(lv[i] - tgt[i]))
+
+    # ------------------------------------------------------------------ latency
+    def check_latency(self) -> None:
+        o, sc, R, L, Tg, D = self.o, self.sc, self.R, self.L, self.Tg, self.D
+        # route RTT = scenario RTT
+        m = ((R["o"] >= 0) & (R["r"] >= 0)).to_numpy()
+        rtt_sc = np.full(len(R), np.nan)
+        rtt_sc[m] = sc.rtt[R["o"].to_numpy()[m], R["r"].to_numpy()[m]]
+        m = m & (~np.isnan(rtt_sc))
+        o.count("latency_ttft", int(m.sum()))
+        rr = R["rtt"].to_numpy(float)
+        for i in np.nonzero(m & o.ne(rr, rtt_sc))[0]:
+            t, cls, org, reg = self.cells(R, i, "t", "class", "origin", "region")
+            o.add("latency_ttft", {"slot": t, "class": cls, "origin": org, "region": reg},
+                  f"slot {t}: route {cls} from {org} to {reg} reports RTT {_n(rr[i])} ms, the scenario's is "
+                  f"{_n(rtt_sc[i])} ms", abs(rr[i] - rtt_sc[i]))
+        # reported TTFT/TBT = profile; TBT within SLO
+        P = L[L["pair_ok"]]
+        o.count("latency_ttft", len(P))
+        o.count("latency_tbt", 2 * len(P))
+        for col, pcol, fam, what in (("ttft", "p_ttft", "latency_ttft", "TTFT"),
+                                     ("tbt", "p_tbt", "latency_tbt", "TBT")):
+            a, b = P[col].to_numpy(float), P[pcol].to_numpy(float)
+            for i in np.nonzero(o.ne(a, b))[0]:
+                t, did, cls = self.c(P, "t")[i], self.c(P, "id")[i], self.c(P, "class")[i]
+                o.add(fam, {"slot": t, "deployment": did, "class": cls},
+                      f"slot {t}: deployment {did} reports {what} {_n(a[i])} ms for class {cls}, the profile says "
+                      f"{_n(b[i])} ms", abs(a[i] - b[i]))
+        k = P["k"].to_numpy()
+        ptbt = P["p_tbt"].to_numpy(float)
+        served = P["rate"].to_numpy(float) > 0
+        bad = served & o.gt(ptbt, self.slo_tbt[k] if len(k) else np.zeros(0))
+        for i in np.nonzero(bad)[0]:
+            t, did, cls = self.c(P, "t")[i], self.c(P, "id")[i], self.c(P, "class")[i]
+            o.add("latency_tbt", {"slot": t, "deployment": did, "class": cls},
+                  f"slot {t}: deployment {did} serves class {cls} at TBT {_n(ptbt[i])} ms, above its SLO "
+                  f"{_n(self.slo_tbt[k[i]])} ms", ptbt[i] - self.slo_tbt[k[i]])
+        # end to end, per target: network RTT (origin -> deployment's region) + profiled latency
+        use = ((Tg["drow"] >= 0) & (Tg["k"] >= 0) & (Tg["o"] >= 0) & (Tg["dr"] >= 0)).to_numpy()
+        use = use & (Tg["rate"].to_numpy(float) > 0)
+        X = Tg[use].copy()
+        if not len(X):
+            return
+        dep = D.loc[X["drow"].to_numpy()]
+        for c in ("model", "gpu", "tp", "pp", "freqr"):
+            X[c] = dep[c].to_numpy()
+        X["shape"] = self.cls_shape[X["k"].to_numpy()]
+        X = X[(self.cls_model[X["k"].to_numpy()] == X["model"].to_numpy())]
+        X = X.merge(self.prof[["model", "gpu", "tp", "pp", "freqr", "shape", "ttft_ms", "tbt_ms"]],
+                    on=["model", "gpu", "tp", "pp", "freqr", "shape"], how="inner")
+        X["net"] = sc.rtt[X["o"].to_numpy(), X["dr"].to_numpy()]
+        X = X[~np.isnan(X["net"].to_numpy())]
+        if not len(X):
+            return
+        k = X["k"].to_numpy()
+        net, ttft, tbt = X["net"].to_numpy(), X["ttft_ms"].to_numpy(), X["tbt_ms"].to_numpy()
+        lat = net + ttft
+        o.count("latency_ttft", len(X))
+        for i in np.nonzero(o.gt(lat, self.slo_ttft[k]))[0]:
+            t, cls, org, did = self.cells(X, i, "t", "class", "origin", "deployment")
+            o.add("latency_ttft", {"slot": t, "class": cls, "origin": org, "region": self.c(X, "rregion")[i],
+                                   "deployment": did},
+                  f"slot {t}: {_n(self.c(X, 'rate')[i])} req/s of {cls} from {org} on {did}: RTT {_n(net[i])} + TTFT "
+                  f"{_n(ttft[i])} = {_n(lat[i])} ms exceeds the TTFT SLO {_n(self.slo_ttft[k[i]])} ms",
+                  lat[i] - self.slo_ttft[k[i]])
+        e2e_slo = self.slo_e2e[k]
+        has = ~np.isnan(e2e_slo)
+        o.count("latency_e2e", int(has.sum()))
+        e2e = lat + (self.cls_out[k] - 1) * tbt
+        for i in np.nonzero(has & o.gt(e2e, np.where(has, e2e_slo, 0.0)))[0]:
+            t, cls, org, did = self.cells(X, i, "t", "class", "origin", "deployment")
+            o.add("latency_e2e", {"slot": t, "class": cls, "origin": org, "region": self.c(X, "rregion")[i],
+                                  "deployment": did},
+                  f"slot {t}: {_n(self.c(X, 'rate')[i])} req/s of {cls} from {org} on {did}: RTT {_n(net[i])} + TTFT "
+                  f"{_n(ttft[i])} + {int(self.cls_out[k[i]] - 1)} x TBT {_n(tbt[i])} = {_n(e2e[i])} ms exceeds the "
+                  f"e2e SLO {_n(e2e_slo[i])} ms", e2e[i] - e2e_slo[i])
+
+    # ------------------------------------------------------------------ capacity and power
+    def check_capacity_power(self) -> None:
+        o, D, L = self.o, self.D, self.L
+        P = L[L["pair_ok"]].copy()
+        base = D["base"].to_numpy(float)
+        P["base"] = D.loc[P["drow"].to_numpy(), "base"].to_numpy(float) if len(P) else np.zeros(0)
+        P["u"] = P["rate"] / P["mu"]
+        # the line from base power at zero load to busy power at max_rps (flat where busy < base)
+        P["marg"] = np.maximum(P["busy"] - P["base"], 0.0) * P["u"]
+        sums = P.groupby("drow")[["u", "marg"]].sum().reindex(D.index, fill_value=0.0)
+        load, marg = sums["u"].to_numpy(float), sums["marg"].to_numpy(float)
+        rep = D["replicas"].to_numpy(float)
+        calc = D["calc_ok"].to_numpy(bool)
+        power = np.where(calc, base * rep + marg, np.nan)
+        self.D["power_rec"] = power
+        o.count("replica_capacity", 2 * int(calc.sum()))
+        o.count("power", int(calc.sum()))
+        cap = self.U * rep
+        for i in np.nonzero(calc & o.gt(load, cap))[0]:
+            t, did = self.c(D, "t")[i], self.c(D, "id")[i]
+            o.add("replica_capacity", {"slot": t, "deployment": did},
+                  f"slot {t}: deployment {did} carries {_n(load[i])} replicas' worth of load on {_n(rep[i])} "
+                  f"replicas (max utilisation {_n(self.U)}: at most {_n(cap[i])})", load[i] - cap[i])
+        util = D["util"].to_numpy(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            want = np.where(rep > 0, load / np.where(rep > 0, rep, 1.0), 0.0)
+        uchk = calc & ((rep > 0) | (load == 0))
+        for i in np.nonzero(uchk & o.ne(util, want))[0]:
+            t, did = self.c(D, "t")[i], self.c(D, "id")[i]
+            o.add("replica_capacity", {"slot": t, "deployment": did, "field": "utilization"},
+                  f"slot {t}: deployment {did} reports utilisation {_n(util[i])}, its load gives {_n(want[i])}",
+                  abs(util[i] - want[i]))
+        pw = D["power"].to_numpy(float)
+        for i in np.nonzero(calc & o.ne(pw, power))[0]:
+            t, did = self.c(D, "t")[i], self.c(D, "id")[i]
+            o.add("power", {"slot": t, "deployment": did},
+                  f"slot {t}: deployment {did} reports {_n(pw[i])} W, base {_n(base[i])} W x {_n(rep[i])} replicas "
+                  f"+ load-dependent {_n(marg[i])} W = {_n(power[i])} W", abs(pw[i] - power[i]))
+
+    # ------------------------------------------------------------------ availability
+    def check_availability(self) -> None:
+        o, sc, D = self.o, self.sc, self.D
+        m = D["offered"].to_numpy(bool)
+        X = D[m]
+        if not len(X):
+            return
+        used = X.groupby(["t", "r", "g"], sort=True)["gpus_dec"].sum()
+        t = used.index.get_level_values(0).to_numpy()
+        r = used.index.get_level_values(1).to_numpy()
+        g = used.index.get_level_values(2).to_numpy()
+        avail = sc.availability[r, g, t].astype(float)
+        u = used.to_numpy(float)
+        o.count("gpu_availability", len(u))
+        with np.errstate(invalid="ignore"):
+            over = ~(u - avail <= o.abs)  # counts: no relative slack
+        for i in np.nonzero(over)[0]:
+            o.add("gpu_availability", {"slot": t[i], "region": sc.regions[r[i]], "gpu": sc.gpus[g[i]]},
+                  f"slot {t[i]}: {_n(u[i])} {sc.gpus[g[i]]} GPUs used in {sc.regions[r[i]]}, {int(avail[i])} available",
+                  u[i] - avail[i])
+
+    # ------------------------------------------------------------------ totals
+    def check_totals(self) -> dict:
+        o, sc, D, p = self.o, self.sc, self.D, self.p
+        T, h = self.T, self.h
+        pw = np.where(D["calc_ok"].to_numpy(bool), D["power_rec"].to_numpy(float), D["power"].to_numpy(float))
+        t = D["t"].to_numpy(np.int64)
+        r = D["r"].to_numpy(np.int64)
+        g = D["g"].to_numpy(np.int64)
+        rk = r >= 0
+        priced = D["offered"].to_numpy(bool)
+        energy = np.zeros(len(D))
+        energy[rk] = sc.pue[r[rk]] * h * pw[rk] / 1000.0
+        carbon = np.zeros(len(D))
+        carbon[rk] = energy[rk] * sc.carbon[r[rk], t[rk]] / 1000.0
+        ecost = np.zeros(len(D))
+        ecost[rk] = energy[rk] * sc.elec_price[r[rk], t[rk]] / 1000.0
+        gh = D["gpus_dec"].to_numpy(float) * h
+        gcost = np.zeros(len(D))
+        gcost[priced] = gh[priced] * sc.gpu_price[r[priced], g[priced]]
+
+        def per_slot(v, mask=None):
+            a = np.zeros(T)
+            sel = np.ones(len(v), bool) if mask is None else mask
+            np.add.at(a, t[sel], v[sel])
+            return a
+
+        # quantities a slot's recomputation cannot vouch for (unknown region or unpriced GPU)
+        no_energy = per_slot(np.ones(len(D)), ~rk) > 0
+        no_cost = no_energy | (per_slot(np.ones(len(D)), ~priced) > 0)
+        S = {
+            "energy_kwh": per_slot(energy), "carbon_kg": per_slot(carbon), "gpu_hours": per_slot(gh),
+            "gpu_cost_usd": per_slot(gcost), "electricity_cost_usd": per_slot(ecost),
+        }
+        S["cost_usd"] = S["gpu_cost_usd"] + S["electricity_cost_usd"]
+        unknown = {"energy_kwh": no_energy, "carbon_kg": no_energy, "gpu_hours": np.zeros(T, bool),
+                   "gpu_cost_usd": no_cost, "electricity_cost_usd": no_energy, "cost_usd": no_cost}
+        uns_req = float(self.uns_rate.sum() * self.secs)
+        tot = {q: float(S[q].sum()) for q in S}
+        tot["unserved_requests"] = uns_req
+        # demand below the planner's resolution is not planned (the plan's warnings name it)
+
+        planned = np.where(sc.demand >= RATE_RESOLUTION, sc.demand, 0.0)
+        tot["served_requests"] = float(planned.sum() * self.secs) - uns_req
+        tot["unserved_rps"] = uns_req / (T * self.secs)
+        complete = {q: not unknown[q].any() for q in S} | {"unserved_requests": True, "served_requests": True,
+                                                            "unserved_rps": True}
+        # per slot
+        sl = self.f["slots"]
+        for pos in np.nonzero(self.slot_valid)[0]:
+            ti = int(self.slot_t[pos])
+            for q in SLOT_TOTALS:
+                if unknown[q][ti]:
+                    continue
+                o.count("totals", 1)
+                rep, rec = float(sl[q].iat[pos]), float(S[q][ti])
+                if o.ne(rep, rec):
+                    o.add("totals", {"slot": ti, "quantity": q},
+                          f"slot {ti}: totals.{q} is {_n(rep)}, recomputed {_n(rec)}", abs(rep - rec))
+        # horizon
+        for q in TOTALS:
+            if not complete[q]:
+                continue
+            o.count("totals", 1)
+            rep, rec = float(getattr(p.totals, q)), tot[q]
+            if o.ne(rep, rec):
+                o.add("totals", {"scope": "horizon", "quantity": q},
+                      f"totals.{q} is {_n(rep)}, recomputed {_n(rec)}", abs(rep - rec))
+        name = p.objective.name
+        obj = tot[OBJECTIVE_TOTAL[name]] + (self.penalty * uns_req if self.unserved_ok else 0.0)
+        return {
+            "complete": all(complete.values()),
+            "totals": {q: tot[q] for q in TOTALS},
+            "objective": {"name": name, "value": obj},
+            "slots": [{"index": ti, **{q: float(S[q][ti]) for q in (*SLOT_TOTALS, "gpu_cost_usd",
+                                                                    "electricity_cost_usd")}}
+                      for ti in range(T)],
+            "_complete": complete,
+        }
+
+    # ------------------------------------------------------------------ objective
+    def check_objective(self) -> None:
+        o, p, sc, R = self.o, self.p, self.sc, self.R
+        ob = p.objective
+        tot = p.totals
+        o.count("objective", 2)
+        pen = self.penalty * tot.unserved_requests if self.unserved_ok else 0.0
+        want = getattr(tot, OBJECTIVE_TOTAL[ob.name]) + pen
+        if o.ne(ob.value, want):
+            extra = f" + penalty {_n(self.penalty)} x {_n(tot.unserved_requests)} unserved requests" if pen else ""
+            o.add("objective", {"objective": ob.name},
+                  f"objective {ob.name} is {_n(ob.value)}, the plan's totals give "
+                  f"{OBJECTIVE_TOTAL[ob.name]} {_n(getattr(tot, OBJECTIVE_TOTAL[ob.name]))}{extra} = {_n(want)}",
+                  abs(ob.value - want))
+        if ob.unit != OBJECTIVE_UNIT[ob.name]:
+            o.add("objective", {"objective": ob.name, "field": "unit"},
+                  f"objective {ob.name} has unit {ob.unit!r}, expected {OBJECTIVE_UNIT[ob.name]!r}")
+        if ob.secondary is not None:
+            o.count("objective", 1)
+            if ob.secondary not in OBJECTIVE_TOTAL:
+                o.add("objective", {"objective": ob.secondary, "field": "secondary"},
+                      f"unknown secondary objective {ob.secondary!r}")
+            elif ob.secondary_value is not None:
+                sv = getattr(tot, OBJECTIVE_TOTAL[ob.secondary])
+                if o.ne(ob.secondary_value, sv):
+                    o.add("objective", {"objective": ob.secondary, "field": "secondary_value"},
+                          f"secondary objective {ob.secondary} is {_n(ob.secondary_value)}, the plan's totals give "
+                          f"{_n(sv)}", abs(ob.secondary_value - sv))
+        # shares
+        m = ((R["k"] >= 0) & (R["o"] >= 0)).to_numpy()
+        dem = np.zeros(len(R))
+        dem[m] = sc.demand[R["k"].to_numpy()[m], R["o"].to_numpy()[m], R["t"].to_numpy()[m]]
+        m = m & (dem > 0)
+        o.count("objective", int(m.sum()))
+        share = R["share"].to_numpy(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            want_s = R["rate"].to_numpy(float) / np.where(dem > 0, dem, 1.0)
+        for i in np.nonzero(m & o.ne(share, want_s))[0]:
+            t, cls, org, reg = self.cells(R, i, "t", "class", "origin", "region")
+            o.add("objective", {"slot": t, "class": cls, "origin": org, "region": reg, "field": "share"},
+                  f"slot {t}: route {cls} from {org} to {reg} reports share {_n(share[i])}, "
+                  f"{_n(self.c(R, 'rate')[i])} / {_n(dem[i])} req/s = {_n(want_s[i])}", abs(share[i] - want_s[i]))
+
+    # ------------------------------------------------------------------ budget, cap
+    def check_limits(self, rec: dict) -> None:
+        o, p = self.o, self.p
+        complete = rec.pop("_complete")
+        for fam, q, limit, unit in (("budget", "cost_usd", p.options.budget_usd, "USD"),
+                                    ("carbon_cap", "carbon_kg", p.options.carbon_cap_kg, "kgCO2e")):
+            if limit is None:
+                continue
+            o.count(fam, 1)
+            val = rec["totals"][q] if complete[q] else float(getattr(p.totals, q))
+            src = "recomputed" if complete[q] else "reported"
+            if o.gt(val, limit):
+                o.add(fam, {"scope": "horizon", "quantity": q},
+                      f"{q} {_n(val)} {unit} ({src}) exceeds the plan's "
+                      f"{'budget' if fam == 'budget' else 'carbon cap'} {_n(limit)} {unit}", val - limit)

@@ -1,0 +1,220 @@
+"""Serving plan output schema (pydantic v2) and its deterministic JSON form.
+
+A plan is deterministic: the same scenario and options give the same bytes, except the timing
+fields ``solver.build_seconds`` and ``solver.solve_seconds``. Floats are rounded to 10 significant
+digits so that solver noise below that does not change the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PLAN_SCHEMA_VERSION = "1.0"
+TIMING_FIELDS = ("build_seconds", "solve_seconds")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, populate_by_name=True)
+
+
+class ScenarioRef(_Out):
+    name: str
+    fingerprint: str
+    """sha256 of the scenario's content (document without options, and its tables)."""
+    source: str | None = None
+    """Where the scenario was read from: the document's absolute path, ``<default>`` for the embedded
+    default, or null for a scenario built in memory. ``plan check`` and ``plan simulate`` load it when
+    no ``--scenario`` is given."""
+
+
+class ObjectiveValue(_Out):
+    name: Literal["carbon", "energy", "cost", "gpu-hours"]
+    value: float
+    """Value of the objective for this plan, including any unserved-demand penalty."""
+    unit: str
+    secondary: str | None = None
+    """Tie-break objective minimised among plans optimal for the primary (lexicographic), if any."""
+    secondary_value: float | None = None
+
+
+class Totals(_Out):
+    carbon_kg: float
+    """Operational emissions over the horizon, kgCO2e (IT energy x PUE x grid intensity)."""
+    energy_kwh: float
+    """Facility energy over the horizon, kWh (IT energy x PUE)."""
+    cost_usd: float
+    """GPU rental plus priced electricity, USD."""
+    gpu_cost_usd: float
+    electricity_cost_usd: float
+    gpu_hours: float
+    served_requests: float
+    """Requests routed to a deployment over the horizon (demand below 1e-6 req/s, the planner's
+    resolution, is not planned and not counted: the plan's warnings name it)."""
+    unserved_requests: float
+    unserved_rps: float
+    """Mean unserved rate over the horizon: unserved_requests / horizon seconds."""
+
+
+class SolverInfo(_Out):
+    backend: Literal["highs", "pyomo", "pulp"]
+    status: str
+    """Solver's own termination message of the primary solve."""
+    gap: float | None
+    """Relative gap of the primary objective at the end of its solve (0 when proven optimal)."""
+    bound: float | None
+    """Best proven lower bound of the primary objective."""
+    mip_gap: float
+    time_limit: float | None
+    threads: int | None
+    seed: int | None
+    tie_break: str
+    """'lexicographic', 'none', or why the tie-break stage was skipped."""
+    variables: int
+    constraints: int
+    integer_variables: int
+    slots_solved_separately: bool = False
+    """True when no constraint coupled the slots and each slot was solved as its own model."""
+    build_seconds: float
+    solve_seconds: float
+
+
+class PruningInfo(_Out):
+    configs_total: int
+    pruned_slo: int
+    pruned_dominated: int
+    kept: int
+    pairs_pruned_slo: int
+
+
+class ClassLoad(_Out):
+    class_: str = Field(alias="class")
+    rate_rps: float
+    ttft_ms: float
+    """Profiled TTFT of this config for the class (at its max rate), network excluded."""
+    tbt_ms: float
+
+
+class Deployment(_Out):
+    id: str
+    """Stable identifier: region/model|gpu|tpN|ppN|freqMHz."""
+    region: str
+    model: str
+    gpu: str
+    tp: int
+    pp: int
+    freq_mhz: float
+    replicas: int
+    gpus: int
+    utilization: float
+    """Load as a fraction of the replicas' profiled maximum: sum_k rate_k / (mu_k x replicas)."""
+    power_w: float
+    """IT power of all replicas: base x replicas + sum_k max(busy_k - base, 0) x rate_k / mu_k, where base is the
+    zero-load power of a replica of this config, the largest active_power_w of its profile rows (idle_power_w
+    where empty); see docs/formulation.md, "Power of a deployment"."""
+    classes: list[ClassLoad]
+
+
+class Target(_Out):
+    deployment: str
+    rate_rps: float
+
+
+class Route(_Out):
+    class_: str = Field(alias="class")
+    origin: str
+    region: str
+    rate_rps: float
+    share: float
+    """Fraction of this (class, origin) demand in the slot sent to this region."""
+    rtt_ms: float
+    targets: list[Target]
+    """How the routed rate splits over the region's deployments (each meets the SLOs with this RTT)."""
+
+
+class UnservedRate(_Out):
+    class_: str = Field(alias="class")
+    origin: str
+    rate_rps: float
+
+
+class SlotTotals(_Out):
+    carbon_kg: float
+    energy_kwh: float
+    cost_usd: float
+    gpu_hours: float
+
+
+class Slot(_Out):
+    index: int
+    start: str
+    deployments: list[Deployment]
+    routing: list[Route]
+    unserved: list[UnservedRate]
+    totals: SlotTotals
+
+
+class PlanOptions(_Out):
+    objective: str
+    budget_usd: float | None
+    carbon_cap_kg: float | None
+    max_utilization: float
+    unserved_allowed: bool
+    unserved_penalty_per_request: float
+    tie_break: str
+
+
+class Plan(_Out):
+    """A serving plan: what runs where, how traffic is routed, and what it costs."""
+
+    schema_version: Literal["1.0"] = PLAN_SCHEMA_VERSION
+    scenario: ScenarioRef
+    status: Literal["optimal", "feasible"]
+    """optimal: proven within the requested MIP gap; feasible: best plan found at a limit."""
+    objective: ObjectiveValue
+    options: PlanOptions
+    totals: Totals
+    solver: SolverInfo
+    pruning: PruningInfo
+    horizon: dict
+    """start (UTC), slot_minutes, slots."""
+    warnings: list[str] = []
+    """What the planner left out or treated specially (e.g. profile rows or demand below its
+    numerical resolution), in words."""
+    slots: list[Slot]
+
+    # ---- serialisation
+    def to_json(self) -> str:
+        """Deterministic JSON text (sorted keys kept in schema order, floats rounded)."""
+        data = round_floats(self.model_dump(mode="json", by_alias=True))
+        return json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plan":
+        return cls.model_validate_json(text)
+
+    def without_timings(self) -> dict:
+        d = json.loads(self.to_json())
+        for f in TIMING_FIELDS:
+            d["solver"].pop(f, None)
+        return d
+
+
+def round_floats(o):
+    if isinstance(o, float):
+        if o == 0 or not math.isfinite(o):
+            return 0.0 if o == 0 else o
+        r = float(f"{o:.10g}")
+        return 0.0 if r == 0 else r
+    if isinstance(o, dict):
+        return {k: round_floats(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [round_floats(v) for v in o]
+    return o
+
+
+def plan_json_schema() -> dict:
+    return Plan.model_json_schema(by_alias=True)

@@ -1,0 +1,219 @@
+"""Scenario input schema (pydantic v2).
+
+A scenario is a YAML or JSON document; its large tables are CSV files referenced by a path
+relative to the document, or given inline as a list of row objects. These models describe the
+document; :mod:`planner.scenario.loading` reads the tables, cross-checks every reference and aligns every
+time series to the planning slots, producing a :class:`planner.scenario.loading.Scenario`.
+
+Field docstrings become the descriptions of ``plan schema scenario``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCENARIO_SCHEMA_VERSION = 1
+
+RATE_RESOLUTION = 1e-6
+"""req/s below which a rate is below the planner's numerical resolution (one request in 11.6 days).
+
+HiGHS meets rows to about 1e-7. A profile row serving less than this per replica would put
+coefficients of 1e6 and more into ``replica_capacity`` (solver noise in the load times such a
+coefficient becomes thousands of replicas), so its (config, class) pairs are treated as "cannot
+serve"; demand below it is not planned. Both are named in the plan's ``warnings``."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False
+    )
+
+
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:+\-]*$")]
+"""Identifier: letters, digits and ``_ . : + -``; starts with a letter or digit."""
+
+Table = str | list[dict[str, Any]]
+"""A table: a CSV path relative to the scenario file, or an inline list of row objects."""
+
+
+class Objective(str, Enum):
+    """What the plan minimises."""
+
+    carbon = "carbon"
+    energy = "energy"
+    cost = "cost"
+    gpu_hours = "gpu-hours"
+
+
+class TieBreak(str, Enum):
+    """How ties of the primary objective are broken (secondary: cost, or carbon when the objective is cost)."""
+
+    routing = "routing"
+    lexicographic = "lexicographic"
+    none = "none"
+
+
+class Horizon(_Frozen):
+    start: datetime
+    """Start of the first slot, ISO 8601 with an explicit UTC offset (e.g. 2023-06-01T00:00:00Z)."""
+    slot_minutes: int = Field(60, ge=1, le=7 * 24 * 60)
+    """Length of one planning slot in minutes (60 is typical; any whole number of minutes works)."""
+    slots: int = Field(24, ge=1, le=10_000)
+    """Number of slots in the horizon."""
+
+    @field_validator("start")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        if v.tzinfo is None or v.utcoffset() is None:
+            raise ValueError("start must carry a UTC offset, e.g. 2023-06-01T00:00:00Z")
+        return v.astimezone(timezone.utc)
+
+
+class GpuType(_Frozen):
+    name: Name
+    """GPU type name, as used in the profile table and in regions (e.g. H100-80GB)."""
+    memory_gb: float | None = Field(None, gt=0, le=1e5)
+    """Memory per GPU in GB (informational here; used by the estimators)."""
+
+
+class Model(_Frozen):
+    name: Name
+    """Model name, as used in the profile table (e.g. llama-3.1-8b)."""
+    params_billion: float | None = Field(None, gt=0, le=1e6)
+    """Parameter count in billions (informational)."""
+
+
+class Shape(_Frozen):
+    name: Name
+    """Workload shape name, as used in the profile table's ``shape`` column."""
+    input_tokens: int = Field(ge=1, le=100_000_000)
+    """Representative prompt length in tokens."""
+    output_tokens: int = Field(ge=1, le=100_000_000)
+    """Representative output length in tokens (used for the end-to-end latency)."""
+
+
+class Slo(_Frozen):
+    ttft_ms: float = Field(gt=0, le=1e8)
+    """Time to first token, end to end: network round trip from the origin plus queueing and prefill."""
+    tbt_ms: float = Field(gt=0, le=1e8)
+    """Time between tokens during decode."""
+    e2e_ms: float | None = Field(None, gt=0, le=1e9)
+    """Optional end-to-end latency: RTT + TTFT + (output_tokens - 1) x TBT."""
+
+
+class RequestClass(_Frozen):
+    name: Name
+    """Request class name (used in the demand table)."""
+    model: Name
+    """The model that serves this class."""
+    shape: Name
+    """The workload shape of this class's requests."""
+    slo: Slo
+    """Latency objectives every request of this class must meet."""
+
+
+class RegionGpu(_Frozen):
+    type: Name
+    """GPU type offered in the region."""
+    count: int = Field(ge=0, le=10_000_000)
+    """GPUs of this type available in every slot (the availability table overrides it per slot)."""
+    price_usd_per_gpu_hour: float = Field(ge=0, le=1e6)
+    """Rental price of one GPU for one hour, in USD."""
+
+
+class Region(_Frozen):
+    name: Name
+    """Region (data center) name, used in the carbon, price and availability tables."""
+    pue: float = Field(1.0, ge=1.0, le=5.0)
+    """Power usage effectiveness: facility energy / IT energy."""
+    location: str | None = None
+    """Free-text location (e.g. 'us-west, California'); informational."""
+    gpus: list[RegionGpu] = Field(default_factory=list)
+    """GPU types offered in the region, with availability and price."""
+
+    @model_validator(mode="after")
+    def _unique_gpus(self):
+        seen = [g.type for g in self.gpus]
+        dup = sorted({t for t in seen if seen.count(t) > 1})
+        if dup:
+            raise ValueError(f"GPU type listed twice: {', '.join(dup)}")
+        return self
+
+
+class Origin(_Frozen):
+    name: Name
+    """Where users are (e.g. 'eu', 'us-east'); used in the demand table."""
+    rtt_ms: dict[Name, Annotated[float, Field(ge=0, le=1e6)]] = Field(default_factory=dict)
+    """Network round-trip time in ms from this origin to each region it may be served from."""
+    allowed_regions: list[Name] | None = None
+    """Regions this origin's traffic may be served in (data residency). Default: every region with an RTT."""
+
+
+class Unserved(_Frozen):
+    allowed: bool = False
+    """Whether demand may go unserved (at a penalty). Default: every request must be served."""
+    penalty_per_request: float = Field(1.0, ge=0, le=1e9)
+    """Objective units added per request not served (kgCO2e, kWh, USD or GPU-hours, per the objective)."""
+
+
+class Options(_Frozen):
+    objective: Objective = Objective.carbon
+    """What to minimise: carbon (kgCO2e), energy (kWh), cost (USD) or gpu-hours."""
+    budget_usd: float | None = Field(None, ge=0, le=1e15)
+    """Spending cap over the horizon: GPU rental plus priced electricity, in USD."""
+    carbon_cap_kg: float | None = Field(None, ge=0, le=1e15)
+    """Emission cap over the horizon, kgCO2e."""
+    max_utilization: float = Field(0.8, gt=0, le=1)
+    """Headroom: the load of a replica stays within this fraction of its profiled maximum rate."""
+    unserved: Unserved = Field(default_factory=Unserved)
+    """Whether unserved demand is allowed, and its penalty."""
+    tie_break: TieBreak = TieBreak.routing
+    """routing (default): keep the fleet found for the objective and re-route traffic to minimise the
+    secondary objective (cost for carbon, energy and gpu-hours; carbon for cost) with the primary held at
+    its value (an LP, milliseconds). lexicographic: minimise the secondary over all plans, fleet included,
+    with the primary held at its value (a second MILP). none: a single solve."""
+
+
+class ScenarioSpec(_Frozen):
+    """A planning scenario: fleet, demand, tables and options."""
+
+    schema_version: Literal[1] = 1
+    """Version of this schema."""
+    name: str = Field("scenario", min_length=1, max_length=200)
+    """Human-readable scenario name."""
+    description: str | None = None
+    """Free text."""
+    horizon: Horizon
+    """Planning horizon: start, slot length and number of slots."""
+    gpu_types: list[GpuType] = Field(min_length=1)
+    models: list[Model] = Field(min_length=1)
+    shapes: list[Shape] = Field(min_length=1)
+    classes: list[RequestClass] = Field(min_length=1)
+    regions: list[Region] = Field(min_length=1)
+    origins: list[Origin] = Field(min_length=1)
+    profiles: Table
+    """Profiled GPU table. Columns: model, gpu, tp, pp, freq_mhz, shape, max_rps, ttft_ms, tbt_ms,
+    busy_power_w, idle_power_w, active_power_w (optional), source (optional), expected_error (optional).
+    One row per (model, gpu, tp, pp, freq_mhz, shape)."""
+    carbon_intensity: Table
+    """Grid carbon intensity. Columns: timestamp (ISO 8601, UTC), region, gco2_per_kwh. Each region's
+    series must be regular (no gaps) and cover the whole horizon; a value holds until the next timestamp."""
+    demand: Table
+    """Request rates. Columns: timestamp, class, origin, rate_rps. Missing (class, origin) pairs have no
+    demand; a present series must be regular and cover the horizon."""
+    electricity_price: Table | None = None
+    """Optional electricity price. Columns: timestamp, region, usd_per_mwh. Regions without rows are unpriced."""
+    availability: Table | None = None
+    """Optional per-slot GPU availability. Columns: timestamp, region, gpu, count. Overrides the region's
+    constant count for the (region, gpu) series it lists; the minimum over a slot applies."""
+    options: Options = Field(default_factory=Options)
+    """Objective, budget, caps and other options; command-line flags override them."""
+
+
+def scenario_json_schema() -> dict:
+    """JSON Schema of the scenario document."""
+    return ScenarioSpec.model_json_schema()
