@@ -8,6 +8,7 @@ from typing import Optional
 from rich.console import Console
 
 from planner.errors import InputError
+from planner.io import SafeStdout, atomic_write_text, write_stdout
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 """Messages, warnings, progress and summaries (standard output carries only a command's result)."""
@@ -21,15 +22,11 @@ def esc(s: str) -> str:
 
 def stdout_console(**kw) -> Console:
     """A console on standard output (a closed pipe ends the command with exit 141, quietly)."""
-    from planner.io import SafeStdout
-
     kw.setdefault("soft_wrap", True)
     return Console(file=SafeStdout(), highlight=False, **kw)
 
 
 def emit_json(text: str, output: Optional[Path]) -> None:
-    from planner.io import atomic_write_text, write_stdout
-
     if output is None or str(output) == "-":
         write_stdout(text)
     else:

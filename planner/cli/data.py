@@ -10,8 +10,9 @@ from typing import List, Optional
 
 import typer
 
+from planner.cli.console import err
 from planner.errors import InputError, Problem
-from planner.io import write_stdout
+from planner.io import atomic_write_text, check_outputs, write_stdout
 
 data_app = typer.Typer(help="Build scenario tables (carbon, demand) from your own exports and traces.",
                        no_args_is_help=True, rich_markup_mode=None)
@@ -29,9 +30,6 @@ class CarbonFormatOpt(str, Enum):
 
 
 def _write(text: str, output: Optional[Path], what: str) -> None:
-    from planner.cli.console import err
-    from planner.io import atomic_write_text
-
     if output is None:
         write_stdout(text)
     else:
@@ -41,8 +39,6 @@ def _write(text: str, output: Optional[Path], what: str) -> None:
 
 def _check_out(output: Optional[Path], inputs=()) -> None:
     if output is not None:
-        from planner.io import check_outputs
-
         check_outputs({"-o": output}, [str(p).split("=", 1)[-1].split("@")[0] for p in inputs])
 
 

@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 
 from planner.cli.console import ALLOW_DIR_HELP, emit_json, err, esc, finite, stdout_console
-from planner.errors import EXIT_OK, EXIT_VIOLATIONS, InfeasibleError, InputError
-from planner.io import write_stdout
+from planner.errors import EXIT_OK, EXIT_VIOLATIONS, InfeasibleError, InputError, Problem
+from planner.io import check_outputs, write_stdout
 from planner.scenario.schema import Objective as ObjectiveOpt
 from planner.scenario.schema import TieBreak as TieBreakOpt
 
@@ -27,7 +27,6 @@ def _scenario_for_plan(plan, plan_file: Path, scenario: Optional[Path], allow_di
     """The scenario a plan is checked or simulated against: --scenario, else the one the plan records.
 
     Refused (exit 2) when the plan records none, or when the scenario's fingerprint differs."""
-    from planner.errors import Problem
     from planner.scenario.loading import load_scenario
 
     where = "--scenario" if scenario is not None else f"{plan_file}: scenario.source"
@@ -67,7 +66,6 @@ def solve(
     allow_dir: Optional[list[Path]] = typer.Option(None, "--allow-dir", help=ALLOW_DIR_HELP),
 ):
     """Solve a scenario and write the serving plan (JSON on stdout or -o; summary on stderr)."""
-    from planner.io import check_outputs
     from planner.optimize.orchestrate import solve as _solve
     from planner.scenario.loading import load_scenario
 
@@ -205,8 +203,6 @@ def simulate(
 ):
     """Simulate a plan: replay traffic against its fleet (continuous batching, same performance model) and
     report latency percentiles, SLO attainment, energy, carbon, cost and fairness next to the plan's figures."""
-    from planner.errors import Problem
-    from planner.io import check_outputs
     from planner.plan.checker import check as _check
     from planner.plan.checker import read_plan
     from planner.sim.orchestrate import simulate as _simulate

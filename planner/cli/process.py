@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
+from planner.io import devnull_onto
+
 EXIT_SIGNAL = {"SIGHUP": 129, "SIGINT": 130, "SIGTERM": 143}
 EXIT_BROKEN_PIPE = 141
 
@@ -19,8 +21,6 @@ class Terminated(BaseException):
 
 def drop_stdout() -> None:
     """After a broken pipe: send what is left to /dev/null, so that the exit flush stays quiet."""
-    from planner.io import devnull_onto
-
     try:
         devnull_onto(sys.stdout.fileno())
     except (OSError, ValueError, AttributeError):
@@ -33,8 +33,6 @@ def isolate_stdout() -> None:
     File descriptor 1 is pointed at standard error (a solver library's C code that prints there,
     e.g. highspy's banner, now reaches stderr), and ``sys.stdout`` writes through a private
     duplicate of the original descriptor 1."""
-    from planner.io import devnull_onto
-
     try:
         if sys.stdout is not None:
             sys.stdout.flush()

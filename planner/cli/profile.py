@@ -8,8 +8,9 @@ from typing import Optional
 
 import typer
 
+from planner.cli.console import err
 from planner.errors import InputError, Problem
-from planner.io import write_stdout
+from planner.io import atomic_write_text, check_outputs, confine, write_stdout
 
 profile_app = typer.Typer(help="Import profiled runs (vLLM, ML.ENERGY, CSV) and estimate missing profile rows.",
                           no_args_is_help=True, rich_markup_mode=None)
@@ -162,8 +163,6 @@ def import_cmd(
     """
     from rich.markup import escape
 
-    from planner.cli.console import err
-    from planner.io import atomic_write_text, check_outputs
     from planner.perf.importers import (
         SLO,
         Deployment,
@@ -290,8 +289,6 @@ def estimate_cmd(
     """
     from rich.markup import escape
 
-    from planner.cli.console import err
-    from planner.io import atomic_write_text, check_outputs
     from planner.perf.estimate import estimate_profiles
     from planner.perf.importers import profiles_to_csv, read_profile_table
     from planner.scenario.loading import read_spec, scenario_document_path
@@ -301,8 +298,6 @@ def estimate_cmd(
         check_outputs({"-o": output}, [scenario_document_path(scenario)])
     table_path = profiles
     if table_path is None and isinstance(spec.profiles, str):
-        from planner.io import confine
-
         cand = confine(spec.profiles, base)  # the scenario's own table: inside its folder, as when loading
         table_path = cand if cand.exists() else None
     if table_path is not None:

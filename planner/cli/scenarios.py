@@ -11,7 +11,7 @@ import typer
 
 from planner.cli.console import ALLOW_DIR_HELP, err, stdout_console
 from planner.errors import InputError
-from planner.io import write_stdout
+from planner.io import atomic_write_text, write_stdout
 
 
 class SchemaKind(str, Enum):
@@ -38,7 +38,6 @@ def init(
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
 ):
     """Write the embedded default scenario (YAML + CSV tables) to DIRECTORY for editing."""
-    from planner.io import atomic_write_text
     from planner.scenario.defaults import default_scenario_dir
 
     src = default_scenario_dir()
