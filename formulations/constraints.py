@@ -58,7 +58,7 @@ def variables(lm: LinearModel, md: ModelData) -> Vars:
     y = md.y_index
     b = lm.add_vars("assign", ("class", "region", "config", "slot"), y[["k", "r", "c", "t"]].to_numpy(), 0.0, INF,
                     doc="req/s of class k in region r served by config c, slot t")
-    yv = y.merge(md.pairs[["c", "k", "mu", "slack_ms", "marg_w"]], on=["c", "k"], how="left").assign(col=b.cols)
+    yv = y.merge(md.pairs[["c", "k", "mu", "cap", "slack_ms", "marg_w"]], on=["c", "k"], how="left").assign(col=b.cols)
     u = md.u_index
     b = lm.add_vars("unserved", ("class", "origin", "slot"), u[["k", "o", "t"]].to_numpy(), 0.0,
                     u["ub"].to_numpy(float), doc="req/s of class k from origin o left unserved in slot t")
@@ -149,7 +149,10 @@ def latency_nesting(lm: LinearModel, md: ModelData, v: Vars) -> None:
 def replica_capacity(lm: LinearModel, md: ModelData, v: Vars) -> None:
     """The load on a config's replicas stays within their headroom.
 
-    For every (r, c, t):   sum_k assign[k,r,c,t] / mu[c,k] - U * replicas[r,c,t] <= 0
+    For every (r, c, t):   sum_k assign[k,r,c,t] / cap[c,k] - U * replicas[r,c,t] <= 0
+
+    ``cap[c,k] = f[c,k] * mu[c,k]``: the profiled maximum rate times the pair's capacity factor
+    (``options.capacity_factors``; 1 unless derated, e.g. by ``plan solve --verify``).
     """
     n, y = v.n, v.y
     idx = n[["r", "c", "t"]].reset_index(drop=True)
@@ -158,7 +161,7 @@ def replica_capacity(lm: LinearModel, md: ModelData, v: Vars) -> None:
     U = md.scenario.options.max_utilization
     rows = np.concatenate([a["row"].to_numpy(), idx["row"].to_numpy()])
     cols = np.concatenate([a["col"].to_numpy(), n["col"].to_numpy()])
-    vals = np.concatenate([1.0 / a["mu"].to_numpy(), np.full(len(n), -U)])
+    vals = np.concatenate([1.0 / a["cap"].to_numpy(), np.full(len(n), -U)])
     lm.add_constraints("replica_capacity", ("region", "config", "slot"), idx[["r", "c", "t"]].to_numpy(),
                        rows, cols, vals, -INF, 0.0, doc="utilisation of config c's replicas within U")
 

@@ -5,7 +5,8 @@ Everything the constraint families need, computed once from a validated scenario
 * deployment configs ``c = (model, gpu, tp, pp, freq)`` from the profile table, with their GPU
   count ``gpus_c = tp * pp`` and base power ``base_c`` (the load-independent power of a replica:
   the largest ``active_power_w`` among the config's rows, ``idle_power_w`` where that is empty);
-* valid (config, class) pairs with throughput ``mu_ck``, latencies, busy power and the marginal
+* valid (config, class) pairs with throughput ``mu_ck`` (and usable capacity ``cap_ck``: ``mu_ck`` times
+  the pair's capacity factor, 1 unless ``options.capacity_factors`` derates it), latencies, busy power and the marginal
   power per unit of load ``marg_ck = max(busy_ck - base_c, 0) / mu_ck``;
 * the network budget ``slack_ck``: the largest RTT with which config c still meets class k's SLOs;
 * pruning of configs that can never meet an SLO and of dominated configs;
@@ -146,7 +147,8 @@ def config_class_pairs(sc) -> tuple[pd.DataFrame, pd.DataFrame, Pruning]:
     p = p.rename(columns={"max_rps": "mu", "busy_power_w": "busy_w"})
     # marginal power per unit of load: (busy - base) / mu  [W per req/s], never negative
     p["marg_w"] = (p["busy_w"] - p["base_w"]).clip(lower=0.0) / p["mu"]
-    pairs = p[["c", "k", "mu", "ttft_ms", "tbt_ms", "busy_w", "slack_ms", "marg_w"]].sort_values(["c", "k"])
+    p["cap"] = p["mu"] * capacity_factors(sc, p)
+    pairs = p[["c", "k", "mu", "cap", "ttft_ms", "tbt_ms", "busy_w", "slack_ms", "marg_w"]].sort_values(["c", "k"])
     used = np.unique(pairs["c"].to_numpy())
     pruning.pruned_slo = int(len(cfg) - len(used))
     pruning.pairs_pruned_slo += pruning_tiny
@@ -154,23 +156,37 @@ def config_class_pairs(sc) -> tuple[pd.DataFrame, pd.DataFrame, Pruning]:
     return cfg, pairs.reset_index(drop=True), pruning
 
 
+def capacity_factors(sc, p: pd.DataFrame) -> np.ndarray:
+    """The factor ``f_ck`` of each (config, class) row of ``p`` from ``options.capacity_factors`` (1 where
+    none is given): the usable capacity ``cap_ck = f_ck * mu_ck`` is what ``replica_capacity`` and the
+    dominance test see; power per unit of load (``marg_ck``) stays the profiled one."""
+    f = sc.capacity_factor_table()
+    if f.empty or p.empty:
+        return np.ones(len(p))
+    keycols = ["model", "gpu", "tp", "pp", "fkey", "k"]
+    f = f.assign(fkey=f["freq_mhz"].round(6)).drop(columns="freq_mhz")
+    q = p[["model", "gpu", "tp", "pp", "k"]].assign(fkey=p["freq_mhz"].round(6).to_numpy())
+    m = q.merge(f, on=keycols, how="left")
+    return m["factor"].fillna(1.0).to_numpy(float)
+
+
 def prune_dominated(cfg: pd.DataFrame, pairs: pd.DataFrame, pruning: Pruning) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Drop configs dominated by another config of the same model, GPU type and GPU count.
 
     c' dominates c when, for every class k that c can serve, c' can serve k too with
-    ``mu_c'k >= mu_ck``, ``slack_c'k >= slack_ck`` and ``marg_c'k <= marg_ck``, and
+    ``cap_c'k >= cap_ck`` (usable capacity: ``mu`` times any capacity factor), ``slack_c'k >= slack_ck`` and ``marg_c'k <= marg_ck``, and
     ``base_c' <= base_c``: any load c carries, c' carries on no more replicas at no more power
     (``base x replicas + sum marg x rate``), the same price and the same GPUs, within every SLO c
     meets. Exact ties keep the config that sorts first.
     """
     cfg = cfg[cfg["c"].isin(pairs["c"])]
     dropped: set[int] = set()
-    piv = {col: pairs.pivot(index="c", columns="k", values=col) for col in ("mu", "slack_ms", "marg_w")}
+    piv = {col: pairs.pivot(index="c", columns="k", values=col) for col in ("cap", "slack_ms", "marg_w")}
     for _, grp in cfg.groupby(["m", "g", "gpus"], sort=True):
         cs = list(grp["c"])
         if len(cs) < 2:
             continue
-        mu = piv["mu"].loc[cs].to_numpy()
+        mu = piv["cap"].loc[cs].to_numpy()
         sl = piv["slack_ms"].loc[cs].to_numpy()
         mg = piv["marg_w"].loc[cs].to_numpy()
         base = grp.set_index("c").loc[cs, "base_w"].to_numpy()

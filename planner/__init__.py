@@ -7,6 +7,7 @@ Library entry points::
     plan = planner.solve(sc, objective="carbon", backend="highs")
     report = planner.check(plan, sc)                      # independent verification
     sim = planner.simulate(plan, sc, minutes=10)           # discrete-event verification
+    plan = planner.verify(plan, sc, traces=["conv.csv"])    # re-solved until its SLOs hold in simulation
 
 The package is one subpackage per concern (README, "Architecture"): ``scenario`` (schema, loading,
 generator), ``perf`` (performance, power and DVFS model, profile import), ``datatools`` (users'
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time these come from 
     from planner.optimize.whole import BuiltModel
     from planner.plan.checker import check
     from planner.sim.orchestrate import simulate
+    from planner.verify.loop import verify
 
 _LAZY = {
     "solve": "planner.optimize.orchestrate",
@@ -47,12 +49,13 @@ _LAZY = {
     "BuiltModel": "planner.optimize.whole",
     "check": "planner.plan.checker",
     "simulate": "planner.sim.orchestrate",
+    "verify": "planner.verify.loop",
 }
 
 __all__ = [
     "load_scenario", "scenario_from_dict", "solve", "build_model", "BuiltModel", "Scenario", "Plan",
     "PlannerError", "InputError", "ScenarioError", "PlanFileError", "InfeasibleError", "NoSolutionError",
-    "SolverError", "NumericalError", "check", "simulate",
+    "SolverError", "NumericalError", "check", "simulate", "verify",
 ]
 
 

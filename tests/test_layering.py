@@ -37,7 +37,8 @@ ALLOWED = {
     "plan": {"errors", "io", "scenario"},
     "optimize": {"errors", "io", "limits", "highs_runtime", "scenario", "formulations", "plan"},
     "sim": {"errors", "io", "limits", "perf", "datatools", "plan", "scenario"},
-    "cli": {"errors", "io", "limits", "scenario", "perf", "datatools", "plan", "optimize", "sim"},
+    "verify": {"errors", "io", "limits", "scenario", "plan", "optimize", "sim"},
+    "cli": {"errors", "io", "limits", "scenario", "perf", "datatools", "plan", "optimize", "sim", "verify"},
     "facade": {"errors", "scenario", "plan"},
 }
 

@@ -47,6 +47,13 @@ def _scenario_for_plan(plan, plan_file: Path, scenario: Optional[Path], allow_di
     return sc
 
 
+class PolicyOpt(str, Enum):
+    fcfs = "fcfs"
+    edf = "edf"
+    srtf = "srtf"
+    llf = "llf"
+
+
 def solve(
     scenario: Optional[Path] = typer.Argument(None, help="Scenario YAML/JSON file or folder (default: embedded default)."),
     objective: Optional[ObjectiveOpt] = typer.Option(None, "--objective", help="What to minimise (default: the scenario's)."),
@@ -64,6 +71,12 @@ def solve(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary on stderr."),
     whole_model: bool = typer.Option(False, "--whole-model", help="Solve all slots as one model (default: slot by slot when no budget or cap couples them)."),
     allow_dir: Optional[list[Path]] = typer.Option(None, "--allow-dir", help=ALLOW_DIR_HELP),
+    verify: bool = typer.Option(False, "--verify", help="Simulate the plan and, where a (config, class) misses its class's attainment target (slo.attainment, default 0.99), derate that capacity and re-solve, until every (class, origin) meets its target in simulation."),
+    trace: Optional[list[str]] = typer.Option(None, "--trace", help="With --verify: replay this request trace (PATH or PATH=CLASS,CLASS; repeatable). Default: Poisson arrivals at the planned rates."),
+    verify_minutes: Optional[float] = typer.Option(None, "--verify-minutes", help="With --verify: simulate the first MINUTES of every slot (default: the whole slot)."),
+    verify_iterations: int = typer.Option(5, "--verify-iterations", min=0, max=50, help="With --verify: at most this many re-solves."),
+    verify_policy: PolicyOpt = typer.Option(PolicyOpt.fcfs, "--verify-policy", help="With --verify: the replicas' queue order in simulation."),
+    verify_load: float = typer.Option(1.0, "--verify-load", help="With --verify: multiply every simulated arrival rate (headroom for load above the forecast)."),
 ):
     """Solve a scenario and write the serving plan (JSON on stdout or -o; summary on stderr)."""
     from planner.optimize.orchestrate import solve as _solve
@@ -81,9 +94,23 @@ def solve(
         raise InputError(f"--write-model: {write_model}: use a .mps or .lp suffix")
     if output is not None and str(output) == "-":
         output = None
+    if not verify:
+        given = [f for f, v in (("--trace", trace), ("--verify-minutes", verify_minutes),
+                                ("--verify-iterations", verify_iterations != 5),
+                                ("--verify-policy", verify_policy != PolicyOpt.fcfs), ("--verify-load", verify_load != 1.0))
+                 if v]
+        if given:
+            raise InputError(f"{given[0]} needs --verify")
+    finite("--verify-minutes", verify_minutes, positive=True)
+    finite("--verify-load", verify_load, positive=True)
     check_outputs({"-o": output, "--write-model": write_model})  # before loading: fail fast
     sc = load_scenario(scenario, allow_dirs=allow_dir or ())
-    check_outputs({"-o": output, "--write-model": write_model}, sc.input_files)
+    trace_paths = [str(t).split("=", 1)[0] if not Path(str(t)).exists() else str(t) for t in (trace or [])]
+    check_outputs({"-o": output, "--write-model": write_model}, list(sc.input_files) + trace_paths)
+    if verify and trace:
+        from planner.sim.arrivals import TraceSource, load_traces
+
+        load_traces([TraceSource.parse(t) for t in trace], sc)  # every trace problem before the solve
     for w in sc.warnings:
         err.print(f"[yellow]warning:[/] {w}")
     progress = None
@@ -120,6 +147,17 @@ def solve(
     finally:
         if live is not None:
             live.stop()
+    if verify:
+        from planner.verify.loop import verify as _verify
+
+        def round_note(r):
+            if not quiet:
+                err.print(f"verification round {r['iteration']}: {100 * r['attainment']:.2f} % of simulated requests met "
+                          f"their SLOs (worst {esc(r['worst'])}: {100 * r['worst_attainment']:.2f} %); plan sized with "
+                          f"{r['factors']} capacity factor(s); {r['simulate_seconds']:.0f} s simulated")
+
+        plan = _verify(plan, sc, traces=trace or None, policy=verify_policy.value, minutes=verify_minutes,
+                       load_scale=verify_load, max_iterations=verify_iterations, progress=round_note)
     emit_json(plan.to_json(), output)
     for w in plan.warnings:
         err.print(f"[yellow]warning:[/] {esc(w)}")
@@ -166,13 +204,6 @@ def check(
     else:
         stdout_console().print(rep.render())
     raise typer.Exit(EXIT_OK if rep.ok else EXIT_VIOLATIONS)
-
-
-class PolicyOpt(str, Enum):
-    fcfs = "fcfs"
-    edf = "edf"
-    srtf = "srtf"
-    llf = "llf"
 
 
 class PredictOpt(str, Enum):

@@ -198,7 +198,7 @@ def solve_by_slot(sc, md, lm, v, obj, backend, opts: SolveOptions, build_secs: f
                 if getattr(sc.options, opt) is not None]
     runner = SlotRunner(sc, md, v, obj, backend, opts)
     build_secs += time.perf_counter() - t_start
-    T, W = runner.T, runner.workers
+    T = runner.T
 
     def progress_cb(stage):
         if opts.progress is None:

@@ -22,7 +22,8 @@ latency_ttft      RTT + profiled TTFT within the class's TTFT SLO; route RTT and
                   the scenario
 latency_e2e       RTT + TTFT + (output tokens - 1) x TBT within the e2e SLO, when one is set
 latency_tbt       profiled TBT within the class's TBT SLO; reported TBT matches the profile
-replica_capacity  sum_k rate_k / max_rps_k <= max_utilization x replicas; reported utilisation
+replica_capacity  sum_k rate_k / (max_rps_k x factor_k) <= max_utilization x replicas (factor_k: the plan's
+                  capacity_factors, 1 where none); reported utilisation
 gpu_availability  GPUs used per (region, GPU type, slot) within availability
 power             reported power == base x replicas + sum_k max(busy_k - base, 0) x rate_k / max_rps_k,
                   base = the config's largest active_power_w (idle_power_w where empty)
@@ -597,6 +598,20 @@ class _Checker:
             v = getattr(po, name)
             if v is not None and not (v >= 0):
                 o.add("options", {"field": name}, f"options.{name} {_n(v)} is negative")
+        seen = set()
+        o.count("options", len(po.capacity_factors))
+        for i, f in enumerate(po.capacity_factors):
+            key = (f.model, f.gpu, f.tp, f.pp, float(f"{f.freq_mhz:.10g}"), f.class_)
+            if not (0 < f.factor <= 1):
+                o.add("options", {"field": f"capacity_factors[{i}].factor"},
+                      f"options.capacity_factors[{i}].factor {_n(f.factor)} is outside (0, 1]")
+            if f.class_ not in self.sc.classes:
+                o.add("options", {"field": f"capacity_factors[{i}].class"},
+                      f"options.capacity_factors[{i}] names unknown class {f.class_!r}")
+            if key in seen:
+                o.add("options", {"field": f"capacity_factors[{i}]"},
+                      f"options.capacity_factors[{i}] repeats an earlier entry for the same config and class")
+            seen.add(key)
         # horizon
         o.count("reference", 1)
         hz = p.horizon or {}
@@ -714,6 +729,7 @@ class _Checker:
         pr = self.prof.iloc[np.maximum(L["prow"].to_numpy(), 0)] if len(self.prof) else None
         for src, dst in (("max_rps", "mu"), ("ttft_ms", "p_ttft"), ("tbt_ms", "p_tbt"), ("busy_power_w", "busy")):
             L[dst] = np.where(L["pair_ok"], pr[src].to_numpy(), np.nan) if len(L) else np.zeros(0)
+        L["fac"] = self._factors(L)
         dup = L.duplicated(["drow", "class"], keep="first").to_numpy()
         o.count("reference", len(L))
         issue = (L["k"].to_numpy() < 0) | ~L["model_ok"].to_numpy() | (L["cfg_ok"].to_numpy(bool)
@@ -1023,6 +1039,19 @@ class _Checker:
                   f"{_n(ttft[i])} + {int(self.cls_out[k[i]] - 1)} x TBT {_n(tbt[i])} = {_n(e2e[i])} ms exceeds the "
                   f"e2e SLO {_n(e2e_slo[i])} ms", e2e[i] - e2e_slo[i])
 
+    def _factors(self, L: pd.DataFrame) -> np.ndarray:
+        """The plan's capacity factor of each load row (1 where none; a factor outside (0, 1] is reported
+        under options and not applied)."""
+        f = [(x.model, x.gpu, int(x.tp), int(x.pp), float(f"{x.freq_mhz:.10g}"), x.class_, float(x.factor))
+             for x in self.p.options.capacity_factors if 0 < x.factor <= 1]
+        if not f or not len(L):
+            return np.ones(len(L))
+        F = pd.DataFrame(f, columns=["model", "gpu", "tp", "pp", "freqr", "class", "fac"]).drop_duplicates(
+            ["model", "gpu", "tp", "pp", "freqr", "class"])
+        m = L[["model", "gpu", "tp", "pp", "freqr", "class"]].merge(F, how="left",
+                                                                      on=["model", "gpu", "tp", "pp", "freqr", "class"])
+        return m["fac"].fillna(1.0).to_numpy(float)
+
     # ------------------------------------------------------------------ capacity and power
     def check_capacity_power(self) -> None:
         o, D, L = self.o, self.D, self.L
@@ -1030,10 +1059,12 @@ class _Checker:
         base = D["base"].to_numpy(float)
         P["base"] = D.loc[P["drow"].to_numpy(), "base"].to_numpy(float) if len(P) else np.zeros(0)
         P["u"] = P["rate"] / P["mu"]
+        P["ucap"] = P["u"] / P["fac"]  # against the usable capacity: max_rps x capacity factor
         # the line from base power at zero load to busy power at max_rps (flat where busy < base)
         P["marg"] = np.maximum(P["busy"] - P["base"], 0.0) * P["u"]
-        sums = P.groupby("drow")[["u", "marg"]].sum().reindex(D.index, fill_value=0.0)
+        sums = P.groupby("drow")[["u", "ucap", "marg"]].sum().reindex(D.index, fill_value=0.0)
         load, marg = sums["u"].to_numpy(float), sums["marg"].to_numpy(float)
+        load_cap = sums["ucap"].to_numpy(float)
         rep = D["replicas"].to_numpy(float)
         calc = D["calc_ok"].to_numpy(bool)
         power = np.where(calc, base * rep + marg, np.nan)
@@ -1041,11 +1072,12 @@ class _Checker:
         o.count("replica_capacity", 2 * int(calc.sum()))
         o.count("power", int(calc.sum()))
         cap = self.U * rep
-        for i in np.nonzero(calc & o.gt(load, cap))[0]:
+        for i in np.nonzero(calc & o.gt(load_cap, cap))[0]:
             t, did = self.c(D, "t")[i], self.c(D, "id")[i]
+            derated = " with the plan's capacity factors" if abs(load_cap[i] - load[i]) > 1e-12 else ""
             o.add("replica_capacity", {"slot": t, "deployment": did},
-                  f"slot {t}: deployment {did} carries {_n(load[i])} replicas' worth of load on {_n(rep[i])} "
-                  f"replicas (max utilisation {_n(self.U)}: at most {_n(cap[i])})", load[i] - cap[i])
+                  f"slot {t}: deployment {did} carries {_n(load_cap[i])} replicas' worth of load{derated} on "
+                  f"{_n(rep[i])} replicas (max utilisation {_n(self.U)}: at most {_n(cap[i])})", load_cap[i] - cap[i])
         util = D["util"].to_numpy(float)
         with np.errstate(divide="ignore", invalid="ignore"):
             want = np.where(rep > 0, load / np.where(rep > 0, rep, 1.0), 0.0)

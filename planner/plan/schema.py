@@ -14,7 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 PLAN_SCHEMA_VERSION = "1.0"
-TIMING_FIELDS = ("build_seconds", "solve_seconds")
+TIMING_FIELDS = ("build_seconds", "solve_seconds", "simulate_seconds")
+"""Fields that hold measured times (in ``solver`` and in ``verification.rounds``): not deterministic."""
 
 
 class _Out(BaseModel):
@@ -157,6 +158,19 @@ class Slot(_Out):
     totals: SlotTotals
 
 
+class CapacityFactor(_Out):
+    """A (config, class) capacity derating the plan was sized with."""
+
+    model: str
+    gpu: str
+    tp: int
+    pp: int
+    freq_mhz: float
+    class_: str = Field(alias="class")
+    factor: float
+    """Usable share of the profile row's max_rps for this class, in (0, 1]."""
+
+
 class PlanOptions(_Out):
     objective: str
     budget_usd: float | None
@@ -165,6 +179,55 @@ class PlanOptions(_Out):
     unserved_allowed: bool
     unserved_penalty_per_request: float
     tie_break: str
+    capacity_factors: list[CapacityFactor] = []
+    """Deratings applied to ``replica_capacity`` (from the scenario's options or from ``--verify``);
+    ``plan check`` applies them too."""
+
+
+class VerificationGroup(_Out):
+    class_: str = Field(alias="class")
+    origin: str
+    requests: int
+    attainment: float
+    """Share of the simulated requests of this (class, origin) that met every SLO of the class."""
+    target: float
+
+
+class VerificationRound(_Out):
+    iteration: int
+    """0: the plan as first solved; i: after the i-th derating."""
+    attainment: float
+    """Share of all simulated requests that met every SLO of their class."""
+    worst: str
+    """The (class/origin) furthest below its target (or the lowest, when all are met)."""
+    worst_attainment: float
+    met: bool
+    """Every (class, origin) reached its target."""
+    carbon_kg: float
+    cost_usd: float
+    gpu_hours: float
+    factors: int
+    """How many (config, class) capacity factors the plan of this round was sized with."""
+    solve_seconds: float
+    simulate_seconds: float
+
+
+class Verification(_Out):
+    """How the plan was verified by simulation and derated until its SLOs held (``plan solve --verify``)."""
+
+    arrivals: Literal["trace", "poisson"]
+    traces: list[str]
+    policy: str
+    window_minutes: float
+    """Minutes simulated at the start of each slot."""
+    load_scale: float
+    seed: int
+    max_iterations: int
+    met: bool
+    """The plan below met every (class, origin) target in its last simulation."""
+    rounds: list[VerificationRound]
+    groups: list[VerificationGroup]
+    """Per (class, origin) attainment of the final plan in simulation."""
 
 
 class Plan(_Out):
@@ -184,6 +247,8 @@ class Plan(_Out):
     warnings: list[str] = []
     """What the planner left out or treated specially (e.g. profile rows or demand below its
     numerical resolution), in words."""
+    verification: Verification | None = None
+    """The simulation loop the plan went through (``plan solve --verify``); None when not verified."""
     slots: list[Slot]
 
     # ---- serialisation
@@ -198,8 +263,9 @@ class Plan(_Out):
 
     def without_timings(self) -> dict:
         d = json.loads(self.to_json())
-        for f in TIMING_FIELDS:
-            d["solver"].pop(f, None)
+        for part in [d["solver"]] + (d["verification"]["rounds"] if d.get("verification") else []):
+            for f in TIMING_FIELDS:
+                part.pop(f, None)
         return d
 
 

@@ -239,7 +239,18 @@ class Scenario:
         except ValidationError as e:
             raise ScenarioError(_pydantic_problems(e, "options"), "invalid option") from None
         spec = self.spec.model_copy(update={"options": opts})
+        problems = capacity_factor_problems(spec)
+        if problems:
+            raise ScenarioError(problems, "invalid option")
         return Scenario(**_replace(self, spec=spec))
+
+    def capacity_factor_table(self) -> pd.DataFrame:
+        """``options.capacity_factors`` as a frame: model, gpu, tp, pp, freq_mhz, k (class index), factor."""
+        kix = {n: i for i, n in enumerate(self.classes)}
+        rows = [(f.model, f.gpu, int(f.tp), int(f.pp), float(f.freq_mhz), kix[f.class_], float(f.factor))
+                for f in self.spec.options.capacity_factors]
+        return pd.DataFrame(rows, columns=["model", "gpu", "tp", "pp", "freq_mhz", "k", "factor"]).astype(
+            {"tp": np.int64, "pp": np.int64, "freq_mhz": float, "k": np.int64, "factor": float})
 
 
 TABLE_FIELDS = {"profiles": PROFILE_COLUMNS, "carbon_intensity": CARBON_COLUMNS, "demand": DEMAND_COLUMNS,
@@ -590,6 +601,32 @@ def _check_unique(names: list[str], where: str, problems: list[Problem]) -> None
         seen.add(n)
 
 
+def capacity_factor_problems(spec: ScenarioSpec, where: str = "options") -> list[Problem]:
+    """Problems of ``options.capacity_factors``: unknown model, GPU type or class, a class served by
+    another model, or two entries for the same (model, gpu, tp, pp, freq_mhz, class)."""
+    models = {m.name for m in spec.models}
+    gpus = {g.name for g in spec.gpu_types}
+    cls_model = {k.name: k.model for k in spec.classes}
+    seen: dict[tuple, int] = {}
+    problems = []
+    for i, f in enumerate(spec.options.capacity_factors):
+        at = f"{where}.capacity_factors[{i}]"
+        if f.model not in models:
+            problems.append(Problem(f"{at}.model", f"unknown model {token(f.model, 32)}"))
+        if f.gpu not in gpus:
+            problems.append(Problem(f"{at}.gpu", f"unknown GPU type {token(f.gpu, 32)}"))
+        if f.class_ not in cls_model:
+            problems.append(Problem(f"{at}.class", f"unknown class {token(f.class_, 32)}"))
+        elif f.model in models and cls_model[f.class_] != f.model:
+            problems.append(Problem(f"{at}.class", f"class {f.class_} is served by model {cls_model[f.class_]}, "
+                                                   f"not {f.model}"))
+        key = (f.model, f.gpu, f.tp, f.pp, float(f"{f.freq_mhz:.10g}"), f.class_)
+        if key in seen:
+            problems.append(Problem(at, f"repeats capacity_factors[{seen[key]}] (same config and class)"))
+        seen.setdefault(key, i)
+    return problems
+
+
 def _check_refs(frame, col, known, rowlabel, problems, what) -> np.ndarray:
     """Flag rows whose ``col`` is not in ``known``; returns the mask of good rows."""
     ok = frame[col].isin(known).to_numpy().copy()
@@ -648,6 +685,7 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str, allow_dirs: tuple[
         if not o.rtt_ms:
             problems.append(Problem(f"{source}: origins[{i}].rtt_ms", "no region is reachable (empty rtt_ms)"))
 
+    problems.extend(capacity_factor_problems(spec, f"{source}: options"))
     R, G, K, O, T = len(reg), len(gpus), len(classes), len(origins), spec.horizon.slots
     rix = {n: i for i, n in enumerate(reg)}
     gix = {n: i for i, n in enumerate(gpus)}

@@ -103,6 +103,10 @@ class Slo(_Frozen):
     """Time between tokens during decode."""
     e2e_ms: float | None = Field(None, gt=0, le=1e9)
     """Optional end-to-end latency: RTT + TTFT + (output_tokens - 1) x TBT."""
+    attainment: float | None = Field(None, gt=0, le=1)
+    """Fraction of the class's requests that must meet every target above when the plan is verified
+    by simulation (``plan solve --verify``); unset: 0.99 (``DEFAULT_ATTAINMENT``). The solve itself
+    sizes every deployment from the profile rows whatever this is."""
 
 
 class RequestClass(_Frozen):
@@ -160,6 +164,29 @@ class Unserved(_Frozen):
     """Objective units added per request not served (kgCO2e, kWh, USD or GPU-hours, per the objective)."""
 
 
+DEFAULT_ATTAINMENT = 0.99
+"""The attainment a class must reach in verification when its SLO states none."""
+
+
+class CapacityFactor(_Frozen):
+    """A derating of one config's profiled capacity for one class: the planner lets a replica carry at
+    most ``factor`` x its profiled ``max_rps`` of the class (times ``max_utilization``). Written by
+    ``plan solve --verify`` where simulation found the profiled capacity too high; may also be set by hand."""
+
+    model: Name
+    gpu: Name
+    tp: int = Field(ge=1, le=1024)
+    pp: int = Field(ge=1, le=1024)
+    freq_mhz: float = Field(gt=0, le=1e5)
+    class_: Name = Field(alias="class")
+    """The request class (a config's capacity differs by class: shapes and SLOs differ)."""
+    factor: float = Field(gt=0, le=1)
+    """Usable share of the profiled capacity, in (0, 1]."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False,
+                              populate_by_name=True)
+
+
 class Options(_Frozen):
     objective: Objective = Objective.carbon
     """What to minimise: carbon (kgCO2e), energy (kWh), cost (USD) or gpu-hours."""
@@ -171,6 +198,9 @@ class Options(_Frozen):
     """Headroom: the load of a replica stays within this fraction of its profiled maximum rate."""
     unserved: Unserved = Field(default_factory=Unserved)
     """Whether unserved demand is allowed, and its penalty."""
+    capacity_factors: list[CapacityFactor] = Field(default_factory=list, max_length=100_000)
+    """Deratings of (config, class) capacities (see ``CapacityFactor``); empty: every profile row's
+    ``max_rps`` is used as it is. At most one entry per (model, gpu, tp, pp, freq_mhz, class)."""
     tie_break: TieBreak = TieBreak.routing
     """routing (default): keep the fleet found for the objective and re-route traffic to minimise the
     secondary objective (cost for carbon, energy and gpu-hours; carbon for cost) with the primary held at

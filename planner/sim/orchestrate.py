@@ -28,6 +28,7 @@ from planner.sim import engine as simengine
 from planner.sim.arrivals import TraceSource, load_traces, poisson_arrivals, replay_traces
 from planner.sim.fleet import plan_deployments, plan_routes, prefill_ms_vec, profiled_rates
 from planner.sim.report import (
+    DeploymentClass,
     DeploymentReport,
     FairnessReport,
     Figures,
@@ -240,6 +241,8 @@ def simulate(plan, scenario, *, traces: Sequence[TraceSource | str] | None = Non
         nd = len(deps)
         admitted_per_dep = np.bincount(dep[served_idx >= 0], minlength=nd)
         done_per_dep_class = np.bincount(dep[done] * K + arr.k[done], minlength=nd * K).reshape(nd, K)
+        routed_per_dep_class = np.bincount(dep[routed] * K + arr.k[routed], minlength=nd * K).reshape(nd, K)
+        met_per_dep_class = np.bincount(dep[m_all] * K + arr.k[m_all], minlength=nd * K).reshape(nd, K)
         rep0 = 0
         for j, d in enumerate(deps):
             nr = d.spec.replicas
@@ -264,7 +267,10 @@ def simulate(plan, scenario, *, traces: Sequence[TraceSource | str] | None = Non
                 busy_fraction=busy_tot / float(end_ms.sum()) if nr else 0.0,
                 mean_batch=float(res.batch_ms[sl].sum()) / busy_tot if busy_tot > 0 else 0.0,
                 planned_power_w=d.planned_power_w, simulated_power_w=e_mj / window_ms,
-                drain_s=max(float(res.last_end_ms[sl].max(initial=0.0)) - window_ms, 0.0) / 1000.0))
+                drain_s=max(float(res.last_end_ms[sl].max(initial=0.0)) - window_ms, 0.0) / 1000.0,
+                classes=[DeploymentClass(**{"class": sc.classes[k]}, requests=int(routed_per_dep_class[j, k]),
+                                         met=int(met_per_dep_class[j, k]))
+                         for k in range(K) if routed_per_dep_class[j, k] > 0]))
         st = plan.slots[t].totals
         gpu_cost_planned = sum(d.spec.replicas * d.gpus * float(sc.gpu_price[d.region, d.gpu])
                                for d in deps) * sc.slot_hours

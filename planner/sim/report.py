@@ -92,6 +92,14 @@ class FairnessReport(_Out):
     origins: Fairness
 
 
+class DeploymentClass(_Out):
+    class_: str = Field(alias="class")
+    requests: int
+    """Requests of the class routed to this deployment in the window."""
+    met: int
+    """How many of them met every SLO of the class (RTT included)."""
+
+
 class DeploymentReport(_Out):
     slot: int
     id: str
@@ -110,6 +118,8 @@ class DeploymentReport(_Out):
     """Mean IT power over the window (work that drains after the window end included)."""
     drain_s: float
     """How long after the window end its last request finished (0 if none ran over)."""
+    classes: list[DeploymentClass] = []
+    """Per class routed here: requests and how many met every SLO (what ``--verify`` derates by)."""
 
 
 class SlotReport(_Out):
