@@ -21,6 +21,8 @@ demand.csv             timestamp,class,origin,rate_rps,source -- 24 hourly value
 profiles.csv           model,gpu,tp,pp,freq_mhz,shape,max_rps,ttft_ms,tbt_ms,busy_power_w,
                        idle_power_w,active_power_w,source,expected_error -- the calibrated
                        performance model.
+shape_<name>.csv       input_tokens,output_tokens,weight,source -- the joint length distribution
+                       of each shape's trace requests (``plan data shapes --distribution``).
 
 Derivation
 ----------
@@ -101,7 +103,8 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]  # the project (planner) and this f
 from prices import gpu_prices  # noqa: E402
 
 from planner.datatools.carbon import carbon_table
-from planner.datatools.traces import load_trace, parse_bucket, trace_shapes
+from planner.datatools.common import table_csv
+from planner.datatools.traces import load_trace, parse_bucket, trace_distribution, trace_shapes
 from planner.perf.importers import profiles_to_csv
 from planner.perf.model import gpu_spec, model_spec
 
@@ -283,13 +286,18 @@ def build_gpu_prices(shared: Path) -> dict[tuple[str, str], tuple[float, str]]:
 # Shapes and class mix from the Azure 2023 trace
 # --------------------------------------------------------------------------------------------
 
-def build_shapes(shared: Path) -> tuple[dict, dict, dict]:
-    """Shapes (median input/output tokens) and class shares, with the code of ``plan data shapes``."""
+def build_shapes(shared: Path) -> tuple[dict, dict, dict, dict]:
+    """Shapes (median input/output tokens, and the joint length distribution of each), and class
+    shares, with the code of ``plan data shapes`` (``--distribution``)."""
     conv = load_trace(need(shared / "traces" / "azure-llm-2023" / "conv.csv"))
     code = load_trace(need(shared / "traces" / "azure-llm-2023" / "code.csv"))
-    conv_sh = trace_shapes(conv, [parse_bucket(f"conv-short:out<={CONV_SPLIT_OUT}"),
-                                  parse_bucket(f"conv-long:out>{CONV_SPLIT_OUT}")]).set_index("class")
-    code_sh = trace_shapes(code, [parse_bucket("code:out>=0")]).set_index("class")
+    conv_buckets = [parse_bucket(f"conv-short:out<={CONV_SPLIT_OUT}"), parse_bucket(f"conv-long:out>{CONV_SPLIT_OUT}")]
+    code_buckets = [parse_bucket("code:out>=0")]
+    conv_sh = trace_shapes(conv, conv_buckets).set_index("class")
+    code_sh = trace_shapes(code, code_buckets).set_index("class")
+    dists = {"conv-short": trace_distribution(conv, conv_buckets, "conv-short"),
+             "conv-long": trace_distribution(conv, conv_buckets, "conv-long"),
+             "code": trace_distribution(code, code_buckets, "code")}
     sh = pd.concat([conv_sh, code_sh])
     shapes = {name: dict(input_tokens=int(round(float(sh.at[name, "median_input_tokens"]))),
                          output_tokens=int(round(float(sh.at[name, "median_output_tokens"]))))
@@ -305,7 +313,7 @@ def build_shapes(shared: Path) -> tuple[dict, dict, dict]:
     }
     gap = int(((conv.df["output_tokens"] > CONV_SPLIT_OUT) & (conv.df["output_tokens"] <= 320)).sum())
     stats = dict(n_conv=len(conv), n_code=len(code), n_conv_long=int(n["conv-long"]), conv_gap=gap)
-    return shapes, shares, stats
+    return shapes, shares, stats, dists
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,9 +409,11 @@ def build_yaml(shapes: dict, prices: dict, rtt: dict) -> str:
     a("models:  # parameter counts: model cards, see data/model_specs.csv")
     for mname in MODELS:
         a(f"  - {{name: {mname}, params_billion: {model_spec(mname).params_b:g}}}")
-    a("shapes:  # medians of the Azure LLM inference trace 2023 (conv split at 256 output tokens; code)")
+    a("shapes:  # medians of the Azure LLM inference trace 2023 (conv split at 256 output tokens; code);")
+    a("         # distribution: the joint lengths, 4 bins per octave (plan data shapes --distribution)")
     for sname, s in shapes.items():
-        a(f"  - {{name: {sname}, input_tokens: {s['input_tokens']}, output_tokens: {s['output_tokens']}}}")
+        a(f"  - {{name: {sname}, input_tokens: {s['input_tokens']}, output_tokens: {s['output_tokens']}, "
+          f"distribution: shape_{sname}.csv}}")
     a("classes:  # SLOs: assumptions for interactive chat / code completion, see data/README.md")
     for cname, c in CLASSES.items():
         slo = ", ".join(f"{k}: {v}" for k, v in c["slo"].items())
@@ -536,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
         for gname in r["counts"]:
             if (rname, gname) not in gpu_prices:
                 sys.exit(f"no price for {gname} in {rname}")
-    shapes, shares, stats = build_shapes(shared)
+    shapes, shares, stats, dists = build_shapes(shared)
     demand = build_demand(shares)
     rtt = rtt_table(shared)
     yaml_text = build_yaml(shapes, gpu_prices, rtt)
@@ -556,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     carbon.to_csv(out / "carbon.csv", float_format="%.10g", **opts)
     demand.to_csv(out / "demand.csv", float_format="%.10g", **opts)
     prices_ts.to_csv(out / "electricity_price.csv", float_format="%.10g", **opts)
+    for sname, dist in dists.items():
+        (out / f"shape_{sname}.csv").write_text(table_csv(dist))
 
     if not args.quiet:
         cc = capacity_check(profiles, demand)

@@ -116,11 +116,24 @@ def shapes(
     trace: Path = typer.Argument(..., metavar="TRACE.csv"),
     classes: Optional[List[str]] = typer.Option(None, "--class", metavar="NAME:COND[,COND]", help="Class bucket (repeat)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    distribution: Optional[str] = typer.Option(None, "--distribution", metavar="CLASS", help="Write the class's joint (input, output) token distribution as a shape distribution table (CSV: input_tokens, output_tokens, weight, source) instead of the summary."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="With --distribution: the CSV file (default: stdout)."),
 ):
-    """Per class bucket: request count, share, median and mean input/output tokens."""
-    from planner.datatools.traces import load_trace, parse_bucket, trace_shapes
+    """Per class bucket: request count, share, median and mean input/output tokens (or, with
+    --distribution, one class's length distribution for a shape's ``distribution``)."""
+    from planner.datatools.common import table_csv
+    from planner.datatools.traces import load_trace, parse_bucket, trace_distribution, trace_shapes
 
+    if output is not None and distribution is None:
+        raise InputError("-o needs --distribution")
+    if distribution is not None and as_json:
+        raise InputError("--json and --distribution exclude each other")
     buckets = [parse_bucket(c) for c in classes] if classes else None
+    if distribution is not None:
+        _check_out(output, [trace])
+        df = trace_distribution(load_trace(trace), buckets, distribution)
+        _write(table_csv(df), output, f"distribution of {distribution} ({len(df)} rows)")
+        return
     df = trace_shapes(load_trace(trace), buckets)
     if as_json:
         # an empty bucket has no median or mean: null (NaN is not valid JSON)

@@ -22,7 +22,7 @@ import pandas as pd
 
 from planner.datatools.common import TS_FMT, format_utc, numeric_column, parse_utc, time_column
 from planner.errors import InputError, Problem
-from planner.io import read_csv_strings, token
+from planner.io import read_csv_strings, token, tokens
 
 TRACE_HEADERS = {
     # canonical -> accepted spellings (lower case)
@@ -192,6 +192,46 @@ def trace_shapes(trace: Trace, buckets: list[Bucket] | None = None) -> pd.DataFr
             mean_output_tokens=float(sub["output_tokens"].mean()) if k else float("nan"),
         ))
     return pd.DataFrame(rows)
+
+
+BINS_PER_OCTAVE = 4
+"""Length bins of :func:`trace_distribution`: 4 per doubling (each about 19 % wide)."""
+
+
+def trace_distribution(trace: Trace, buckets: list[Bucket] | None, name: str,
+                       bins_per_octave: int = BINS_PER_OCTAVE) -> pd.DataFrame:
+    """The joint (input, output) token distribution of class ``name``'s requests, as a shape's
+    ``distribution`` table: ``input_tokens, output_tokens, weight, source``.
+
+    Bucket rule: each length falls in bin ``floor(log2(tokens) x bins_per_octave)`` (lengths of 1 to
+    2 tokens in bin 0, ...); every non-empty (input bin, output bin) cell is one row whose lengths
+    are the means of its requests' lengths (rounded to whole tokens) and whose weight is its share of
+    the class's requests. The mean lengths are kept to rounding; the spread within a cell is lost
+    (at most one bin, about 19 %)."""
+    if not (isinstance(bins_per_octave, int) and 1 <= bins_per_octave <= 64):
+        raise InputError([Problem("bins_per_octave", "must be a whole number from 1 to 64")])
+    cls = assign_classes(trace, buckets)
+    known = [b.name for b in buckets] if buckets else sorted(set(cls))
+    if name not in known:
+        raise InputError([Problem("--distribution", f"unknown class {token(name, 32)} (classes: {tokens(known, 8)})")])
+    sub = trace.df[cls == name]
+    if sub.empty:
+        raise InputError([Problem("--distribution", f"class {token(name, 32)} has no requests in {trace.path}")])
+    inp = sub["input_tokens"].to_numpy(np.int64).clip(min=1)
+    out = sub["output_tokens"].to_numpy(np.int64).clip(min=1)
+    bi = np.floor(np.log2(inp) * bins_per_octave).astype(np.int64)
+    bo = np.floor(np.log2(out) * bins_per_octave).astype(np.int64)
+    g = pd.DataFrame({"bi": bi, "bo": bo, "inp": inp, "out": out}).groupby(["bi", "bo"], sort=True)
+    cells = g.agg(n=("inp", "size"), inp=("inp", "mean"), out=("out", "mean")).reset_index()
+    src = (f"{Path(trace.path).name}: {len(sub):,} requests of class {name}, "
+           f"{bins_per_octave} length bins per octave")
+    df = pd.DataFrame({"input_tokens": np.maximum(np.rint(cells["inp"]), 1).astype(np.int64),
+                       "output_tokens": np.maximum(np.rint(cells["out"]), 1).astype(np.int64),
+                       "weight": cells["n"] / len(sub)})
+    df = df.groupby(["input_tokens", "output_tokens"], as_index=False, sort=True)["weight"].sum()
+    df["weight"] = [float(f"{w:.10g}") for w in df["weight"]]
+    df["source"] = src
+    return df
 
 
 MAX_SLOTS = 100_000

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -56,6 +57,9 @@ DEMAND_COLUMNS = {"timestamp": "time", "class": "str", "origin": "str", "rate_rp
 PRICE_COLUMNS = {"timestamp": "time", "region": "str", "usd_per_mwh": "float"}
 AVAIL_COLUMNS = {"timestamp": "time", "region": "str", "gpu": "str", "count": "int"}
 OPTIONAL_COLUMNS = {"source"}
+SHAPE_COLUMNS = {"input_tokens": "int", "output_tokens": "int", "weight": "float?", "quantile": "float?"}
+"""Columns of a shape's ``distribution`` table (exactly one of ``weight`` and ``quantile``)."""
+MAX_DISTRIBUTION_ROWS = 1_000_000
 
 CEILINGS = {
     "tp": 1024, "pp": 1024, "freq_mhz": 1e5, "max_rps": 1e9, "ttft_ms": 1e8, "tbt_ms": 1e8,
@@ -168,6 +172,13 @@ class Scenario:
         doc = self.spec.model_dump(mode="json", exclude={"options"})
         for key in ("profiles", "carbon_intensity", "demand", "electricity_price", "availability"):
             doc.pop(key, None)
+        # fields added after schema 1's first release count only when set (older scenarios keep their
+        # fingerprints); a shape's distribution counts by its content (a table below), not its path
+        for shp in doc.get("shapes", []):
+            shp.pop("distribution", None)
+        for cls in doc.get("classes", []):
+            if cls.get("slo", {}).get("attainment") is None:
+                cls.get("slo", {}).pop("attainment", None)
         h.update(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
         for name in sorted(self.tables):
             h.update(f"\n#{name}\n".encode())
@@ -213,7 +224,9 @@ class Scenario:
         d = Path(directory)
         if d.exists() and not d.is_dir():
             raise ScenarioError([Problem(str(d), "exists and is not a folder")], "cannot save scenario")
-        names = ["scenario.yaml"] + [TABLE_FILES[n] for n in TABLE_FIELDS if n in self.tables]
+        names = ["scenario.yaml"] + [TABLE_FILES[n] for n in TABLE_FIELDS if n in self.tables] + [
+            "shape_" + re.sub(r"[^A-Za-z0-9_.-]", "_", s.name) + ".csv" for s in self.spec.shapes
+            if self.shape_distribution(s.name) is not None]
         clash = [d / n for n in names if (d / n).exists()]
         if clash and not overwrite:
             raise ScenarioError([Problem(str(clash[0]), "already exists (pass overwrite=True)")], "cannot save scenario")
@@ -225,6 +238,12 @@ class Scenario:
                 doc[name] = TABLE_FILES[name]
                 df = pd.DataFrame(_table_rows(name, self.tables[name]))
                 atomic_write_text(d / TABLE_FILES[name], df.to_csv(index=False, lineterminator="\n"))
+        for i, shp in enumerate(self.spec.shapes):
+            dist = self.shape_distribution(shp.name)
+            if dist is not None:
+                fname = "shape_" + re.sub(r"[^A-Za-z0-9_.-]", "_", shp.name) + ".csv"
+                doc["shapes"][i]["distribution"] = fname
+                atomic_write_text(d / fname, dist.to_csv(index=False, lineterminator="\n"))
         path = d / "scenario.yaml"
         atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
         return path
@@ -243,6 +262,11 @@ class Scenario:
         if problems:
             raise ScenarioError(problems, "invalid option")
         return Scenario(**_replace(self, spec=spec))
+
+    def shape_distribution(self, shape: str) -> pd.DataFrame | None:
+        """The shape's (input_tokens, output_tokens, weight) distribution (weights sum to 1), or None when
+        the shape is a point."""
+        return self.tables.get(f"shape:{shape}")
 
     def capacity_factor_table(self) -> pd.DataFrame:
         """``options.capacity_factors`` as a frame: model, gpu, tp, pp, freq_mhz, k (class index), factor."""
@@ -601,6 +625,51 @@ def _check_unique(names: list[str], where: str, problems: list[Problem]) -> None
         seen.add(n)
 
 
+def _shape_distribution(reader: "_Reader", field_name: str, value, problems: list[Problem]) -> pd.DataFrame | None:
+    """A shape's distribution table, normalised: unique (input_tokens, output_tokens) pairs, sorted, with
+    weights summing to 1."""
+    frame, where, label = reader.read(field_name, value, SHAPE_COLUMNS)
+    if frame is None:
+        return None
+    has_w, has_q = frame["weight"].notna(), frame["quantile"].notna()
+    if has_w.any() == has_q.any():
+        problems.append(Problem(where, "give exactly one of the columns weight (pairs with weights) and quantile "
+                                       "(pairs at quantile levels)"))
+        return None
+    col = "weight" if has_w.any() else "quantile"
+    vals = frame[col].to_numpy(float)
+    missing = ~np.isfinite(vals)
+    if missing.any():
+        row_problems(problems, label, missing, lambda i: f"{col}: empty value")
+        return None
+    low = (frame["input_tokens"] < 1).to_numpy() | (frame["output_tokens"] < 1).to_numpy()
+    if low.any():
+        row_problems(problems, label, low, lambda i: "input_tokens and output_tokens must be at least 1")
+        return None
+    if len(frame) > MAX_DISTRIBUTION_ROWS:
+        problems.append(Problem(where, f"{len(frame):,} rows, above the limit of {MAX_DISTRIBUTION_ROWS:,}"))
+        return None
+    if col == "quantile":
+        bad = (vals <= 0) | (vals > 1) | np.r_[False, np.diff(vals) <= 0]
+        if bad.any():
+            row_problems(problems, label, bad, lambda i: "quantile: levels must increase strictly within (0, 1]")
+            return None
+        if vals[-1] != 1.0:
+            problems.append(Problem(label(len(vals) - 1), "quantile: the last level must be 1"))
+            return None
+        w = np.diff(np.r_[0.0, vals])
+    else:
+        w = vals
+        if (w < 0).any() or w.sum() <= 0:
+            problems.append(Problem(where, "weight: weights must be non-negative with a positive sum"))
+            return None
+    out = pd.DataFrame({"input_tokens": frame["input_tokens"].to_numpy(np.int64),
+                        "output_tokens": frame["output_tokens"].to_numpy(np.int64), "weight": w})
+    out = out[out["weight"] > 0].groupby(["input_tokens", "output_tokens"], as_index=False, sort=True)["weight"].sum()
+    out["weight"] = out["weight"] / out["weight"].sum()
+    return out.reset_index(drop=True)
+
+
 def capacity_factor_problems(spec: ScenarioSpec, where: str = "options") -> list[Problem]:
     """Problems of ``options.capacity_factors``: unknown model, GPU type or class, a class served by
     another model, or two entries for the same (model, gpu, tp, pp, freq_mhz, class)."""
@@ -725,6 +794,12 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str, allow_dirs: tuple[
         for k in spec.classes:
             if not ((prof["model"] == k.model) & (prof["shape"] == k.shape)).any():
                 warnings.append(f"class {k.name!r}: no profile rows for model {k.model!r} and shape {k.shape!r}")
+
+    for i, shp in enumerate(spec.shapes):
+        if shp.distribution is not None:
+            dist = _shape_distribution(reader, f"shapes[{i}].distribution", shp.distribution, problems)
+            if dist is not None:
+                tables[f"shape:{shp.name}"] = dist
 
     def series(field_name, value, columns, keycols, valcol, how, required_keys=None):
         frame, where, label = reader.read(field_name, value, columns)

@@ -94,6 +94,13 @@ class Shape(_Frozen):
     """Representative prompt length in tokens."""
     output_tokens: int = Field(ge=1, le=100_000_000)
     """Representative output length in tokens (used for the end-to-end latency)."""
+    distribution: Table | None = None
+    """Optional joint distribution of (input, output) tokens of the shape's requests: a CSV path (or
+    inline rows) with ``input_tokens, output_tokens`` and either ``weight`` (an empirical table of
+    pairs; weights are normalised) or ``quantile`` (the pairs at increasing quantile levels, the last
+    1: each row stands for the probability mass since the previous level). ``plan data shapes TRACE
+    --distribution CLASS`` writes one from a trace. Simulated Poisson arrivals draw their lengths from
+    it; without it every request has the representative lengths above."""
 
 
 class Slo(_Frozen):

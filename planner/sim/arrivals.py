@@ -47,10 +47,13 @@ class _Arrivals:
 
 
 def poisson_arrivals(sc, t: int, window_ms: float, scale: float, rng: np.random.Generator) -> _Arrivals:
+    """Poisson arrivals at the planned rates; each request's (input, output) tokens are the class's shape,
+    or drawn from the shape's distribution when it has one."""
     parts = []
     shapes = {s.name: s for s in sc.spec.shapes}
     for k, kc in enumerate(sc.spec.classes):
         sh = shapes[kc.shape]
+        dist = sc.shape_distribution(kc.shape)
         for o in range(len(sc.origins)):
             lam = float(sc.demand[k, o, t]) * scale
             if lam <= 0:
@@ -59,9 +62,13 @@ def poisson_arrivals(sc, t: int, window_ms: float, scale: float, rng: np.random.
             if n == 0:
                 continue
             ts = np.sort(rng.uniform(0.0, window_ms, n))
-            parts.append((ts, k, o, sh.input_tokens, sh.output_tokens))
-    return _concat([(ts, np.full(len(ts), k), np.full(len(ts), o), np.full(len(ts), i), np.full(len(ts), u))
-                    for ts, k, o, i, u in parts])
+            if dist is None:
+                inp, out = np.full(n, sh.input_tokens), np.full(n, sh.output_tokens)
+            else:
+                j = rng.choice(len(dist), size=n, p=dist["weight"].to_numpy(float))
+                inp, out = dist["input_tokens"].to_numpy()[j], dist["output_tokens"].to_numpy()[j]
+            parts.append((ts, np.full(n, k), np.full(n, o), inp, out))
+    return _concat(parts)
 
 
 def _concat(parts) -> _Arrivals:

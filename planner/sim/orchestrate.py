@@ -265,6 +265,7 @@ def simulate(plan, scenario, *, traces: Sequence[TraceSource | str] | None = Non
                 slot=t, id=d.id, region=sc.regions[d.region], replicas=nr, requests=nreq,
                 planned_utilization=d.planned_utilization, simulated_utilization=load / nr if nr else 0.0,
                 busy_fraction=busy_tot / float(end_ms.sum()) if nr else 0.0,
+                work_ratio=busy_tot / (nr * window_ms) if nr else 0.0,
                 mean_batch=float(res.batch_ms[sl].sum()) / busy_tot if busy_tot > 0 else 0.0,
                 planned_power_w=d.planned_power_w, simulated_power_w=e_mj / window_ms,
                 drain_s=max(float(res.last_end_ms[sl].max(initial=0.0)) - window_ms, 0.0) / 1000.0,

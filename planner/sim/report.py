@@ -111,6 +111,9 @@ class DeploymentReport(_Out):
     """Completed load as a fraction of the replicas' profiled maximum: Σ_k served_k / (mu_k x replicas)."""
     busy_fraction: float
     """Share of replica time spent running engine steps (window plus drain)."""
+    work_ratio: float = 0.0
+    """Engine time the window's requests needed (window and drain) / (replicas x window): the
+    offered utilisation; above 1 the deployment cannot keep up with its traffic."""
     mean_batch: float
     """Mean sequences per step while busy."""
     planned_power_w: float

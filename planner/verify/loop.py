@@ -12,7 +12,10 @@
        f <- f x clip(1 - 2 (target - attained), FLOOR, CEILING)        FLOOR = 0.5, CEILING = 0.95
 
    so a deployment that met 15 % of a 99 % target halves its usable capacity, one at 97 % loses
-   5 %; then re-solve the scenario with the new factors (the same objective, limits, backend and
+   5 %. Where a deployment serving the pair could not keep up at all (its engine needed more time
+   than the window: ``work_ratio`` > 1), the profile overstates the capacity for this traffic by
+   about ``over = work_ratio / planned utilisation``, and ``f`` drops to at most ``1 / over`` at
+   once. Then re-solve the scenario with the new factors (the same objective, limits, backend and
    gap as the plan), and go to 1.
 
 It stops after ``max_iterations`` re-solves at the latest. The returned plan is the last one
@@ -69,16 +72,19 @@ def targets_of(sc: Scenario) -> dict[str, float]:
     return {k.name: (k.slo.attainment if k.slo.attainment is not None else DEFAULT_ATTAINMENT) for k in sc.spec.classes}
 
 
-def _pair_counts(plan: Plan, rep: SimReport) -> dict[tuple, tuple[_Pair, int, int]]:
-    """Simulated (requests, met) per (config, class), summed over regions and slots."""
+def _pair_counts(plan: Plan, rep: SimReport) -> dict[tuple, tuple[_Pair, int, int, float]]:
+    """Per (config, class), summed over regions and slots: simulated requests, how many met every SLO,
+    and the largest overload seen on a deployment serving it (``work_ratio / planned utilisation`` of
+    deployments whose work ratio is above 1, i.e. that could not keep up; 0 when none)."""
     cfg = {(s.index, d.id): d for s in plan.slots for d in s.deployments}
-    out: dict[tuple, tuple[_Pair, int, int]] = {}
+    out: dict[tuple, tuple[_Pair, int, int, float]] = {}
     for dr in rep.deployments:
         d = cfg[(dr.slot, dr.id)]
+        over = dr.work_ratio / dr.planned_utilization if dr.work_ratio > 1 and dr.planned_utilization > 0 else 0.0
         for c in dr.classes:
             p = _Pair(d.model, d.gpu, d.tp, d.pp, d.freq_mhz, c.class_)
-            _, n, m = out.get(p.key(), (p, 0, 0))
-            out[p.key()] = (p, n + c.requests, m + c.met)
+            _, n, m, r = out.get(p.key(), (p, 0, 0, 0.0))
+            out[p.key()] = (p, n + c.requests, m + c.met, max(r, over))
     return out
 
 
@@ -100,17 +106,20 @@ def _derate(factors: dict[tuple, tuple[_Pair, float]], counts, targets: dict[str
     When no pair missed on its own evidence but some (class, origin) did (its misses spread thin over
     many deployments), every pair of a failing class that missed at all is lowered by the least step."""
     changed = 0
-    for key, (p, n, m) in sorted(counts.items()):
+    for key, (p, n, m, over) in sorted(counts.items()):
         target = targets[p.class_]
         got = m / n if n else 1.0
         if n >= MIN_REQUESTS and got < target:
             step = float(np.clip(1.0 - 2.0 * (target - got), FLOOR, CEILING))
             old = factors.get(key, (p, 1.0))[1]
-            factors[key] = (p, max(old * step, MIN_FACTOR))
+            new = old * step
+            if over > 1:  # saturated: the profile overstates the capacity for this traffic by ``over``
+                new = min(new, 1.0 / over)
+            factors[key] = (p, max(new, MIN_FACTOR))
             changed += 1
     if changed:
         return changed
-    for key, (p, n, m) in sorted(counts.items()):
+    for key, (p, n, m, _) in sorted(counts.items()):
         if p.class_ in failing_classes and n and m < n:
             old = factors.get(key, (p, 1.0))[1]
             factors[key] = (p, max(old * CEILING, MIN_FACTOR))
