@@ -15,8 +15,10 @@
    5 %. Where a deployment serving the pair could not keep up at all (its engine needed more time
    than the window: ``work_ratio`` > 1), the profile overstates the capacity for this traffic by
    about ``over = work_ratio / planned utilisation``, and ``f`` drops to at most ``1 / over`` at
-   once. Then re-solve the scenario with the new factors (the same objective, limits, backend and
-   gap as the plan), and go to 1.
+   once. Pairs not simulated yet (other clocks, TP degrees or GPUs for the same class) take the
+   median factor of their class's simulated pairs, so the re-solve cannot dodge the correction by
+   moving to an equally optimistic neighbour. Then re-solve the scenario with the new factors (the
+   same objective, limits, backend and gap as the plan), and go to 1.
 
 It stops after ``max_iterations`` re-solves at the latest. The returned plan is the last one
 simulated. Its ``options.capacity_factors`` hold the factors it was sized with, so ``plan check``
@@ -127,6 +129,42 @@ def _derate(factors: dict[tuple, tuple[_Pair, float]], counts, targets: dict[str
     return changed
 
 
+def _candidates(sc: Scenario) -> dict[str, list[_Pair]]:
+    """Every (config, class) pair the profile table offers, by class."""
+    out: dict[str, list[_Pair]] = {}
+    prof = sc.profiles
+    for k in sc.spec.classes:
+        rows = prof[(prof["model"] == k.model) & (prof["shape"] == k.shape)]
+        out[k.name] = [_Pair(r.model, r.gpu, int(r.tp), int(r.pp), float(r.freq_mhz), k.name)
+                       for r in rows.itertuples(index=False)]
+    return out
+
+
+def _spread(factors: dict[tuple, tuple[_Pair, float]], measured: set[tuple], candidates: dict[str, list[_Pair]]) -> int:
+    """Give every pair not yet simulated the median factor of its class's simulated pairs (when below 1).
+
+    A profile that overstates one config's capacity for a class's traffic (its real lengths, its
+    tails) overstates its neighbours' (other clocks, TP, GPUs) too; without this, each re-solve would
+    move the load to an underated neighbour and miss again. Returns how many factors changed."""
+    changed = 0
+    for cls, pairs in sorted(candidates.items()):
+        seen = [factors.get(key, (None, 1.0))[1] for key in measured if key[-1] == cls]
+        if not seen:
+            continue
+        prior = float(np.median(seen))
+        if prior >= 1.0:
+            continue
+        for p in pairs:
+            key = p.key()
+            if key in measured:
+                continue
+            old = factors.get(key, (p, 1.0))[1]
+            if prior < old:
+                factors[key] = (p, prior)
+                changed += 1
+    return changed
+
+
 def _factor_list(factors: dict[tuple, tuple[_Pair, float]]) -> list[dict]:
     return [{"model": p.model, "gpu": p.gpu, "tp": p.tp, "pp": p.pp, "freq_mhz": p.freq_mhz, "class": p.class_,
              "factor": float(f"{f:.6g}")} for _, (p, f) in sorted(factors.items())]
@@ -161,6 +199,8 @@ def verify(plan, scenario: Scenario, *, traces: Sequence[TraceSource | str] | No
                               unserved={"allowed": po.unserved_allowed,
                                         "penalty_per_request": po.unserved_penalty_per_request})
     sim_kw = dict(traces=traces, policy=policy, minutes=minutes, seed=seed, load_scale=load_scale, slots=slots)
+    candidates = _candidates(sc)
+    measured: set[tuple] = set()  # pairs with simulated evidence (MIN_REQUESTS or more requests) so far
     rounds: list[VerificationRound] = []
     cur, solve_s = plan, so.solve_seconds
     while True:
@@ -180,8 +220,11 @@ def verify(plan, scenario: Scenario, *, traces: Sequence[TraceSource | str] | No
             progress(rnd.model_dump(by_alias=True))
         if not failing or len(rounds) > max_iterations:
             break
-        if not _derate(factors, _pair_counts(cur, rep), targets, {g.class_ for g in failing}):
+        counts = _pair_counts(cur, rep)
+        measured |= {key for key, (_, n, _, _) in counts.items() if n >= MIN_REQUESTS}
+        if not _derate(factors, counts, targets, {g.class_ for g in failing}):
             break
+        _spread(factors, measured, candidates)
         t0 = time.perf_counter()
         cur = solve(base.replace_options(capacity_factors=_factor_list(factors)), **solve_kw)
         solve_s = time.perf_counter() - t0
