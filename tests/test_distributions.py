@@ -140,3 +140,50 @@ def test_the_default_shapes_carry_the_azure_distributions():
         d = sc.shape_distribution(shape)
         assert abs(float((d["input_tokens"] * d["weight"]).sum()) - mean_in) < 0.01 * mean_in, shape
         assert d["weight"].sum() == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------------- demand statistic
+
+
+def quarter_hour_demand():
+    """One hourly slot; demand in 15-minute steps 4, 8, 12, 16 req/s (and the table's last point at
+    the next hour, which only closes the horizon)."""
+    rows = [{"timestamp": f"2024-01-01T00:{m:02d}:00Z", "class": "k", "origin": "o", "rate_rps": r}
+            for m, r in ((0, 4.0), (15, 8.0), (30, 12.0), (45, 16.0))]
+    doc = scenario(options={"max_utilization": 1.0})
+    doc["demand"] = rows
+    return doc
+
+
+@pytest.mark.parametrize("stat,rate,replicas", [("mean", 10.0, 1), ("peak", 16.0, 2), ("p50", 8.0, 1),
+                                                ("p75", 12.0, 2), ("p90", 16.0, 2), ("p25", 4.0, 1)])
+def test_demand_statistic_by_hand(stat, rate, replicas):
+    """Time-weighted over the hour: mean (4 + 8 + 12 + 16) / 4 = 10; peak 16; each rate holds a quarter
+    of the hour, so p25 = 4, p50 = 8, p75 = 12, p90 = 16. One config of 10 req/s at utilisation 1:
+    replicas = ceil(rate / 10)."""
+    sc = planner.scenario_from_dict(quarter_hour_demand())
+    p = planner.solve(sc, "carbon", mip_gap=0.0, demand_statistic=stat)
+    assert sum(r.rate_rps for r in p.slots[0].routing) == pytest.approx(rate)
+    assert sum(d.replicas for d in p.slots[0].deployments) == replicas
+    assert p.options.demand_statistic == stat
+    assert planner.check(p, sc).ok  # the checker takes the plan's statistic from the same table
+
+
+def test_the_checker_holds_a_plan_to_its_statistic():
+    sc = planner.scenario_from_dict(quarter_hour_demand())
+    d = json.loads(planner.solve(sc, "carbon", demand_statistic="peak").to_json())
+    d["options"]["demand_statistic"] = "mean"  # a peak-sized plan claiming the mean: routes 16, demand 10
+    assert "demand_served" in {v.family for v in planner.check(json.dumps(d), sc).violations}
+    d["options"]["demand_statistic"] = "p100"
+    assert "options" in {v.family for v in planner.check(json.dumps(d), sc).violations}
+
+
+def test_a_bad_statistic_is_refused(tmp_path):
+    sc = planner.scenario_from_dict(quarter_hour_demand())
+    for bad in ("p0", "p100", "max", "P95", "p9.5"):
+        with pytest.raises(planner.ScenarioError, match="demand_statistic"):
+            planner.solve(sc, "carbon", demand_statistic=bad)
+    r = subprocess.run([sys.executable, "-m", "planner.cli", "solve", "--demand-statistic", "top",
+                        "-o", str(tmp_path / "p.json")], capture_output=True, text=True)
+    assert r.returncode == 2 and "--demand-statistic must be mean, peak or pNN" in r.stderr
+    assert not (tmp_path / "p.json").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -69,6 +70,7 @@ def solve(
     explain: bool = typer.Option(False, "--explain", help="If infeasible, print the explanation as JSON on stdout."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Plan JSON file (default: stdout)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary on stderr."),
+    demand_statistic: Optional[str] = typer.Option(None, "--demand-statistic", metavar="mean|peak|pNN", help="Size each slot for this statistic of a demand table finer than the slot: mean (default), peak, or a time-weighted percentile such as p95 (overrides the scenario)."),
     whole_model: bool = typer.Option(False, "--whole-model", help="Solve all slots as one model (default: slot by slot when no budget or cap couples them)."),
     allow_dir: Optional[list[Path]] = typer.Option(None, "--allow-dir", help=ALLOW_DIR_HELP),
     verify: bool = typer.Option(False, "--verify", help="Simulate the plan and, where a (config, class) misses its class's attainment target (slo.attainment, default 0.99), derate that capacity and re-solve, until every (class, origin) meets its target in simulation."),
@@ -101,6 +103,8 @@ def solve(
                  if v]
         if given:
             raise InputError(f"{given[0]} needs --verify")
+    if demand_statistic is not None and not re.fullmatch(r"mean|peak|p([1-9]|[1-9][0-9])", demand_statistic):
+        raise InputError(f"--demand-statistic must be mean, peak or pNN with NN from 1 to 99, got {demand_statistic!r}")
     finite("--verify-minutes", verify_minutes, positive=True)
     finite("--verify-load", verify_load, positive=True)
     check_outputs({"-o": output, "--write-model": write_model})  # before loading: fail fast
@@ -137,6 +141,7 @@ def solve(
             sc, objective.value if objective else None, backend.value, time_limit=time_limit, mip_gap=mip_gap,
             threads=threads, seed=seed, write_model=write_model, progress=progress, budget_usd=budget,
             carbon_cap_kg=carbon_cap, tie_break=tie_break.value if tie_break else None, decompose=not whole_model,
+            demand_statistic=demand_statistic,
         )
     except InfeasibleError as e:
         if live is not None:

@@ -220,7 +220,7 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
         options=PlanOptions(objective=obj_name, budget_usd=opts.budget_usd, carbon_cap_kg=opts.carbon_cap_kg,
                             max_utilization=opts.max_utilization, unserved_allowed=opts.unserved.allowed,
                             unserved_penalty_per_request=opts.unserved.penalty_per_request,
-                            tie_break=opts.tie_break.value,
+                            tie_break=opts.tie_break.value, demand_statistic=opts.demand_statistic,
                             capacity_factors=[CapacityFactor(**f.model_dump(by_alias=True))
                                               for f in opts.capacity_factors]),
         totals=totals,

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -322,6 +323,9 @@ def _sig(a) -> np.ndarray:
     return np.array([float(f"{float(v):.10g}") for v in np.asarray(a, dtype=float)], dtype=float)
 
 
+DEMAND_STATISTIC = re.compile(r"mean|peak|p([1-9]|[1-9][0-9])")
+
+
 def _config_key(model, gpu, tp, pp, freq) -> str:
     f = float(freq)
     fs = str(int(f)) if math.isfinite(f) and f == int(f) else f"{f:.10g}"
@@ -489,6 +493,9 @@ def check(plan, scenario: Scenario, rel_tol: float = 1e-6, abs_tol: float = 1e-6
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     p, over = _load_for_check(plan)
+    stat = p.options.demand_statistic
+    if stat != scenario.spec.options.demand_statistic and DEMAND_STATISTIC.fullmatch(stat):
+        scenario = scenario.replace_options(demand_statistic=stat)  # the demand the plan was made for
     return _Checker(p, over, scenario, _Out(rel_tol, abs_tol)).run()
 
 
@@ -598,6 +605,9 @@ class _Checker:
             v = getattr(po, name)
             if v is not None and not (v >= 0):
                 o.add("options", {"field": name}, f"options.{name} {_n(v)} is negative")
+        if not DEMAND_STATISTIC.fullmatch(po.demand_statistic):
+            o.add("options", {"field": "demand_statistic"},
+                  f"options.demand_statistic {po.demand_statistic!r} is not mean, peak or pNN")
         seen = set()
         o.count("options", len(po.capacity_factors))
         for i, f in enumerate(po.capacity_factors):

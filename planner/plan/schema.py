@@ -179,6 +179,8 @@ class PlanOptions(_Out):
     unserved_allowed: bool
     unserved_penalty_per_request: float
     tie_break: str
+    demand_statistic: str = "mean"
+    """How each slot's demand was taken from the demand table (mean, peak or pNN)."""
     capacity_factors: list[CapacityFactor] = []
     """Deratings applied to ``replica_capacity`` (from the scenario's options or from ``--verify``);
     ``plan check`` applies them too."""

@@ -261,6 +261,8 @@ class Scenario:
         problems = capacity_factor_problems(spec)
         if problems:
             raise ScenarioError(problems, "invalid option")
+        if opts.demand_statistic != self.spec.options.demand_statistic and "demand" in self.tables:
+            return Scenario(**_replace(self, spec=spec, demand=_aligned_demand(self, opts.demand_statistic)))
         return Scenario(**_replace(self, spec=spec))
 
     def shape_distribution(self, shape: str) -> pd.DataFrame | None:
@@ -670,6 +672,33 @@ def _shape_distribution(reader: "_Reader", field_name: str, value, problems: lis
     return out.reset_index(drop=True)
 
 
+def _demand_how(statistic: str) -> str:
+    """The alignment of the demand table for ``options.demand_statistic``."""
+    return {"mean": "mean", "peak": "max"}.get(statistic, statistic)
+
+
+def _aligned_demand(sc: "Scenario", statistic: str) -> np.ndarray:
+    """The [K, O, T] demand of ``sc``'s (validated) demand table taken with another statistic."""
+    frame = sc.tables["demand"]
+    spec = sc.spec
+    T = spec.horizon.slots
+    start = np.datetime64(spec.horizon.start.replace(tzinfo=None), "ns").astype(np.int64)
+    slot_ns = spec.horizon.slot_minutes * 60 * 1_000_000_000
+    edges = start + slot_ns * np.arange(T + 1, dtype=np.int64)
+    kix = {n: i for i, n in enumerate(sc.classes)}
+    oix = {n: i for i, n in enumerate(sc.origins)}
+    groups = list(frame.groupby(["class", "origin"], sort=True))
+    step = table_step([g["timestamp"].to_numpy().astype(np.int64) for _, g in groups])
+    out = np.zeros((len(kix), len(oix), T))
+    for (k, o), grp in groups:
+        vals, probs = align_series(grp["timestamp"].to_numpy().astype(np.int64), grp["rate_rps"].to_numpy(float),
+                                   edges, slot_ns, _demand_how(statistic), f"demand ({k}, {o})", step)
+        if vals is None:  # pragma: no cover - the table was aligned once already
+            raise ScenarioError(probs)
+        out[kix[k], oix[o]] = vals
+    return out
+
+
 def capacity_factor_problems(spec: ScenarioSpec, where: str = "options") -> list[Problem]:
     """Problems of ``options.capacity_factors``: unknown model, GPU type or class, a class served by
     another model, or two entries for the same (model, gpu, tp, pp, freq_mhz, class)."""
@@ -840,7 +869,8 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str, allow_dirs: tuple[
             carbon[rix[r]] = v
 
     demand = np.zeros((K, O, T))
-    ds = series("demand", spec.demand, DEMAND_COLUMNS, ["class", "origin"], "rate_rps", "mean")
+    ds = series("demand", spec.demand, DEMAND_COLUMNS, ["class", "origin"], "rate_rps",
+                _demand_how(spec.options.demand_statistic))
     if ds:
         for (k, o), v in ds.items():
             demand[kix[k], oix[o]] = v

@@ -205,6 +205,11 @@ class Options(_Frozen):
     """Headroom: the load of a replica stays within this fraction of its profiled maximum rate."""
     unserved: Unserved = Field(default_factory=Unserved)
     """Whether unserved demand is allowed, and its penalty."""
+    demand_statistic: str = Field("mean", pattern=r"^(mean|peak|p([1-9]|[1-9][0-9]))$")
+    """How a slot's demand is taken from a demand table finer than the slot: ``mean`` (the
+    time-weighted mean, the default), ``peak`` (the largest rate within the slot) or ``pNN`` (the
+    time-weighted NN-th percentile of the rates within the slot, e.g. ``p95``). Sizing each slot for
+    its peak provisions every sub-interval, as FREESH does for every 5-minute step of a window."""
     capacity_factors: list[CapacityFactor] = Field(default_factory=list, max_length=100_000)
     """Deratings of (config, class) capacities (see ``CapacityFactor``); empty: every profile row's
     ``max_rps`` is used as it is. At most one entry per (model, gpu, tp, pp, freq_mhz, class)."""

@@ -6,8 +6,9 @@ a table is the smallest spacing between consecutive timestamps of any of its ser
 spacing within a series is a gap, and a gap is an error, never filled silently. The series must cover the horizon: first timestamp at or before the
 horizon start, last timestamp + step at or after the horizon end.
 
-A slot's value is either the time-weighted mean of the series over the slot (rates, intensities,
-prices) or its minimum (availability: a GPU counts for a slot only if it is there the whole slot).
+A slot's value is the time-weighted mean of the series over the slot (rates, intensities, prices),
+its minimum (availability: a GPU counts for a slot only if it is there the whole slot), its maximum
+or a time-weighted percentile (demand with ``options.demand_statistic`` peak or pNN).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def align_series(
     """Align one series to slots.
 
     ``ts_ns``: timestamps (int64 ns since epoch), any order; ``values``: float values;
-    ``slot_edges_ns``: the T+1 slot boundaries; ``how``: ``"mean"`` or ``"min"``; ``step_ns``: the
+    ``slot_edges_ns``: the T+1 slot boundaries; ``how``: ``"mean"``, ``"min"``, ``"max"`` or ``"pNN"``
+(time-weighted NN-th percentile); ``step_ns``: the
     table's step (default: this series' smallest spacing, or the slot length for a single point).
     Returns the T slot values, or ``None`` with the problems found.
     """
@@ -75,10 +77,27 @@ def align_series(
         idx = np.clip(idx, 0, ts.size - 1)
         F = cum[idx] + v[idx] * (slot_edges_ns - ts[idx]).astype(float)
         out = np.diff(F) / np.diff(slot_edges_ns).astype(float)
-    elif how == "min":
+    elif how in ("min", "max"):
         first = np.searchsorted(ts, slot_edges_ns[:-1], side="right") - 1
         last = np.searchsorted(ts, slot_edges_ns[1:], side="left")  # exclusive
-        out = np.array([v[a:b].min() for a, b in zip(first, last)])
+        pick = np.min if how == "min" else np.max
+        out = np.array([pick(v[a:b]) for a, b in zip(first, last)])
+    elif how.startswith("p") and how[1:].isdigit():
+        # time-weighted percentile: the smallest value v such that the step function is <= v for at
+        # least q of the slot's time
+        q = int(how[1:]) / 100.0
+        first = np.searchsorted(ts, slot_edges_ns[:-1], side="right") - 1
+        last = np.searchsorted(ts, slot_edges_ns[1:], side="left")
+        bounds = np.append(ts, np.iinfo(np.int64).max)
+        out = np.empty(len(first))
+        for j, (a, b) in enumerate(zip(first, last)):
+            lo = np.maximum(bounds[a:b], slot_edges_ns[j])
+            hi = np.minimum(bounds[a + 1:b + 1], slot_edges_ns[j + 1])
+            dur = (hi - lo).astype(float)
+            vals = v[a:b]
+            order = np.argsort(vals, kind="stable")
+            cum = np.cumsum(dur[order]) / dur.sum()
+            out[j] = vals[order][min(int(np.searchsorted(cum, q - 1e-12, side="left")), len(vals) - 1)]
     else:  # pragma: no cover - programming error
         raise ValueError(how)
     return out, []

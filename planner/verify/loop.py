@@ -196,6 +196,7 @@ def verify(plan, scenario: Scenario, *, traces: Sequence[TraceSource | str] | No
     solve_kw.update(solve_overrides)
     base = sc.replace_options(objective=po.objective, budget_usd=po.budget_usd, carbon_cap_kg=po.carbon_cap_kg,
                               max_utilization=po.max_utilization, tie_break=po.tie_break,
+                              demand_statistic=po.demand_statistic,
                               unserved={"allowed": po.unserved_allowed,
                                         "penalty_per_request": po.unserved_penalty_per_request})
     sim_kw = dict(traces=traces, policy=policy, minutes=minutes, seed=seed, load_scale=load_scale, slots=slots)
