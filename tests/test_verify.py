@@ -175,7 +175,8 @@ def test_the_iteration_limit_ends_the_loop_and_says_so(optimistic):
     sc, plan = optimistic
     v = planner.verify(plan, sc, minutes=2.0, max_iterations=0)
     assert len(v.verification.rounds) == 1 and not v.verification.met
-    assert any(w.startswith("verification: after 0 re-solve(s), 1 (class, origin) group(s) still miss") for w in v.warnings)
+    assert any(w.startswith("verification: after 0 re-solve(s), 1 (class, origin) group(s) still miss") and "iteration limit (0 re-solves)" in w for w in v.warnings)
+    assert v.verification.stopped == "the iteration limit (0 re-solves) was reached"
     with pytest.raises(planner.InputError, match="max_iterations"):
         planner.verify(plan, sc, max_iterations=-1)
 
@@ -235,3 +236,22 @@ def test_plan_solve_verify_writes_a_verified_plan(optimistic, tmp_path):
                            capture_output=True, text=True)
         assert r.returncode == 2 and msg in r.stderr, (args, r.stderr)
         assert not (tmp_path / "x.json").exists()
+
+
+def test_a_derating_the_fleet_cannot_carry_is_softened_then_the_loop_stops():
+    """The optimistic 8B profile with a single H100 available: halving the capacity needs 2 GPUs, so the
+    re-solve is infeasible; the deratings are softened (geometrically halfway back) until a plan fits
+    one GPU again; the loop ends with the targets missed, says why, and the plan still checks."""
+    doc = sim_doc(rate=60.0, max_util=1.0, count=1)
+    for r in doc["profiles"]:
+        r["max_rps"] *= 2.0
+    sc = planner.scenario_from_dict(doc)
+    plan = planner.solve(sc, mip_gap=0.0)
+    v = planner.verify(plan, sc, minutes=2.0, max_iterations=3)
+    ver = v.verification
+    assert not ver.met
+    assert "infeasible" in ver.stopped or "iteration limit" in ver.stopped, ver.stopped
+    assert sum(d.gpus for d in v.slots[0].deployments) == 1
+    assert all(0.5 < f.factor < 1.0 for f in v.options.capacity_factors)
+    assert planner.check(v, sc).ok
+    assert any("stopped because" in w for w in v.warnings)

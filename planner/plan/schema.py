@@ -230,6 +230,8 @@ class Verification(_Out):
     rounds: list[VerificationRound]
     groups: list[VerificationGroup]
     """Per (class, origin) attainment of the final plan in simulation."""
+    stopped: str | None = None
+    """Why the loop ended with targets still missed (None when they were met)."""
 
 
 class Plan(_Out):

@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from planner.errors import InputError, Problem
+from planner.errors import InfeasibleError, InputError, Problem
 from planner.optimize.orchestrate import solve
 from planner.plan.checker import read_plan
 from planner.plan.schema import Plan, Verification, VerificationGroup, VerificationRound
@@ -52,6 +52,9 @@ CEILING = 0.95
 """The least one round lowers a missing pair's factor: by at least 5 %."""
 MIN_REQUESTS = 20
 """A (config, class) with fewer simulated requests than this is not derated on its own evidence."""
+BACKOFFS = 3
+"""When a re-solve is infeasible (the derated fleet no longer fits the GPUs available), the new
+deratings are softened halfway (geometrically) back this many times before the loop stops."""
 MIN_FACTOR = 1e-3
 """Factors never go below this (a config that keeps missing is then effectively unused)."""
 
@@ -203,6 +206,7 @@ def verify(plan, scenario: Scenario, *, traces: Sequence[TraceSource | str] | No
     candidates = _candidates(sc)
     measured: set[tuple] = set()  # pairs with simulated evidence (MIN_REQUESTS or more requests) so far
     rounds: list[VerificationRound] = []
+    stopped: str | None = None
     cur, solve_s = plan, so.solve_seconds
     while True:
         t0 = time.perf_counter()
@@ -219,24 +223,44 @@ def verify(plan, scenario: Scenario, *, traces: Sequence[TraceSource | str] | No
         rounds.append(rnd)
         if progress is not None:
             progress(rnd.model_dump(by_alias=True))
-        if not failing or len(rounds) > max_iterations:
+        if not failing:
+            break
+        if len(rounds) > max_iterations:
+            stopped = f"the iteration limit ({max_iterations} re-solves) was reached"
             break
         counts = _pair_counts(cur, rep)
         measured |= {key for key, (_, n, _, _) in counts.items() if n >= MIN_REQUESTS}
+        before = dict(factors)
         if not _derate(factors, counts, targets, {g.class_ for g in failing}):
+            stopped = "no (config, class) to derate: the misses are not on any deployment's capacity"
             break
         _spread(factors, measured, candidates)
         t0 = time.perf_counter()
-        cur = solve(base.replace_options(capacity_factors=_factor_list(factors)), **solve_kw)
+        nxt = None
+        for attempt in range(BACKOFFS + 1):
+            try:
+                nxt = solve(base.replace_options(capacity_factors=_factor_list(factors)), **solve_kw)
+                break
+            except InfeasibleError as e:
+                if attempt == BACKOFFS:
+                    stopped = (f"the re-solve with the derated capacities is infeasible even with the deratings "
+                               f"softened {BACKOFFS} times: {str(e).splitlines()[0]}")
+                    break
+                # halfway back (geometrically) towards the factors that were feasible
+                factors = {k: (p, float(np.sqrt(f * before.get(k, (p, 1.0))[1]))) for k, (p, f) in factors.items()}
+        if nxt is None:
+            factors = before
+            break
+        cur = nxt
         solve_s = time.perf_counter() - t0
     opts = rep.options
     ver = Verification(arrivals=opts.arrivals, traces=opts.traces, policy=opts.policy, window_minutes=opts.window_minutes,
                        load_scale=opts.load_scale, seed=opts.seed, max_iterations=max_iterations, met=rounds[-1].met,
-                       rounds=rounds, groups=groups)
+                       rounds=rounds, groups=groups, stopped=stopped)
     warnings = list(cur.warnings)
     if not ver.met:
         w = _worst(groups)
         warnings.append(f"verification: after {len(rounds) - 1} re-solve(s), {sum(g.attainment < g.target for g in groups)} "
                         f"(class, origin) group(s) still miss their attainment target in simulation (worst "
-                        f"{w.class_}/{w.origin}: {w.attainment:.4f} of {w.target:g})")
+                        f"{w.class_}/{w.origin}: {w.attainment:.4f} of {w.target:g}); stopped because {stopped}")
     return cur.model_copy(update={"verification": ver, "warnings": warnings})
