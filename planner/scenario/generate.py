@@ -200,18 +200,17 @@ def generate_scenario(
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise InputError([Problem(str(outdir), "exists and is not a folder")], "cannot write output")
+    texts = _build(regions=regions, slots=slots, n_gpus=gpus, n_models=models, n_classes=classes, seed=seed)
     if not force:
-        clash = [outdir / n for n in FILES + OTHER_DOCS if (outdir / n).exists()]
+        clash = [outdir / n for n in list(texts) + list(OTHER_DOCS) if (outdir / n).exists()]
         if clash:
             raise InputError([Problem(str(clash[0]), "already exists (use --force / force=True to overwrite)")],
                              "cannot write output")
 
-    texts = _build(regions=regions, slots=slots, n_gpus=gpus, n_models=models, n_classes=classes, seed=seed)
-
     outdir.mkdir(parents=True, exist_ok=True)
 
-    for name in FILES[1:] + FILES[:1]:  # the document last: it never points at missing tables
-        atomic_write_text(outdir / name, texts[name])
+    for name in [n for n in texts if n != "scenario.yaml"] + ["scenario.yaml"]:  # the document last: it never
+        atomic_write_text(outdir / name, texts[name])                            # points at missing tables
     return outdir / "scenario.yaml"
 
 
@@ -515,6 +514,9 @@ def _build(*, regions: int, slots: int, n_gpus: int, n_models: int, n_classes: i
         texts["electricity_price.csv"] = _csv(["timestamp", "region", "usd_per_mwh", "source"], price_rows)
     else:  # pragma: no cover - the default is priced
         texts["electricity_price.csv"] = "timestamp,region,usd_per_mwh,source\n"
+    for shp in shape_list:  # the shapes' length distributions, copied from the default
+        if isinstance(shp.distribution, str):
+            texts[shp.distribution] = (ddir / shp.distribution).read_text(encoding="utf-8")
     return texts
 
 
