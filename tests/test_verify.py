@@ -255,3 +255,25 @@ def test_a_derating_the_fleet_cannot_carry_is_softened_then_the_loop_stops():
     assert all(0.5 < f.factor < 1.0 for f in v.options.capacity_factors)
     assert planner.check(v, sc).ok
     assert any("stopped because" in w for w in v.warnings)
+
+
+def test_a_latency_bound_config_is_excluded():
+    """8B at 10 req/s, TTFT 800 ms, 30 % of prompts 8,000 tokens long: one A100 (1.5 USD/h) is the
+    cheapest plan, but its prefill of the long prompts misses the TTFT target even at 10 % of the
+    load (it is latency-bound, not short of capacity), while an H100 meets it. Verification excludes
+    the A100 pair instead of buying idle A100s, and the re-solve moves the class to the H100."""
+    classes = [{"name": "k", "model": "llama-3.1-8b", "shape": "s", "slo": {"ttft_ms": 800, "tbt_ms": 100}}]
+    doc = sim_doc(rate=10.0, gpus=("H100-80GB", "A100-80GB"), classes=classes)
+    doc["shapes"][0]["distribution"] = [{"input_tokens": 400, "output_tokens": 100, "weight": 7},
+                                        {"input_tokens": 8000, "output_tokens": 100, "weight": 3}]
+    sc = planner.scenario_from_dict(doc)
+    plan = planner.solve(sc, "cost", mip_gap=0.0)
+    assert {d.gpu for d in plan.slots[0].deployments} == {"A100-80GB"}
+    low = planner.simulate(plan, sc, minutes=2.0, load_scale=0.1)
+    assert low.attainment.slo < 0.9  # misses at a tenth of the load: latency, not capacity
+    v = planner.verify(plan, sc, minutes=2.0)
+    assert v.verification.met
+    assert {d.gpu for d in v.slots[0].deployments} == {"H100-80GB"}
+    a100 = [f for f in v.options.capacity_factors if f.gpu == "A100-80GB" and f.tp == plan.slots[0].deployments[0].tp]
+    assert a100 and all(f.factor == pytest.approx(1e-3) for f in a100)
+    assert planner.check(v, sc).ok

@@ -15,7 +15,9 @@
    5 %. Where a deployment serving the pair could not keep up at all (its engine needed more time
    than the window: ``work_ratio`` > 1), the profile overstates the capacity for this traffic by
    about ``over = work_ratio / planned utilisation``, and ``f`` drops to at most ``1 / over`` at
-   once. Pairs not simulated yet (other clocks, TP degrees or GPUs for the same class) take the
+   once. A pair that also misses when the plan is simulated at ``LOW_LOAD`` (10 %) of its traffic
+   is latency-bound: no capacity fixes it, so it is excluded (factor ``MIN_FACTOR``) and its class
+   moves to other configs. Pairs not simulated yet (other clocks, TP degrees or GPUs for the same class) take the
    median factor of their class's simulated pairs, so the re-solve cannot dodge the correction by
    moving to an equally optimistic neighbour. Then re-solve the scenario with the new factors (the
    same objective, limits, backend and gap as the plan), and go to 1.
@@ -52,6 +54,9 @@ CEILING = 0.95
 """The least one round lowers a missing pair's factor: by at least 5 %."""
 MIN_REQUESTS = 20
 """A (config, class) with fewer simulated requests than this is not derated on its own evidence."""
+LOW_LOAD = 0.1
+"""A failing plan is also simulated at this share of its traffic: what still misses there is bound by
+latency (prompt, output, network), not by capacity."""
 BACKOFFS = 3
 """When a re-solve is infeasible (the derated fleet no longer fits the GPUs available), the new
 deratings are softened halfway (geometrically) back this many times before the loop stops."""
@@ -105,8 +110,13 @@ def _worst(groups: list[VerificationGroup]) -> VerificationGroup | None:
 
 
 def _derate(factors: dict[tuple, tuple[_Pair, float]], counts, targets: dict[str, float],
-            failing_classes: set[str]) -> int:
+            failing_classes: set[str], low=None, excluded: set[tuple] | None = None) -> int:
     """Lower the factor of every (config, class) that missed its class's target; returns how many changed.
+
+    ``low``: the same counts from a simulation of the plan at ``LOW_LOAD`` of the traffic. A pair that
+    misses its target there too is latency-bound (its prompts or outputs take too long on that config
+    whatever the load): it is excluded (factor ``MIN_FACTOR``, added to ``excluded``) so that the
+    re-solve moves its class elsewhere; derating its capacity would only buy idle replicas.
 
     When no pair missed on its own evidence but some (class, origin) did (its misses spread thin over
     many deployments), every pair of a failing class that missed at all is lowered by the least step."""
@@ -115,6 +125,14 @@ def _derate(factors: dict[tuple, tuple[_Pair, float]], counts, targets: dict[str
         target = targets[p.class_]
         got = m / n if n else 1.0
         if n >= MIN_REQUESTS and got < target:
+            if low is not None and key in low:
+                _, nl, ml, _ = low[key]
+                if nl >= MIN_REQUESTS and ml / nl < target:
+                    factors[key] = (p, MIN_FACTOR)
+                    if excluded is not None:
+                        excluded.add(key)
+                    changed += 1
+                    continue
             step = float(np.clip(1.0 - 2.0 * (target - got), FLOOR, CEILING))
             old = factors.get(key, (p, 1.0))[1]
             new = old * step
@@ -143,15 +161,17 @@ def _candidates(sc: Scenario) -> dict[str, list[_Pair]]:
     return out
 
 
-def _spread(factors: dict[tuple, tuple[_Pair, float]], measured: set[tuple], candidates: dict[str, list[_Pair]]) -> int:
-    """Give every pair not yet simulated the median factor of its class's simulated pairs (when below 1).
+def _spread(factors: dict[tuple, tuple[_Pair, float]], measured: set[tuple], candidates: dict[str, list[_Pair]],
+            excluded: set[tuple] = frozenset()) -> int:
+    """Give every pair not yet simulated the median factor of its class's simulated pairs (when below 1);
+    latency-bound (``excluded``) pairs say nothing of their neighbours' capacity and are left out.
 
     A profile that overstates one config's capacity for a class's traffic (its real lengths, its
     tails) overstates its neighbours' (other clocks, TP, GPUs) too; without this, each re-solve would
     move the load to an underated neighbour and miss again. Returns how many factors changed."""
     changed = 0
     for cls, pairs in sorted(candidates.items()):
-        seen = [factors.get(key, (None, 1.0))[1] for key in measured if key[-1] == cls]
+        seen = [factors.get(key, (None, 1.0))[1] for key in measured if key[-1] == cls and key not in excluded]
         if not seen:
             continue
         prior = float(np.median(seen))
@@ -205,6 +225,7 @@ def verify(plan, scenario: Scenario, *, traces: Sequence[TraceSource | str] | No
     sim_kw = dict(traces=traces, policy=policy, minutes=minutes, seed=seed, load_scale=load_scale, slots=slots)
     candidates = _candidates(sc)
     measured: set[tuple] = set()  # pairs with simulated evidence (MIN_REQUESTS or more requests) so far
+    excluded: set[tuple] = set()  # pairs found latency-bound (missing their target even at LOW_LOAD)
     rounds: list[VerificationRound] = []
     stopped: str | None = None
     cur, solve_s = plan, so.solve_seconds
@@ -231,10 +252,14 @@ def verify(plan, scenario: Scenario, *, traces: Sequence[TraceSource | str] | No
         counts = _pair_counts(cur, rep)
         measured |= {key for key, (_, n, _, _) in counts.items() if n >= MIN_REQUESTS}
         before = dict(factors)
-        if not _derate(factors, counts, targets, {g.class_ for g in failing}):
+        t1 = time.perf_counter()
+        low = _pair_counts(cur, simulate(cur, sc, **dict(sim_kw, load_scale=load_scale * LOW_LOAD)))
+        sim_s += time.perf_counter() - t1
+        rounds[-1] = rounds[-1].model_copy(update={"simulate_seconds": sim_s})
+        if not _derate(factors, counts, targets, {g.class_ for g in failing}, low, excluded):
             stopped = "no (config, class) to derate: the misses are not on any deployment's capacity"
             break
-        _spread(factors, measured, candidates)
+        _spread(factors, measured, candidates, excluded)
         t0 = time.perf_counter()
         nxt = None
         for attempt in range(BACKOFFS + 1):
