@@ -228,6 +228,11 @@ def test_plan_solve_verify_writes_a_verified_plan(optimistic, tmp_path):
     assert d["verification"]["met"] is True and 0.45 < d["options"]["capacity_factors"][0]["factor"] <= 0.5
     r = subprocess.run([sys.executable, "-m", "planner.cli", "check", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run([sys.executable, "-m", "planner.cli", "show", str(out)], capture_output=True, text=True,
+                       env={**__import__("os").environ, "COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    assert "targets met after 1 re-solve(s): 100.00 % of simulated requests within SLOs (poisson, fcfs, 2 min" in r.stdout
+    assert "1 (config, class) capacity factor(s)" in r.stdout
     for args, msg in ((["--trace", "x.csv"], "--trace needs --verify"),
                       (["--verify-minutes", "3"], "--verify-minutes needs --verify"),
                       (["--verify", "--trace", str(tmp_path / "none.csv")], "none.csv: CSV file not found"),

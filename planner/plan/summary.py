@@ -41,6 +41,16 @@ def plan_summary(plan: Plan, slot: int | None = None) -> Group:
     p = plan.pruning
     head.add_row("pruning", f"{p.configs_total} configs: {p.pruned_slo} miss every SLO, {p.pruned_dominated} dominated, "
                  f"{p.kept} kept")
+    if plan.options.capacity_factors:
+        head.add_row("derated", f"{len(plan.options.capacity_factors)} (config, class) capacity factor(s), "
+                     f"lowest {min(f.factor for f in plan.options.capacity_factors):.3g}")
+    v = plan.verification
+    if v is not None:
+        last = v.rounds[-1]
+        worst = f"worst {last.worst} {100 * last.worst_attainment:.2f} %" if last.worst else ""
+        head.add_row("verified", f"{'targets met' if v.met else 'targets NOT met'} after {len(v.rounds) - 1} re-solve(s): "
+                     f"{100 * last.attainment:.2f} % of simulated requests within SLOs ({v.arrivals}, {v.policy}, "
+                     f"{v.window_minutes:g} min per slot), {worst}")
 
     # per region: GPUs by type, min..max over slots, and energy/carbon
     gp = defaultdict(lambda: defaultdict(list))
