@@ -282,3 +282,16 @@ def test_a_latency_bound_config_is_excluded():
     a100 = [f for f in v.options.capacity_factors if f.gpu == "A100-80GB" and f.tp == plan.slots[0].deployments[0].tp]
     assert a100 and all(f.factor == pytest.approx(1e-3) for f in a100)
     assert planner.check(v, sc).ok
+
+
+def test_explain_false_raises_without_the_diagnosis():
+    """500 req/s against 10 GPUs of 10 req/s: infeasible. By default the error explains the capacity
+    shortfall; explain=False (what the verification loop uses for its re-solves) only says so."""
+    sc = planner.scenario_from_dict(scenario(demand={("k", "o"): [500.0]}))
+    with pytest.raises(planner.InfeasibleError) as full:
+        planner.solve(sc, "carbon")
+    assert full.value.explanation.findings and "demand exceeds what the available GPUs can serve" in str(full.value)
+    with pytest.raises(planner.InfeasibleError) as quick:
+        planner.solve(sc, "carbon", explain=False)
+    assert quick.value.explanation.findings == [] and quick.value.explanation.method == "unknown"
+    assert "not explained: explain=False" in str(quick.value)

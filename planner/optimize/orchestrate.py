@@ -39,7 +39,8 @@ def build_model(scenario: Scenario, objective: str | None = None, backend: str =
 def solve(scenario: Scenario, objective: str | None = None, backend: str = "highs", *,
           time_limit: float | None = None, mip_gap: float = 5e-3, threads: int | None = None,
           seed: int | None = None, write_model: str | Path | None = None,
-          progress: Callable[[dict], None] | None = None, decompose: bool = True, **option_overrides: Any) -> Plan:
+          progress: Callable[[dict], None] | None = None, decompose: bool = True, explain: bool = True,
+          **option_overrides: Any) -> Plan:
     """Solve ``scenario`` and return a :class:`~planner.plan.schema.Plan`.
 
     ``objective``: carbon | energy | cost | gpu-hours; ``backend``: highs | pyomo | pulp; other
@@ -52,7 +53,8 @@ def solve(scenario: Scenario, objective: str | None = None, backend: str = "high
     model); otherwise the whole model is solved at once. ``decompose=False`` always solves the
     whole model.
 
-    Raises InfeasibleError (with an explanation), NoSolutionError (time limit without a feasible
+    Raises InfeasibleError (with an explanation; ``explain=False`` skips the diagnostic solves that
+    find it, for callers that only need to know), NoSolutionError (time limit without a feasible
     plan) or SolverError.
     """
     if mip_gap is None:
@@ -71,7 +73,7 @@ def solve(scenario: Scenario, objective: str | None = None, backend: str = "high
         t0 = time.perf_counter()
         refuse_impossible_limits(sc, md, threads)
         secs += time.perf_counter() - t0
-    opts = SolveOptions(time_limit, mip_gap, threads, seed, progress)
+    opts = SolveOptions(time_limit, mip_gap, threads, seed, progress, explain=bool(explain))
     be = None  # the whole model's native form, built once (for writing and/or the whole-model solve)
     if write_model is not None:
         be = get_backend(backend)(lm, objective_vector(lm, md, obj), names=True)

@@ -29,7 +29,7 @@ from planner.optimize.backends.base import (
     SolveOptions,
     SolveResult,
 )
-from planner.optimize.explain import explain_infeasible
+from planner.optimize.explain import Explanation, explain_infeasible
 from planner.optimize.extract import make_plan
 from planner.plan.schema import Plan
 from planner.scenario.loading import Scenario
@@ -98,6 +98,9 @@ def solve_built(b: BuiltModel, opts: SolveOptions) -> Plan:
 
 def raise_for(r: SolveResult, sc: Scenario, opts: SolveOptions, where: str = "") -> None:
     if r.status in (INFEASIBLE, UNBOUNDED):
+        if not opts.explain:
+            raise InfeasibleError(Explanation("no plan meets every constraint (not explained: explain=False)", [],
+                                              "unknown"))
         raise InfeasibleError(explain_infeasible(sc, opts))
     if r.status == NO_SOLUTION:
         raise NoSolutionError(

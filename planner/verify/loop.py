@@ -215,7 +215,8 @@ def verify(plan, scenario: Scenario, *, traces: Sequence[TraceSource | str] | No
     for f in po.capacity_factors:
         p = _Pair(f.model, f.gpu, f.tp, f.pp, f.freq_mhz, f.class_)
         factors[p.key()] = (p, f.factor)
-    solve_kw = dict(backend=so.backend, time_limit=so.time_limit, mip_gap=so.mip_gap, threads=so.threads, seed=so.seed)
+    solve_kw = dict(backend=so.backend, time_limit=so.time_limit, mip_gap=so.mip_gap, threads=so.threads, seed=so.seed,
+                    explain=False)  # an infeasible re-solve only needs to be known: it is softened and retried
     solve_kw.update(solve_overrides)
     base = sc.replace_options(objective=po.objective, budget_usd=po.budget_usd, carbon_cap_kg=po.carbon_cap_kg,
                               max_utilization=po.max_utilization, tie_break=po.tie_break,
@@ -266,10 +267,11 @@ def verify(plan, scenario: Scenario, *, traces: Sequence[TraceSource | str] | No
             try:
                 nxt = solve(base.replace_options(capacity_factors=_factor_list(factors)), **solve_kw)
                 break
-            except InfeasibleError as e:
+            except InfeasibleError:
                 if attempt == BACKOFFS:
                     stopped = (f"the re-solve with the derated capacities is infeasible even with the deratings "
-                               f"softened {BACKOFFS} times: {str(e).splitlines()[0]}")
+                               f"softened {BACKOFFS} times (the fleet cannot carry the derated load; solve the "
+                               f"scenario with its options.capacity_factors set to the plan's for an explanation)")
                     break
                 # halfway back (geometrically) towards the factors that were feasible
                 factors = {k: (p, float(np.sqrt(f * before.get(k, (p, 1.0))[1]))) for k, (p, f) in factors.items()}

@@ -35,6 +35,9 @@ class SolveOptions:
     cancel: threading.Event | None = field(default=None, compare=False, repr=False)
     """Set from another thread to stop the solve soon (HiGHS and PuLP backends: within milliseconds;
     Pyomo: at its time limit). A cancelled solve returns a result without a solution."""
+    explain: bool = field(default=True, compare=False)
+    """Whether an infeasible solve computes its explanation (diagnostic solves) before raising;
+    the backends ignore it."""
 
 
 @dataclass(frozen=True)
