@@ -14,6 +14,7 @@ from rich.console import Console
 from planner.cli.console import ALLOW_DIR_HELP, emit_json, err, esc, finite, stdout_console
 from planner.errors import EXIT_OK, EXIT_VIOLATIONS, InfeasibleError, InputError, Problem
 from planner.io import check_outputs, write_stdout
+from planner.scenario.schema import DEMAND_STATISTIC_PATTERN
 from planner.scenario.schema import Objective as ObjectiveOpt
 from planner.scenario.schema import TieBreak as TieBreakOpt
 
@@ -103,18 +104,18 @@ def solve(
                  if v]
         if given:
             raise InputError(f"{given[0]} needs --verify")
-    if demand_statistic is not None and not re.fullmatch(r"mean|peak|p([1-9]|[1-9][0-9])", demand_statistic):
+    if demand_statistic is not None and not re.fullmatch(DEMAND_STATISTIC_PATTERN, demand_statistic):
         raise InputError(f"--demand-statistic must be mean, peak or pNN with NN from 1 to 99, got {demand_statistic!r}")
     finite("--verify-minutes", verify_minutes, positive=True)
     finite("--verify-load", verify_load, positive=True)
     check_outputs({"-o": output, "--write-model": write_model})  # before loading: fail fast
     sc = load_scenario(scenario, allow_dirs=allow_dir or ())
-    trace_paths = [str(t).split("=", 1)[0] if not Path(str(t)).exists() else str(t) for t in (trace or [])]
-    check_outputs({"-o": output, "--write-model": write_model}, list(sc.input_files) + trace_paths)
-    if verify and trace:
-        from planner.sim.arrivals import TraceSource, load_traces
+    from planner.sim.arrivals import TraceSource, load_traces
 
-        load_traces([TraceSource.parse(t) for t in trace], sc)  # every trace problem before the solve
+    sources = [TraceSource.parse(t) for t in (trace or [])]
+    check_outputs({"-o": output, "--write-model": write_model}, list(sc.input_files) + [t.path for t in sources])
+    if sources:
+        load_traces(sources, sc)  # every trace problem before the solve
     for w in sc.warnings:
         err.print(f"[yellow]warning:[/] {w}")
     progress = None
@@ -161,7 +162,7 @@ def solve(
                           f"their SLOs (worst {esc(r['worst'])}: {100 * r['worst_attainment']:.2f} %); plan sized with "
                           f"{r['factors']} capacity factor(s); {r['simulate_seconds']:.0f} s simulated")
 
-        plan = _verify(plan, sc, traces=trace or None, policy=verify_policy.value, minutes=verify_minutes,
+        plan = _verify(plan, sc, traces=sources or None, policy=verify_policy.value, minutes=verify_minutes,
                        load_scale=verify_load, max_iterations=verify_iterations, progress=round_note)
     emit_json(plan.to_json(), output)
     for w in plan.warnings:
@@ -248,7 +249,10 @@ def simulate(
     finite("--minutes", minutes, positive=True)
     if output is not None and str(output) == "-":
         output, as_json = None, True
-    trace_files = [t.split("=", 1)[0] for t in (trace or [])]
+    from planner.sim.arrivals import TraceSource
+
+    sources = [TraceSource.parse(t) for t in (trace or [])]
+    trace_files = [t.path for t in sources]
     check_outputs({"-o": output}, [plan_file, *trace_files])
     plan = read_plan(plan_file)
     sc = _scenario_for_plan(plan, plan_file, scenario, allow_dir)
@@ -262,7 +266,7 @@ def simulate(
             raise InputError([Problem(str(plan_file), msg + "; pass --allow-violations to simulate it anyway")],
                              "plan fails the checker")
         err.print(f"[yellow]warning:[/] {esc(msg)}")
-    rep = _simulate(plan, sc, traces=trace or None, policy=policy.value, seed=seed, slots=slots,
+    rep = _simulate(plan, sc, traces=sources or None, policy=policy.value, seed=seed, slots=slots,
                     load_scale=load_scale, minutes=minutes, predict=predict.value, trace_rate=trace_rate.value)
     text = rep.to_json()
     if output is not None:

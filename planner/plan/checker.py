@@ -61,7 +61,7 @@ from planner.errors import InputError, PlanFileError, Problem
 from planner.io import read_text_input
 from planner.plan.schema import Plan
 from planner.scenario.loading import Scenario, load_scenario
-from planner.scenario.schema import RATE_RESOLUTION
+from planner.scenario.schema import DEMAND_STATISTIC_PATTERN, RATE_RESOLUTION
 
 FAMILIES = (
     "fingerprint", "options", "reference", "integrality", "demand_served", "data_residency", "route_balance",
@@ -323,7 +323,7 @@ def _sig(a) -> np.ndarray:
     return np.array([float(f"{float(v):.10g}") for v in np.asarray(a, dtype=float)], dtype=float)
 
 
-DEMAND_STATISTIC = re.compile(r"mean|peak|p([1-9]|[1-9][0-9])")
+DEMAND_STATISTIC = re.compile(DEMAND_STATISTIC_PATTERN)
 
 
 def _config_key(model, gpu, tp, pp, freq) -> str:

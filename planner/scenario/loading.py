@@ -228,7 +228,7 @@ class Scenario:
         if d.exists() and not d.is_dir():
             raise ScenarioError([Problem(str(d), "exists and is not a folder")], "cannot save scenario")
         names = ["scenario.yaml"] + [TABLE_FILES[n] for n in TABLE_FIELDS if n in self.tables] + [
-            "shape_" + re.sub(r"[^A-Za-z0-9_.-]", "_", s.name) + ".csv" for s in self.spec.shapes
+            shape_file(s.name) for s in self.spec.shapes
             if self.shape_distribution(s.name) is not None]
         clash = [d / n for n in names if (d / n).exists()]
         if clash and not overwrite:
@@ -244,7 +244,7 @@ class Scenario:
         for i, shp in enumerate(self.spec.shapes):
             dist = self.shape_distribution(shp.name)
             if dist is not None:
-                fname = "shape_" + re.sub(r"[^A-Za-z0-9_.-]", "_", shp.name) + ".csv"
+                fname = shape_file(shp.name)
                 doc["shapes"][i]["distribution"] = fname
                 atomic_write_text(d / fname, dist.to_csv(index=False, lineterminator="\n"))
         path = d / "scenario.yaml"
@@ -675,6 +675,18 @@ def _shape_distribution(reader: "_Reader", field_name: str, value, problems: lis
     return out.reset_index(drop=True)
 
 
+def _slot_edges(spec: ScenarioSpec) -> tuple[np.ndarray, int]:
+    """The T+1 slot boundaries (int64 ns since the epoch, UTC) and the slot length in ns."""
+    start = np.datetime64(spec.horizon.start.replace(tzinfo=None), "ns").astype(np.int64)
+    slot_ns = spec.horizon.slot_minutes * 60 * 1_000_000_000
+    return start + slot_ns * np.arange(spec.horizon.slots + 1, dtype=np.int64), slot_ns
+
+
+def shape_file(name: str) -> str:
+    """The file :meth:`Scenario.save` gives a shape's distribution table."""
+    return "shape_" + re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".csv"
+
+
 def _demand_how(statistic: str) -> str:
     """The alignment of the demand table for ``options.demand_statistic``."""
     return {"mean": "mean", "peak": "max"}.get(statistic, statistic)
@@ -683,16 +695,12 @@ def _demand_how(statistic: str) -> str:
 def _aligned_demand(sc: "Scenario", statistic: str) -> np.ndarray:
     """The [K, O, T] demand of ``sc``'s (validated) demand table taken with another statistic."""
     frame = sc.tables["demand"]
-    spec = sc.spec
-    T = spec.horizon.slots
-    start = np.datetime64(spec.horizon.start.replace(tzinfo=None), "ns").astype(np.int64)
-    slot_ns = spec.horizon.slot_minutes * 60 * 1_000_000_000
-    edges = start + slot_ns * np.arange(T + 1, dtype=np.int64)
+    edges, slot_ns = _slot_edges(sc.spec)
     kix = {n: i for i, n in enumerate(sc.classes)}
     oix = {n: i for i, n in enumerate(sc.origins)}
     groups = list(frame.groupby(["class", "origin"], sort=True))
     step = table_step([g["timestamp"].to_numpy().astype(np.int64) for _, g in groups])
-    out = np.zeros((len(kix), len(oix), T))
+    out = np.zeros((len(kix), len(oix), sc.n_slots))
     for (k, o), grp in groups:
         vals, probs = align_series(grp["timestamp"].to_numpy().astype(np.int64), grp["rate_rps"].to_numpy(float),
                                    edges, slot_ns, _demand_how(statistic), f"demand ({k}, {o})", step)
@@ -792,9 +800,7 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str, allow_dirs: tuple[
     gix = {n: i for i, n in enumerate(gpus)}
     kix = {n: i for i, n in enumerate(classes)}
     oix = {n: i for i, n in enumerate(origins)}
-    start = np.datetime64(spec.horizon.start.replace(tzinfo=None), "ns").astype(np.int64)
-    slot_ns = spec.horizon.slot_minutes * 60 * 1_000_000_000
-    edges = start + slot_ns * np.arange(T + 1, dtype=np.int64)
+    edges, slot_ns = _slot_edges(spec)
 
     reader = _Reader(base_dir, source, problems, allow_dirs)
     tables: dict[str, pd.DataFrame] = {}

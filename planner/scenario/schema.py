@@ -171,6 +171,9 @@ class Unserved(_Frozen):
     """Objective units added per request not served (kgCO2e, kWh, USD or GPU-hours, per the objective)."""
 
 
+DEMAND_STATISTIC_PATTERN = r"^(mean|peak|p([1-9]|[1-9][0-9]))$"
+"""Values of ``options.demand_statistic``: mean, peak, or pNN with NN from 1 to 99."""
+
 DEFAULT_ATTAINMENT = 0.99
 """The attainment a class must reach in verification when its SLO states none."""
 
@@ -205,7 +208,7 @@ class Options(_Frozen):
     """Headroom: the load of a replica stays within this fraction of its profiled maximum rate."""
     unserved: Unserved = Field(default_factory=Unserved)
     """Whether unserved demand is allowed, and its penalty."""
-    demand_statistic: str = Field("mean", pattern=r"^(mean|peak|p([1-9]|[1-9][0-9]))$")
+    demand_statistic: str = Field("mean", pattern=DEMAND_STATISTIC_PATTERN)
     """How a slot's demand is taken from a demand table finer than the slot: ``mean`` (the
     time-weighted mean, the default), ``peak`` (the largest rate within the slot) or ``pNN`` (the
     time-weighted NN-th percentile of the rates within the slot, e.g. ``p95``). Sizing each slot for

@@ -54,6 +54,8 @@ def poisson_arrivals(sc, t: int, window_ms: float, scale: float, rng: np.random.
     for k, kc in enumerate(sc.spec.classes):
         sh = shapes[kc.shape]
         dist = sc.shape_distribution(kc.shape)
+        if dist is not None:
+            d_in, d_out, d_w = (dist[c].to_numpy() for c in ("input_tokens", "output_tokens", "weight"))
         for o in range(len(sc.origins)):
             lam = float(sc.demand[k, o, t]) * scale
             if lam <= 0:
@@ -65,8 +67,8 @@ def poisson_arrivals(sc, t: int, window_ms: float, scale: float, rng: np.random.
             if dist is None:
                 inp, out = np.full(n, sh.input_tokens), np.full(n, sh.output_tokens)
             else:
-                j = rng.choice(len(dist), size=n, p=dist["weight"].to_numpy(float))
-                inp, out = dist["input_tokens"].to_numpy()[j], dist["output_tokens"].to_numpy()[j]
+                j = rng.choice(len(d_w), size=n, p=d_w)
+                inp, out = d_in[j], d_out[j]
             parts.append((ts, np.full(n, k), np.full(n, o), inp, out))
     return _concat(parts)
 

@@ -236,6 +236,12 @@ def verify(plan, scenario: Scenario, *, traces: Sequence[TraceSource | str] | No
         sim_s = time.perf_counter() - t0
         groups = _groups(rep, targets)
         failing = [g for g in groups if g.attainment < g.target]
+        if failing and len(rounds) >= max_iterations:
+            stopped = f"the iteration limit ({max_iterations} re-solves) was reached"
+        low = None
+        if failing and stopped is None:  # what still misses at a tenth of the traffic is latency-bound
+            low = _pair_counts(cur, simulate(cur, sc, **dict(sim_kw, load_scale=load_scale * LOW_LOAD)))
+            sim_s = time.perf_counter() - t0
         worst = _worst(groups)
         rnd = VerificationRound(
             iteration=len(rounds), attainment=rep.attainment.slo if rep.attainment.slo is not None else 1.0,
@@ -245,18 +251,11 @@ def verify(plan, scenario: Scenario, *, traces: Sequence[TraceSource | str] | No
         rounds.append(rnd)
         if progress is not None:
             progress(rnd.model_dump(by_alias=True))
-        if not failing:
-            break
-        if len(rounds) > max_iterations:
-            stopped = f"the iteration limit ({max_iterations} re-solves) was reached"
+        if low is None:  # met, or at the iteration limit
             break
         counts = _pair_counts(cur, rep)
         measured |= {key for key, (_, n, _, _) in counts.items() if n >= MIN_REQUESTS}
         before = dict(factors)
-        t1 = time.perf_counter()
-        low = _pair_counts(cur, simulate(cur, sc, **dict(sim_kw, load_scale=load_scale * LOW_LOAD)))
-        sim_s += time.perf_counter() - t1
-        rounds[-1] = rounds[-1].model_copy(update={"simulate_seconds": sim_s})
         if not _derate(factors, counts, targets, {g.class_ for g in failing}, low, excluded):
             stopped = "no (config, class) to derate: the misses are not on any deployment's capacity"
             break
