@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from planner.scenario.schema import RATE_RESOLUTION
+from planner.scenario.schema import RATE_RESOLUTION, slo_statistic, statistic_rank
 
 TOL = 1e-9
 
@@ -93,8 +93,10 @@ def config_class_pairs(sc) -> tuple[pd.DataFrame, pd.DataFrame, Pruning]:
     """Configs and their valid (config, class) pairs.
 
     A pair (c, k) is valid when ``tbt_ck <= SLO_tbt(k)`` and the network budget
-    ``slack_ck = min(SLO_ttft(k) - ttft_ck, SLO_e2e(k) - ttft_ck - (L_out(k) - 1) tbt_ck) >= 0``.
-    A config with no valid pair is pruned (it meets no SLO even with zero RTT).
+    ``slack_ck = min(SLO_ttft(k) - ttft_ck, SLO_e2e(k) - ttft_ck - (L_out(k) - 1) tbt_ck) >= 0``, and,
+    when class k states a percentile, the row's statistic is at least as strict
+    (``rank(statistic_c) >= rank(percentile_k)``, the mean ranking as p50): a row sized for mean
+    latencies cannot promise a p99. A config with no valid pair is pruned (it meets no SLO even with zero RTT).
 
     Power of a replica of c at utilisation u_k of class k (rate / mu): the line from ``base_c`` at
     zero load to ``busy_ck`` at ``mu_ck``, ``base_c + sum_k marg_ck * rate_k``. ``base_c`` is the
@@ -120,6 +122,9 @@ def config_class_pairs(sc) -> tuple[pd.DataFrame, pd.DataFrame, Pruning]:
             "slo_ttft": [k.slo.ttft_ms for k in sc.spec.classes],
             "slo_tbt": [k.slo.tbt_ms for k in sc.spec.classes],
             "slo_e2e": [k.slo.e2e_ms if k.slo.e2e_ms is not None else np.inf for k in sc.spec.classes],
+            # the statistic the class states (0: none, any row's latencies are compared as they are)
+            "slo_rank": [statistic_rank(st) if (st := slo_statistic(k.slo)) is not None else 0.0
+                         for k in sc.spec.classes],
         }
     )
     out_tok = {s.name: s.output_tokens for s in sc.spec.shapes}
@@ -127,7 +132,8 @@ def config_class_pairs(sc) -> tuple[pd.DataFrame, pd.DataFrame, Pruning]:
     p = prof.merge(cls, on=["model", "shape"], how="inner").merge(cfg[keycols + ["c", "base_w"]], on=keycols)
     p["e2e"] = p["ttft_ms"] + (p["out_tokens"] - 1) * p["tbt_ms"]
     p["slack_ms"] = np.minimum(p["slo_ttft"] - p["ttft_ms"], p["slo_e2e"] - p["e2e"])
-    ok = (p["tbt_ms"] <= p["slo_tbt"] + TOL) & (p["slack_ms"] >= -TOL)
+    row_rank = p["statistic"].map(statistic_rank) if "statistic" in p else 0.5
+    ok = (p["tbt_ms"] <= p["slo_tbt"] + TOL) & (p["slack_ms"] >= -TOL) & (row_rank >= p["slo_rank"] - TOL)
     pruning = Pruning(configs_total=len(cfg), pairs_pruned_slo=int((~ok).sum()))
     tiny = ok & (p["max_rps"] < RATE_RESOLUTION)
     warnings = []

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from planner.errors import InputError
 from planner.perf import model as pm
+from planner.perf.rows import profile_rows
 from planner.scenario.loading import PROFILE_COLUMNS
 
 TOY_GPU = pm.GPUSpec(name="toy", memory_gb=20, mem_bw_gbs=1000, bf16_tflops=100, fp8_tflops=None, tdp_w=100,
@@ -111,14 +112,14 @@ def test_specs_complete():
 
 @pytest.fixture(scope="module")
 def rows():
-    out = [pm.profile_rows(m, g, SHAPES, SLOS) for m in ("llama-3.1-8b", "llama-3.1-70b")
+    out = [profile_rows(m, g, SHAPES, SLOS) for m in ("llama-3.1-8b", "llama-3.1-70b")
            for g in ("A100-80GB", "H100-80GB", "H200", "L4")]
     return pd.concat(out, ignore_index=True)
 
 
 def test_profile_rows_columns_and_determinism(rows):
     assert list(rows.columns) == list(PROFILE_COLUMNS)
-    again = pm.profile_rows("llama-3.1-70b", "H100-80GB", SHAPES, SLOS)
+    again = profile_rows("llama-3.1-70b", "H100-80GB", SHAPES, SLOS)
     pd.testing.assert_frame_equal(again, rows[(rows.model == "llama-3.1-70b") & (rows.gpu == "H100-80GB")]
                                   .reset_index(drop=True))
     assert rows.expected_error.notna().all() and (rows.expected_error > 0).all()
@@ -134,7 +135,7 @@ def test_profile_rows_meet_slo(rows):
 def test_rounded_row_meets_e2e_target():
     """Reviewer's case: rounding TTFT/TBT to nearest after the check gave 390.0 + 12 × 134.2 = 2000.4 > 2000.
     Rounded latencies are rounded up and re-checked, max_rps rounded down."""
-    r = pm.profile_rows("llama-3.1-8b", "B200", {"code": (1469, 13)}, {"code": (785.0, 150.0, 2000.0)},
+    r = profile_rows("llama-3.1-8b", "B200", {"code": (1469, 13)}, {"code": (785.0, 150.0, 2000.0)},
                         tps=(2,), freqs=[1380])
     assert len(r)
     assert (r.ttft_ms + 12 * r.tbt_ms <= 2000.0).all()
@@ -151,7 +152,7 @@ def test_rounded_profile_rows_meet_their_targets(model, gpu, tp, fi, inp, out, t
     """Every row, as rounded, meets its TTFT, TBT and e2e (recomputed as ttft + (out − 1) × tbt) targets;
     max_rps is never above the model's rate at the reported operating point."""
     f = pm.gpu_spec(gpu).freq_levels()[fi]
-    r = pm.profile_rows(model, gpu, {"s": (float(inp), float(out))}, {"s": (ttft, tbt, e2e)}, tps=(tp,), pps=(1,),
+    r = profile_rows(model, gpu, {"s": (float(inp), float(out))}, {"s": (ttft, tbt, e2e)}, tps=(tp,), pps=(1,),
                         freqs=[f])
     for row in r.itertuples(index=False):
         assert row.ttft_ms <= ttft and row.tbt_ms <= tbt
@@ -265,12 +266,12 @@ def test_memory_bound_decode_nearly_clock_independent():
 
 def test_unfit_config_absent():
     assert pm.configs_for("llama-3.1-405b", "L4", 2000) == []
-    assert pm.profile_rows("llama-3.1-405b", "L4", SHAPES, SLOS).empty
+    assert profile_rows("llama-3.1-405b", "L4", SHAPES, SLOS).empty
 
 
 def test_missing_slo_is_an_error():
     with pytest.raises(InputError, match="code"):
-        pm.profile_rows("llama-3.1-8b", "H100-80GB", SHAPES, {"conv-short": SLOS["conv-short"]})
+        profile_rows("llama-3.1-8b", "H100-80GB", SHAPES, {"conv-short": SLOS["conv-short"]})
 
 
 @given(inp=st.integers(16, 4000), out=st.integers(1, 1000), ttft=st.floats(50, 5000), tbt=st.floats(5, 300),

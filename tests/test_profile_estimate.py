@@ -15,6 +15,7 @@ import planner
 from planner.cli import main
 from planner.perf import model as perfmodel
 from planner.perf.estimate import estimate_profiles, shape_targets
+from planner.perf.rows import profile_rows
 from planner.scenario.loading import PROFILE_KEY
 from planner.scenario.schema import ScenarioSpec
 
@@ -55,7 +56,7 @@ def test_shape_targets_take_the_tightest_slo_less_the_nearest_rtt():
                  {"name": "k2", "model": "m", "shape": "s", "slo": {"ttft_ms": 800, "tbt_ms": 150, "e2e_ms": 3000}}],
         demand={("k1", "o1"): [1.0], ("k2", "o1"): [1.0]},
     )
-    assert shape_targets(_spec(doc)) == {"m": {"s": (780.0, 100.0, 2980.0)}}
+    assert shape_targets(_spec(doc)) == {"m": {"s": (780.0, 100.0, 2980.0, None, None)}}
 
 
 def test_estimate_keeps_measured_rows_and_adds_exactly_the_missing_model_rows():
@@ -65,7 +66,7 @@ def test_estimate_keeps_measured_rows_and_adds_exactly_the_missing_model_rows():
     mine = table[table["source"] == "measured by hand"]
     assert len(mine) == 1 and float(mine["max_rps"].iloc[0]) == 33.0
     # the added rows are exactly the model's rows for both GPUs at TTFT 1000 - 30 = 970, minus the measured key
-    expect = pd.concat([perfmodel.profile_rows("llama-3.1-8b", g, {"s": (409.0, 94.0)}, {"s": (970.0, 100.0, None)})
+    expect = pd.concat([profile_rows("llama-3.1-8b", g, {"s": (409.0, 94.0)}, {"s": (970.0, 100.0, None)})
                         for g in ("H100-80GB", "L4")], ignore_index=True)
     keys = {tuple(r) for r in expect[PROFILE_KEY].itertuples(index=False)} - {("llama-3.1-8b", "H100-80GB", 1, 1, 1980, "s")}
     added = table[table["source"] != "measured by hand"]

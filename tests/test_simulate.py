@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import planner
 from planner.cli import main
-from planner.perf.model import profile_rows
+from planner.perf.rows import profile_rows
 from planner.sim.arrivals import TraceSource
 from planner.sim.arrivals import load_traces as _load_traces
 from planner.sim.arrivals import replay_traces as _replay

@@ -168,17 +168,30 @@ MODELS = ["llama-3.1-8b", "llama-3.1-70b"]
 # Shapes: name -> (trace, subset); medians computed from the Azure 2023 trace
 CONV_SPLIT_OUT = 256
 
-# Classes: name -> model, shape, SLO (ms)
+# Classes: name -> model, shape, SLO (ms). Every target is a 99th percentile over the class's
+# requests and 99 % of them must meet all their targets at once. Chat targets follow MLPerf
+# Inference v5.0's server scenario (Llama 3.1 8B: TTFT 2 s, TPOT 100 ms; Llama 2 70B: TTFT 2 s; we
+# keep TPOT 100 ms for the 70B chat tier); code completion is given a tighter TTFT (1.5 s) and a
+# looser TBT (150 ms). No end-to-end target: the code trace's outputs reach 246 tokens at p99, so an
+# e2e target for 99 % of requests would be loose or unattainable (assumptions, data/README.md).
 CLASSES = {
-    "chat-short": dict(model="llama-3.1-8b", shape="conv-short", slo=dict(ttft_ms=1000, tbt_ms=100)),
-    "chat-long": dict(model="llama-3.1-8b", shape="conv-long", slo=dict(ttft_ms=2000, tbt_ms=100)),
-    "chat-70b": dict(model="llama-3.1-70b", shape="conv-short", slo=dict(ttft_ms=1500, tbt_ms=100)),
-    "code-70b": dict(model="llama-3.1-70b", shape="code", slo=dict(ttft_ms=800, tbt_ms=150, e2e_ms=2000)),
+    "chat-short": dict(model="llama-3.1-8b", shape="conv-short",
+                       slo=dict(ttft_ms=2000, tbt_ms=100, percentile=99, attainment=0.99)),
+    "chat-long": dict(model="llama-3.1-8b", shape="conv-long",
+                      slo=dict(ttft_ms=2000, tbt_ms=100, percentile=99, attainment=0.99)),
+    "chat-70b": dict(model="llama-3.1-70b", shape="conv-short",
+                     slo=dict(ttft_ms=2000, tbt_ms=100, percentile=99, attainment=0.99)),
+    "code-70b": dict(model="llama-3.1-70b", shape="code",
+                     slo=dict(ttft_ms=1500, tbt_ms=150, percentile=99, attainment=0.99)),
 }
+NETWORK_MS = 70.0
+"""Network allowance of the profile rows' TTFT targets: every route up to 70 ms RTT (within a continent,
+and North America - Europe) can use every row (``plan profile estimate --network-ms 70``)."""
 CHAT70B_SHARE_OF_SHORT = 1 / 3   # assumption: a third of short chats go to the 70B tier
 
 # Demand
-TOTAL_MEAN_RPS = 300.0           # daily mean over all classes and origins (assumption, sized to the fleet)
+TOTAL_MEAN_RPS = 120.0           # daily mean over all classes and origins (assumption, sized so the fleet serves
+                                 # the traces' length distributions at the p99 targets, eu on eu-central alone)
 ORIGINS = {  # share of requests, UTC offset of local time in June, allowed regions (None = all)
     "na": dict(share=0.45, utc_offset=-5, allowed=None),
     "eu": dict(share=0.30, utc_offset=+2, allowed=["eu-central"]),
@@ -345,7 +358,7 @@ def build_demand(shares: dict) -> pd.DataFrame:
 # Profiles: the calibrated performance model, exactly as `plan profile estimate` runs it
 # --------------------------------------------------------------------------------------------
 
-def build_profiles(yaml_text: str) -> pd.DataFrame:
+def build_profiles(yaml_text: str, dists: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Every profile row the scenario can use, from ``planner.perf.model`` via ``estimate_profiles``.
 
     The scenario document is parsed first so that the shapes, SLOs and RTTs the rows are computed
@@ -358,7 +371,8 @@ def build_profiles(yaml_text: str) -> pd.DataFrame:
     from planner.scenario.schema import ScenarioSpec
 
     spec = ScenarioSpec.model_validate(yaml.safe_load(yaml_text))
-    table, _ = estimate_profiles(spec, None)
+    norm = {k: d.assign(weight=d["weight"] / d["weight"].sum()) for k, d in dists.items()}
+    table, _ = estimate_profiles(spec, None, distributions=norm, network_ms=NETWORK_MS)
     return table
 
 
@@ -550,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     demand = build_demand(shares)
     rtt = rtt_table(shared)
     yaml_text = build_yaml(shapes, gpu_prices, rtt)
-    profiles = build_profiles(yaml_text)
+    profiles = build_profiles(yaml_text, dists)
 
     check_tables(profiles, {
         "carbon": (carbon, ["region"]),

@@ -140,8 +140,10 @@ def main() -> None:
     df["model_rps"] = np.round(rates, 4)
     df["rel_error"] = np.round(rates / df["sim_rps"].to_numpy() - 1.0, 4)
     df.to_csv(DATA / "queueing_errors.csv", index=False, lineterminator="\n")
+    held = np.abs(df.loc[df["split"] == "held-out", "rel_error"].to_numpy())
     (DATA / "queueing_calibration.json").write_text(json.dumps(
-        {"kappa_wait": kw, "kappa_tbt": kt,
+        {"kappa_wait": kw, "kappa_tbt": kt, "held_out_median_error": round(float(np.median(held)), 3),
+         "held_out_p90_error": round(float(np.quantile(held, 0.9)), 3),
          "generated_by": "python tools/calibrate_queueing.py (planner.perf.queueing vs planner.sim.capacity)"},
         indent=1) + "\n")
     for split in ("train", "held-out"):

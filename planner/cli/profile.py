@@ -279,19 +279,24 @@ def estimate_cmd(
     gpu_map: list[str] = typer.Option([], "--gpu-map", help="SCENARIO_GPU=KNOWN_GPU (repeatable)."),
     skip_unknown: bool = typer.Option(False, "--skip-unknown", help="Skip models/GPUs the performance model "
                                       "does not know (warning) instead of failing."),
+    network_ms: Optional[float] = typer.Option(None, "--network-ms", min=0, max=1e6, help="Network allowance "
+                                               "subtracted from the TTFT targets (default: the smallest RTT of "
+                                               "the scenario); rows then serve every route up to that RTT."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary on stderr."),
 ):
     """Add performance-model estimates for every profile row the scenario can use and the table lacks.
 
     Existing rows are kept unchanged. Estimated rows say so in `source` and carry `expected_error`
     (relative error of max_rps from the held-out calibration; docs/performance-model.md). Each shape
-    is profiled at the tightest SLO of its classes, less the smallest network RTT.
+    is profiled at the tightest SLO of its classes, less the smallest network RTT (or --network-ms).
+    A shape whose classes state a percentile (slo.percentile) is profiled for its length
+    distribution at that percentile.
     """
     from rich.markup import escape
 
     from planner.perf.estimate import estimate_profiles
     from planner.perf.importers import profiles_to_csv, read_profile_table
-    from planner.scenario.loading import read_spec, scenario_document_path
+    from planner.scenario.loading import read_shape_distributions, read_spec, scenario_document_path
 
     spec, base = read_spec(scenario)
     if output is not None:
@@ -308,7 +313,9 @@ def estimate_cmd(
         existing = None  # the scenario's profile CSV does not exist yet: a fresh table
     table, rep = estimate_profiles(spec, existing, models=model or None, gpus=gpu or None,
                                    model_map=_parse_map(model_map, "--model-map"),
-                                   gpu_map=_parse_map(gpu_map, "--gpu-map"), skip_unknown=skip_unknown)
+                                   gpu_map=_parse_map(gpu_map, "--gpu-map"), skip_unknown=skip_unknown,
+                                   distributions=read_shape_distributions(spec, base, str(scenario_document_path(scenario))),
+                                   network_ms=network_ms)
     for s in rep.skipped:
         err.print("[yellow]warning:[/] " + escape(s))
     text = profiles_to_csv(table)

@@ -47,7 +47,7 @@ COLUMNS = list(PROFILE_COLUMNS)
 OPTIONAL_PROFILE_COLUMNS = ["source"] + [c for c, k in PROFILE_COLUMNS.items() if k.endswith("?")]
 """Profile columns a final table may omit (``source``, ``active_power_w``, ``expected_error``)."""
 FORMATS = ("vllm", "mlenergy", "runs-csv", "profile")
-STATISTICS = ("mean", "p50", "p90", "p95", "p99")
+from planner.scenario.schema import STATISTICS  # noqa: E402
 RUN_COLUMNS = ["model", "gpu", "tp", "pp", "freq_mhz", "shape", "request_rate_rps", "throughput_rps",
                "ttft_ms", "tbt_ms", "power_w"]
 RUN_OPTIONAL = ["idle_power_w", "e2e_ms"]
@@ -372,7 +372,8 @@ def select_point(runs: Sequence[Run], targets: dict[str, float], names: dict[str
 def _finish_row(dep: Deployment, point: OperatingPoint, source: str, problems: list[Problem], where: str, *,
                 busy: float | None, idle: float | None, ttft: float | None,
                 power_fn: PowerFn | None = None, ttft_fn: TtftFn | None = None,
-                power_hint: str = "", idle_hint: str = "", ttft_hint: str = "") -> dict | None:
+                power_hint: str = "", idle_hint: str = "", ttft_hint: str = "",
+                statistic: str = "mean") -> dict | None:
     """Fill power and TTFT (given values first, then the hooks) and check the row.
 
     Active power (``active_power_w``) is never measured by these formats: it comes only from the
@@ -424,7 +425,7 @@ def _finish_row(dep: Deployment, point: OperatingPoint, source: str, problems: l
     return {"model": dep.model, "gpu": dep.gpu, "tp": int(dep.tp), "pp": int(dep.pp), "freq_mhz": float(dep.freq_mhz),
                 "shape": dep.shape, "max_rps": point.throughput_rps, "ttft_ms": ttft, "tbt_ms": point.tbt_ms,
                 "busy_power_w": busy, "idle_power_w": idle, "active_power_w": np.nan if active is None else active,
-                "source": source, "expected_error": np.nan}
+                "source": source, "expected_error": np.nan, "statistic": statistic}
 
 
 def _frame(rows: list[dict], warnings: list[str]) -> pd.DataFrame:
@@ -638,7 +639,7 @@ def import_vllm(paths: Sequence[str | Path], deployment: Deployment, slo: SLO, *
     if busy_power_w is not None or idle_power_w is not None:
         src += "; power given by the user"
     row = _finish_row(dep, point, src, problems, "", busy=busy_power_w, idle=idle_power_w,
-                      ttft=point.ttft_ms, power_fn=power_fn,
+                      ttft=point.ttft_ms, power_fn=power_fn, statistic=stat,
                       power_hint="vLLM results carry no power (W per replica at max_rps)",
                       idle_hint="vLLM results carry no power (W per idle replica)")
     if row is None:
@@ -915,6 +916,7 @@ def import_mlenergy(paths: Sequence[str | Path], deployment: Deployment, slo: SL
                + (": user estimate" if ttft_ms is not None else ""))
         row = _finish_row(dep, point, src, problems, f"{g.raw_gpu} {g.label}", busy=point.busy_power_w,
                           idle=idle_power_w, ttft=ttft_ms, power_fn=power_fn, ttft_fn=ttft_fn,
+                          statistic="mean" if version == "v2" else (slo.statistic or "p99"),
                           idle_hint="ML.ENERGY measures no idle power (W per idle replica)",
                           ttft_hint="ML.ENERGY measures no TTFT (your estimate at max_rps, ms)")
         if row is not None:
@@ -1119,7 +1121,8 @@ def import_runs_csv(paths: Sequence[str | Path], slo: SLO, *, idle_power_w: floa
                + ", ".join(f"{names[m]} <= {_fmt(t)} ms" for m, t in targets.items())
                + f" up to {point.load_label} offered, {_fmt(point.throughput_rps)} req/s measured")
         row = _finish_row(dep, point, src, problems, lbl, busy=point.busy_power_w, idle=idle, ttft=point.ttft_ms,
-                          power_fn=power_fn, idle_hint="no idle_power_w column value for this deployment")
+                          power_fn=power_fn, idle_hint="no idle_power_w column value for this deployment",
+                          statistic=slo.statistic or "mean")
         if row is not None:
             rows.append(row)
     if problems:
@@ -1174,7 +1177,9 @@ def profiles_to_csv(df: pd.DataFrame) -> str:
                      "ttft_ms": num(r["ttft_ms"]), "tbt_ms": num(r["tbt_ms"]), "busy_power_w": num(r["busy_power_w"]),
                      "idle_power_w": num(r["idle_power_w"]), "active_power_w": num(r["active_power_w"]),
                      "source": "" if pd.isna(r["source"]) else r["source"],
-                     "expected_error": num(r["expected_error"])})
+                     "expected_error": num(r["expected_error"]),
+                     "statistic": "mean" if "statistic" not in r or pd.isna(r["statistic"]) or r["statistic"] == ""
+                     else r["statistic"]})
     return pd.DataFrame(rows, columns=COLUMNS).to_csv(index=False, lineterminator="\n")
 
 

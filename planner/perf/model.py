@@ -7,7 +7,7 @@ measurements by ``tools/calibrate_perf.py`` and stored in ``data/perf_calibratio
 (package ``planner_data``). Equations, parameters, calibration and held-out errors:
 ``docs/performance-model.md``.
 
-The same functions serve the planner (:func:`profile_rows`, :meth:`ReplicaModel.capacity`) and
+The same functions serve the planner (:func:`planner.perf.rows.profile_rows`, :meth:`ReplicaModel.capacity`) and
 discrete-event simulation (:meth:`ReplicaModel.decode_step_ms`, :meth:`ReplicaModel.prefill_ms`):
 :func:`replica_model` precomputes every coefficient once, so a step-time call is a few float ops.
 
@@ -597,10 +597,6 @@ def replica_model(model: str, gpu: str, tp: int, pp: int = 1, freq_mhz: float | 
 # profile rows
 
 
-PROFILE_ROW_COLUMNS = ["model", "gpu", "tp", "pp", "freq_mhz", "shape", "max_rps", "ttft_ms", "tbt_ms",
-                       "busy_power_w", "idle_power_w", "active_power_w", "source", "expected_error"]
-
-
 def configs_for(model: str, gpu: str, longest_context: int, tps=TP_SET, pps=PP_SET) -> list[tuple[int, int]]:
     """(tp, pp) whose memory holds the weights plus the KV cache of ``MIN_FIT_BATCH`` sequences of
     ``longest_context`` tokens, dropping needlessly wide ones (tp·pp > 2 × the smallest that fits).
@@ -631,53 +627,3 @@ def expected_error(rm: ReplicaModel) -> float:
     if rm.freq_mhz < gpu_spec(rm.gpu).max_clock_mhz:
         return math.hypot(base, calibration()["expected_error"]["dvfs"])
     return base
-
-
-def profile_rows(model: str, gpu: str, shapes: dict[str, tuple[float, float]],
-                 slo_per_shape: dict[str, tuple[float, float, float | None]],
-                 tps=TP_SET, pps=PP_SET, freqs=None) -> pd.DataFrame:
-    """Profile table rows (``planner.scenario.loading.PROFILE_COLUMNS`` plus ``expected_error``) for one model
-    on one GPU type: every fitting (tp, pp) × clock × shape with an SLO-meeting operating point.
-
-    ``shapes``: name -> (input_tokens, output_tokens); ``slo_per_shape``: name -> (ttft_ms, tbt_ms,
-    e2e_ms or None), the targets the row's ``max_rps`` is computed for (every shape in ``shapes``
-    needs one). Rows with no operating point meeting the targets are omitted. Deterministic:
-    sorted by (tp, pp, freq_mhz, shape).
-
-    ``tbt_ms`` is the steady-state mean TBT, ``ttft_ms`` the TTFT with its queueing allowance (see
-    :meth:`ReplicaModel.capacity`), not measured percentiles. Rounding never breaks a target:
-    TTFT and TBT are rounded *up* to ``LATENCY_QUANTUM_MS`` and the targets (e2e as ``ttft + (output −
-    1) × tbt``) are checked on the rounded values, lowering the operating point if needed; ``max_rps``
-    is rounded *down* to ``MAX_RPS_DIGITS`` significant digits. Powers are rounded to 0.1 W;
-    ``active_power_w`` is :meth:`ReplicaModel.active_power_w` of the shape, capped at
-    ``busy_power_w`` (rows where the model's power falls with load, below max clock).
-    ``expected_error`` is the median relative error of ``max_rps``; ``source`` is :func:`source_label`.
-    """
-    m, g = model_spec(model), gpu_spec(gpu)
-    missing = sorted(set(shapes) - set(slo_per_shape))
-    if missing:
-        raise InputError(f"no SLO given for shape(s) {', '.join(missing)}")
-    if not shapes:
-        return pd.DataFrame(columns=PROFILE_ROW_COLUMNS)
-    longest = max(int(i + o) for i, o in shapes.values())
-    levels = g.freq_levels() if freqs is None else [int(f) for f in freqs]
-    rows = []
-    for tp, pp in configs_for(m.name, g.name, longest, tps, pps):
-        for f in sorted(levels):
-            rm = replica_model(m.name, g.name, tp, pp, float(f))
-            err = round(expected_error(rm), 3)
-            for shape in sorted(shapes):
-                inp, out = shapes[shape]
-                ttft, tbt, e2e = slo_per_shape[shape]
-                cap = rm.capacity(inp, out, ttft, tbt, e2e, latency_quantum_ms=LATENCY_QUANTUM_MS)
-                if cap is None:
-                    continue
-                # capped at busy power: below max clock, compute-bound work draws less than the
-                # memory-bound weight reads, so power can fall with load (docs/performance-model.md)
-                active = min(rm.active_power_w(inp, out), cap.busy_power_w)
-                rows.append(dict(model=m.name, gpu=g.name, tp=tp, pp=pp, freq_mhz=int(f), shape=shape,
-                                 max_rps=_floor_sig(cap.max_rps), ttft_ms=_round_latency(cap.ttft_ms),
-                                 tbt_ms=_round_latency(cap.tbt_ms), busy_power_w=round(cap.busy_power_w, 1),
-                                 idle_power_w=round(cap.idle_power_w, 1), active_power_w=round(active, 1),
-                                 source=rm.source, expected_error=err))
-    return pd.DataFrame(rows, columns=PROFILE_ROW_COLUMNS)

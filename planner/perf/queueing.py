@@ -49,28 +49,13 @@ from importlib import resources
 import numpy as np
 
 from planner.errors import InputError
+from planner.perf.model import MAX_NUM_SEQS, Capacity
+from planner.scenario.schema import STATISTICS, statistic_level, statistic_rank  # noqa: F401 (re-exported)
 
-STATISTICS = ("mean", "p50", "p90", "p95", "p99")
-"""What a profile row's latencies and ``max_rps`` are: the mean, or a percentile over requests."""
 CHUNK_CANDIDATES = (2048, 1536, 1024, 768, 512, 384, 256, 192, 128, 96, 64)
 """Prefill chunks (vLLM ``max_num_batched_tokens``) tried; the one with the largest capacity is kept."""
 RATE_REL_TOL = 1e-4
 """Bisection on the rate stops when the bracket is this narrow, relative to its upper end."""
-
-
-def statistic_level(statistic: str) -> float | None:
-    """``"p99"`` -> 0.99; ``"mean"`` -> None. Raises ValueError on anything else."""
-    if statistic == "mean":
-        return None
-    if statistic in STATISTICS:
-        return int(statistic[1:]) / 100.0
-    raise ValueError(f"unknown statistic {statistic!r}; use one of {', '.join(STATISTICS)}")
-
-
-def statistic_rank(statistic: str) -> float:
-    """Strictness of a statistic for comparisons: the mean ranks as the median (0.5)."""
-    lvl = statistic_level(statistic)
-    return 0.5 if lvl is None else lvl
 
 
 @lru_cache(maxsize=1)
@@ -277,8 +262,6 @@ def operate(rm, mix: LengthMix, rate_rps: float, chunk: int, kappa: tuple[float,
     life_work = (lam * window * Epw + n * b * nd) / den
     kv_tokens = rm.kv_budget_bytes / rm.kv_bytes_per_token if rm.kv_bytes_per_token > 0 else 0.0
     fits = ((I + O) <= kv_tokens).astype(float)
-    from planner.perf.model import MAX_NUM_SEQS
-
     limit = min(float(MAX_NUM_SEQS), kv_tokens / float(w @ (I + O))) if kv_tokens > 0 else 0.0
     mean_ttft = float(w @ own) + tau + wait
     conc = lam * (EO * tau + mean_ttft)
@@ -325,6 +308,24 @@ def best_operating(rm, mix: LengthMix, targets: Targets, chunks=CHUNK_CANDIDATES
         if r is not None and (best is None or r[0] > best.rate_rps * (1 + 1e-9)):
             best = r[1]
     return best
+
+
+def capacity(rm, mix: LengthMix, targets: Targets, out_tokens: float | None = None) -> Capacity | None:
+    """The replica's :class:`~planner.perf.model.Capacity` for ``mix`` at ``targets``: ``max_rps`` the
+    largest rate meeting them (over the prefill chunks), the latencies at ``targets.statistic`` there,
+    ``batch`` the mean decoding sequences, ``busy_power_w`` the power of a mean step (prompt work
+    included), ``chunk_tokens`` the chunk chosen. None when even a trickle misses a target."""
+    op = best_operating(rm, mix, targets)
+    if op is None:
+        return None
+    ttft, tbt, e2e = op.latencies(targets.statistic)
+    return Capacity(max_rps=op.rate_rps, ttft_ms=ttft, tbt_ms=tbt, e2e_ms=e2e, batch=max(int(round(op.decoding)), 1),
+                    busy_power_w=rm.power_w(1.0, op.power_parts(rm)), idle_power_w=rm.idle_w, chunk_tokens=op.chunk)
+
+
+def model_error() -> float:
+    """The queueing model's held-out median relative error of ``max_rps`` against the simulator."""
+    return float(queueing_calibration()["held_out_median_error"])
 
 
 def _kappas() -> tuple[float, float]:

@@ -61,7 +61,7 @@ from planner.errors import InputError, PlanFileError, Problem
 from planner.io import read_text_input
 from planner.plan.schema import Plan
 from planner.scenario.loading import Scenario, load_scenario
-from planner.scenario.schema import DEMAND_STATISTIC_PATTERN, RATE_RESOLUTION
+from planner.scenario.schema import DEMAND_STATISTIC_PATTERN, RATE_RESOLUTION, slo_statistic, statistic_rank
 
 FAMILIES = (
     "fingerprint", "options", "reference", "integrality", "demand_served", "data_residency", "route_balance",
@@ -514,6 +514,7 @@ def _scenario_tables(sc: Scenario) -> dict:
     t["cls_shape"] = np.array([k.shape for k in spec.classes], dtype=object)
     t["slo_ttft"] = np.array([k.slo.ttft_ms for k in spec.classes], dtype=float)
     t["slo_tbt"] = np.array([k.slo.tbt_ms for k in spec.classes], dtype=float)
+    t["slo_stat"] = np.array([slo_statistic(k.slo) for k in spec.classes], dtype=object)
     t["slo_e2e"] = np.array([k.slo.e2e_ms if k.slo.e2e_ms is not None else np.nan for k in spec.classes],
                             dtype=float)
     out_tok = {s.name: s.output_tokens for s in spec.shapes}
@@ -739,6 +740,7 @@ class _Checker:
         pr = self.prof.iloc[np.maximum(L["prow"].to_numpy(), 0)] if len(self.prof) else None
         for src, dst in (("max_rps", "mu"), ("ttft_ms", "p_ttft"), ("tbt_ms", "p_tbt"), ("busy_power_w", "busy")):
             L[dst] = np.where(L["pair_ok"], pr[src].to_numpy(), np.nan) if len(L) else np.zeros(0)
+        L["p_stat"] = np.where(L["pair_ok"], pr["statistic"].to_numpy(), "mean") if len(L) else np.zeros(0, object)
         L["fac"] = self._factors(L)
         dup = L.duplicated(["drow", "class"], keep="first").to_numpy()
         o.count("reference", len(L))
@@ -1001,6 +1003,17 @@ class _Checker:
                       f"slot {t}: deployment {did} reports {what} {_n(a[i])} ms for class {cls}, the profile says "
                       f"{_n(b[i])} ms", abs(a[i] - b[i]))
         k = P["k"].to_numpy()
+        # a class stating a percentile is served only from rows computed for it or a stricter statistic
+        if len(P):
+            need = self.slo_stat[k]
+            weak = np.array([n is not None and statistic_rank(s) < statistic_rank(n)
+                             for n, s in zip(need, P["p_stat"].to_numpy())], dtype=bool)
+            o.count("latency_ttft", int(np.sum([n is not None for n in need])))
+            for i in np.nonzero(weak)[0]:
+                t, did, cls = self.c(P, "t")[i], self.c(P, "id")[i], self.c(P, "class")[i]
+                o.add("latency_ttft", {"slot": t, "deployment": did, "class": cls},
+                      f"slot {t}: deployment {did} serves class {cls}, whose SLO is stated at {need[i]}, from a "
+                      f"profile row computed for {P['p_stat'].to_numpy()[i]}", 1.0)
         ptbt = P["p_tbt"].to_numpy(float)
         served = P["rate"].to_numpy(float) > 0
         bad = served & o.gt(ptbt, self.slo_tbt[k] if len(k) else np.zeros(0))

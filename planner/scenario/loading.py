@@ -26,7 +26,7 @@ from planner.errors import InputError, Problem, ScenarioError
 from planner.io import atomic_write_text, confine, parse_csv_strings, read_text_input, token, tokens
 from planner.limits import expanded_size, limits
 from planner.scenario.defaults import default_scenario_path
-from planner.scenario.schema import Options, ScenarioSpec
+from planner.scenario.schema import STATISTICS, Options, ScenarioSpec
 from planner.scenario.timeseries import align_series, table_step
 
 PROFILE_COLUMNS = {
@@ -44,14 +44,19 @@ PROFILE_COLUMNS = {
     "active_power_w": "float?",
     "source": "str",
     "expected_error": "float?",
+    "statistic": "str?",
 }
-"""Profile columns. ``source``, ``active_power_w`` and ``expected_error`` may be omitted or left empty.
+"""Profile columns. ``source``, ``active_power_w``, ``expected_error`` and ``statistic`` may be omitted or
+left empty.
 
 ``active_power_w`` (W per replica) is the power of one replica whose engine runs continuously with a
 single sequence of the row's shape: the zero-load intercept of its power under continuous batching
 (docs/profiles.md). Empty means ``idle_power_w``: the idle-to-busy line, which underestimates the
 power of partly loaded replicas. ``expected_error`` is the relative error of an estimated row's
-``max_rps`` (e.g. 0.25; empty for measured rows)."""
+``max_rps`` (e.g. 0.25; empty for measured rows). ``statistic`` says what the row's latencies and
+``max_rps`` are for: ``mean`` (empty or omitted: tables written before the column existed) or ``p50``,
+``p90``, ``p95``, ``p99`` (the percentile over requests; the largest rate at which it meets the targets
+the row was computed for). A class whose SLO states a ``percentile`` uses only rows at least as strict."""
 CARBON_COLUMNS = {"timestamp": "time", "region": "str", "gco2_per_kwh": "float"}
 DEMAND_COLUMNS = {"timestamp": "time", "class": "str", "origin": "str", "rate_rps": "float"}
 PRICE_COLUMNS = {"timestamp": "time", "region": "str", "usd_per_mwh": "float"}
@@ -177,15 +182,19 @@ class Scenario:
         for shp in doc.get("shapes", []):
             shp.pop("distribution", None)
         for cls in doc.get("classes", []):
-            if cls.get("slo", {}).get("attainment") is None:
-                cls.get("slo", {}).pop("attainment", None)
+            for fld in ("attainment", "percentile"):
+                if cls.get("slo", {}).get(fld) is None:
+                    cls.get("slo", {}).pop(fld, None)
         h.update(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
         for name in sorted(self.tables):
             h.update(f"\n#{name}\n".encode())
             # a distribution's weights are normalised on reading: hashed to 10 digits, so the table
             # written by save() (already normalised) reads back to the same fingerprint
             fmt = "%.10g" if name.startswith("shape:") else None
-            h.update(self.tables[name].to_csv(index=False, lineterminator="\n", float_format=fmt).encode())
+            table = self.tables[name]
+            if name == "profiles" and (table["statistic"] == "mean").all():
+                table = table.drop(columns="statistic")     # tables from before the column keep their hash
+            h.update(table.to_csv(index=False, lineterminator="\n", float_format=fmt).encode())
         return h.hexdigest()
 
     def with_options(self, **overrides: Any) -> "Scenario":
@@ -534,11 +543,12 @@ class _Reader:
             nullable = kind.endswith("?")
             kind = kind.rstrip("?")
             if col not in df.columns:
-                out[col] = pd.Series([np.nan if nullable else ""] * len(df), dtype=float if nullable else object)
+                num = nullable and kind != "str"
+                out[col] = pd.Series([np.nan if num else ""] * len(df), dtype=float if num else object)
                 continue
             s = df[col].astype(str).str.strip()
             empty = s == ""
-            if nullable:
+            if nullable and kind != "str":
                 s = s.where(~empty, "nan")
             elif kind != "str" or col != "source":
                 if empty.any():
@@ -673,6 +683,24 @@ def _shape_distribution(reader: "_Reader", field_name: str, value, problems: lis
     out = out[out["weight"] > 0].groupby(["input_tokens", "output_tokens"], as_index=False, sort=True)["weight"].sum()
     out["weight"] = out["weight"] / out["weight"].sum()
     return out.reset_index(drop=True)
+
+
+def read_shape_distributions(spec: ScenarioSpec, base_dir: str | Path, source: str = "<memory>",
+                             allow_dirs: Iterable[str | Path] = ()) -> dict[str, pd.DataFrame]:
+    """shape -> its normalised (input_tokens, output_tokens, weight) table, for the shapes of ``spec``
+    that have a ``distribution`` (read relative to ``base_dir`` like a loaded scenario's). Raises
+    ScenarioError naming every bad file, row or column."""
+    problems: list[Problem] = []
+    reader = _Reader(Path(base_dir), source, problems, tuple(Path(d) for d in allow_dirs))
+    out = {}
+    for i, shp in enumerate(spec.shapes):
+        if shp.distribution is not None:
+            dist = _shape_distribution(reader, f"shapes[{i}].distribution", shp.distribution, problems)
+            if dist is not None:
+                out[shp.name] = dist
+    if problems:
+        raise ScenarioError(problems)
+    return out
 
 
 def _slot_edges(spec: ScenarioSpec) -> tuple[np.ndarray, int]:
@@ -824,6 +852,12 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str, allow_dirs: tuple[
                          ((act > prof["busy_power_w"]).to_numpy(), "active_power_w is above busy_power_w")):
             if bad.any():  # NaN (empty: idle power is used) compares False
                 row_problems(problems, plabel, bad, lambda i, m=msg: m)
+        stat = prof["statistic"].astype(str).str.strip().replace("", "mean")
+        bad_stat = ~stat.isin(STATISTICS).to_numpy()
+        if bad_stat.any():
+            row_problems(problems, plabel, bad_stat,
+                         lambda i: f"statistic: {token(stat.iloc[i], 16)} is not one of {', '.join(STATISTICS)}")
+        prof["statistic"] = stat
         dup = prof.duplicated(PROFILE_KEY, keep="first").to_numpy()
         if dup.any():
             row_problems(problems, plabel, dup, lambda i: "duplicate profile row for (model, gpu, tp, pp, freq_mhz, shape)")

@@ -110,6 +110,13 @@ class Slo(_Frozen):
     """Time between tokens during decode."""
     e2e_ms: float | None = Field(None, gt=0, le=1e9)
     """Optional end-to-end latency: RTT + TTFT + (output_tokens - 1) x TBT."""
+    percentile: Literal["mean", 50, 90, 95, 99] | None = None
+    """The statistic every target above states: ``99`` means the 99th percentile over the class's
+    requests (of the TTFT, of each request's mean time between tokens, of the end-to-end latency) must
+    be within the target; ``mean`` the means. The planner then uses only profile rows computed for that
+    statistic or a stricter one (the profile table's ``statistic`` column), and ``plan profile estimate``
+    computes rows for the shape's length distribution at it (docs/performance-model.md). Unset: today's
+    rule, any row's latencies are compared with the targets whatever their statistic."""
     attainment: float | None = Field(None, gt=0, le=1)
     """Fraction of the class's requests that must meet every target above when the plan is verified
     by simulation (``plan solve --verify``); unset: 0.99 (``DEFAULT_ATTAINMENT``). The solve itself
@@ -175,6 +182,31 @@ DEMAND_STATISTIC_PATTERN = r"^(mean|peak|p([1-9]|[1-9][0-9]))$"
 """Values of ``options.demand_statistic``: mean, peak, or pNN with NN from 1 to 99."""
 
 DEFAULT_ATTAINMENT = 0.99
+
+STATISTICS = ("mean", "p50", "p90", "p95", "p99")
+"""What a profile row's latencies and ``max_rps`` are for: means, or percentiles over requests."""
+
+
+def statistic_level(statistic: str) -> float | None:
+    """``"p99"`` -> 0.99; ``"mean"`` -> None. ValueError for anything else."""
+    if statistic == "mean":
+        return None
+    if statistic in STATISTICS:
+        return int(statistic[1:]) / 100.0
+    raise ValueError(f"unknown statistic {statistic!r}; use one of {', '.join(STATISTICS)}")
+
+
+def statistic_rank(statistic: str) -> float:
+    """Strictness of a statistic: its level, the mean counting as the median (0.5)."""
+    lvl = statistic_level(statistic)
+    return 0.5 if lvl is None else lvl
+
+
+def slo_statistic(slo: "Slo") -> str | None:
+    """The statistic a class's SLO states (``"p99"``, ``"mean"``), or None when it states none."""
+    if slo.percentile is None:
+        return None
+    return "mean" if slo.percentile == "mean" else f"p{slo.percentile}"
 """The attainment a class must reach in verification when its SLO states none."""
 
 

@@ -8,8 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.errors import InputError, PlanFileError, Problem
+from planner.perf.estimate import shape_targets
 from planner.perf.model import CHUNK_TOKENS, MAX_NUM_SEQS, ReplicaModel, replica_model
+from planner.perf.queueing import LengthMix, Targets
+from planner.perf.queueing import capacity as queueing_capacity
 from planner.plan.schema import Plan
+from planner.scenario.schema import slo_statistic
 from planner.sim import engine as simengine
 
 
@@ -34,6 +38,30 @@ def _replica(sc, d, t: int) -> ReplicaModel:
         raise InputError([Problem(f"plan slot {t}, deployment {d.id}",
                                   f"the performance model cannot simulate it: {e}")],
                          "cannot simulate this plan") from None
+
+
+def _deployment_capacity(sc, rm: ReplicaModel, kc, sh):
+    """The performance model's operating point for class ``kc`` on ``rm`` (its prefill chunk is the
+    deployment's ``max_num_batched_tokens``): the representative pair's for a class stating no
+    percentile, the length distribution's at the stated percentile otherwise (TTFT target less the
+    scenario's smallest RTT, as ``plan profile estimate`` sizes rows by default)."""
+    stat = slo_statistic(kc.slo)
+    key = (sc.fingerprint, rm, kc.name)
+    if stat is not None and key in _CAPACITY_CACHE:
+        return _CAPACITY_CACHE[key]
+    if stat is None:
+        return rm.capacity(sh.input_tokens, sh.output_tokens, kc.slo.ttft_ms, kc.slo.tbt_ms, kc.slo.e2e_ms)
+    ttft, tbt, e2e, _, _ = shape_targets(sc.spec)[kc.model][kc.shape]
+    dist = sc.shape_distribution(kc.shape)
+    mix = LengthMix.point(sh.input_tokens, sh.output_tokens) if dist is None else LengthMix.from_table(dist)
+    cap = queueing_capacity(rm, mix, Targets(ttft, kc.slo.tbt_ms, e2e, stat, kc.slo.attainment))
+    if len(_CAPACITY_CACHE) > 4096:
+        _CAPACITY_CACHE.clear()
+    _CAPACITY_CACHE[key] = cap
+    return cap
+
+
+_CAPACITY_CACHE: dict = {}
 
 
 def profiled_rates(sc) -> dict[tuple, float]:
@@ -63,7 +91,7 @@ def plan_deployments(plan: Plan, sc, t: int, max_rps: dict[tuple, float]) -> lis
                 raise PlanFileError([Problem(f"plan slot {t}, deployment {d.id}", f"unknown class {cl.class_!r}")])
             kc = spec_cls[k]
             sh = shapes[kc.shape]
-            cap = rm.capacity(sh.input_tokens, sh.output_tokens, kc.slo.ttft_ms, kc.slo.tbt_ms, kc.slo.e2e_ms)
+            cap = _deployment_capacity(sc, rm, kc, sh)
             if cap is not None:
                 chunk = min(chunk, cap.chunk_tokens)
             mu[k] = max_rps.get((d.model, d.gpu, d.tp, d.pp, float(d.freq_mhz), kc.shape), np.nan)
