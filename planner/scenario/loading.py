@@ -550,7 +550,7 @@ class _Reader:
             empty = s == ""
             if nullable and kind != "str":
                 s = s.where(~empty, "nan")
-            elif kind != "str" or col != "source":
+            elif not nullable and (kind != "str" or col != "source"):
                 if empty.any():
                     row_problems(self.problems, rowlabel, empty.to_numpy(), lambda i: f"{col}: empty value")
                     ok = False
