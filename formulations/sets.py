@@ -132,8 +132,8 @@ def config_class_pairs(sc) -> tuple[pd.DataFrame, pd.DataFrame, Pruning]:
     p = prof.merge(cls, on=["model", "shape"], how="inner").merge(cfg[keycols + ["c", "base_w"]], on=keycols)
     p["e2e"] = p["ttft_ms"] + (p["out_tokens"] - 1) * p["tbt_ms"]
     p["slack_ms"] = np.minimum(p["slo_ttft"] - p["ttft_ms"], p["slo_e2e"] - p["e2e"])
-    row_rank = p["statistic"].map(statistic_rank) if "statistic" in p else 0.5
-    ok = (p["tbt_ms"] <= p["slo_tbt"] + TOL) & (p["slack_ms"] >= -TOL) & (row_rank >= p["slo_rank"] - TOL)
+    ok = ((p["tbt_ms"] <= p["slo_tbt"] + TOL) & (p["slack_ms"] >= -TOL)
+          & (p["statistic"].map(statistic_rank) >= p["slo_rank"] - TOL))
     pruning = Pruning(configs_total=len(cfg), pairs_pruned_slo=int((~ok).sum()))
     tiny = ok & (p["max_rps"] < RATE_RESOLUTION)
     warnings = []

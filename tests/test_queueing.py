@@ -35,7 +35,7 @@ def test_mean_step_is_the_closed_form():
     assert op.step_ms == pytest.approx(tau, rel=1e-12)
     assert op.decoding == pytest.approx(0.005 * 100 * tau, rel=1e-12)
     # the stability bound is where the bracket reaches zero
-    assert q.stable_rate(RM, q.LengthMix.point(400, 100), 2048) == pytest.approx(1e3 / (100 * b + pw), rel=1e-12)
+    assert q.stable_rate(RM, q.LengthMix.point(400, 100)) == pytest.approx(1e3 / (100 * b + pw), rel=1e-12)
     assert q.operate(RM, q.LengthMix.point(400, 100), 1e3 / (100 * b + pw) * 1.0001, 2048) is None
 
 
@@ -52,7 +52,7 @@ def test_meets_is_monotone_in_the_rate():
     mix, t = _mix("code"), q.Targets(1485, 150, None, "p99", 0.99)
     rm = pm.replica_model("llama-3.1-70b", "H100-80GB", 4, 1)
     op = q.best_operating(rm, mix, t)
-    hi = q.stable_rate(rm, mix, op.chunk)
+    hi = q.stable_rate(rm, mix)
     grid = np.linspace(0.01, 0.99, 60) * hi
     ok = [bool((o := q.operate(rm, mix, r, op.chunk)) is not None and o.meets(t)) for r in grid]
     # once the targets fail they stay failed

@@ -311,11 +311,11 @@ def estimate_cmd(
         existing = read_profile_table(None, rows=list(spec.profiles), where=f"{base}: profiles")
     else:
         existing = None  # the scenario's profile CSV does not exist yet: a fresh table
+    dists = read_shape_distributions(spec, base, str(scenario_document_path(scenario)))
     table, rep = estimate_profiles(spec, existing, models=model or None, gpus=gpu or None,
                                    model_map=_parse_map(model_map, "--model-map"),
                                    gpu_map=_parse_map(gpu_map, "--gpu-map"), skip_unknown=skip_unknown,
-                                   distributions=read_shape_distributions(spec, base, str(scenario_document_path(scenario))),
-                                   network_ms=network_ms)
+                                   distributions=dists, network_ms=network_ms)
     for s in rep.skipped:
         err.print("[yellow]warning:[/] " + escape(s))
     text = profiles_to_csv(table)

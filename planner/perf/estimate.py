@@ -40,9 +40,10 @@ def shape_targets(spec: ScenarioSpec, network_ms: float | None = None) -> dict[s
     smallest RTT from any origin to any region it may use (the nearest route keeps its full slack;
     farther routes need the faster configurations). ``network_ms`` replaces that smallest RTT by a
     network allowance of your choice: a row sized for TTFT target ``SLO - network_ms`` can serve every
-    route up to that RTT (a p99 row's TTFT sits near its target at capacity). TTFT, TBT and end-to-end targets are then the
-    minimum over the classes of that (model, shape); the statistic the strictest any of them states
-    (``slo.percentile``; None when none states one) and the attainment the largest stated.
+    route up to that RTT (a p99 row's TTFT sits near its target at capacity). TTFT, TBT and
+    end-to-end targets are then the minimum over the classes of that (model, shape); the statistic the
+    strictest any of them states (``slo.percentile``; None when none states one) and the attainment
+    the largest stated.
     """
     rtts = [v for o in spec.origins for r, v in o.rtt_ms.items()
             if o.allowed_regions is None or r in o.allowed_regions]

@@ -42,12 +42,12 @@ import pandas as pd
 from planner.errors import InputError, Problem
 from planner.io import read_csv_strings, read_text_input
 from planner.scenario.loading import PROFILE_COLUMNS, PROFILE_KEY
+from planner.scenario.schema import STATISTICS
 
 COLUMNS = list(PROFILE_COLUMNS)
 OPTIONAL_PROFILE_COLUMNS = ["source"] + [c for c, k in PROFILE_COLUMNS.items() if k.endswith("?")]
 """Profile columns a final table may omit (``source``, ``active_power_w``, ``expected_error``)."""
 FORMATS = ("vllm", "mlenergy", "runs-csv", "profile")
-from planner.scenario.schema import STATISTICS  # noqa: E402
 RUN_COLUMNS = ["model", "gpu", "tp", "pp", "freq_mhz", "shape", "request_rate_rps", "throughput_rps",
                "ttft_ms", "tbt_ms", "power_w"]
 RUN_OPTIONAL = ["idle_power_w", "e2e_ms"]

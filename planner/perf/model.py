@@ -372,6 +372,11 @@ class ReplicaModel:
         ctx = input_tokens + output_tokens / 2.0
         return self.decode_step_ms(batch, ctx) + batch / output_tokens * self.prefill_work_ms(input_tokens)
 
+    @property
+    def kv_tokens(self) -> float:
+        """Tokens the KV cache holds (whole tokens; 0 when the weights leave no room)."""
+        return self.kv_budget_bytes // self.kv_bytes_per_token if self.kv_bytes_per_token > 0 else 0.0
+
     def max_batch(self, context_tokens: float) -> int:
         """Most sequences of ``context_tokens`` tokens (prompt + output) whose KV cache fits, capped at
         ``MAX_NUM_SEQS``; 0 if not even one fits."""

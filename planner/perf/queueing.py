@@ -50,7 +50,7 @@ import numpy as np
 
 from planner.errors import InputError
 from planner.perf.model import MAX_NUM_SEQS, Capacity
-from planner.scenario.schema import STATISTICS, statistic_level, statistic_rank  # noqa: F401 (re-exported)
+from planner.scenario.schema import statistic_level
 
 CHUNK_CANDIDATES = (2048, 1536, 1024, 768, 512, 384, 256, 192, 128, 96, 64)
 """Prefill chunks (vLLM ``max_num_batched_tokens``) tried; the one with the largest capacity is kept."""
@@ -99,8 +99,8 @@ class LengthMix:
 @dataclass(frozen=True)
 class Targets:
     """What a row is computed for: TTFT (network excluded), TBT and optional end-to-end targets at
-    ``statistic`` (:data:`STATISTICS`), and optionally the fraction of requests that must meet every
-    target at once."""
+    ``statistic`` (one of :data:`planner.scenario.schema.STATISTICS`), and optionally the fraction of
+    requests that must meet every target at once."""
 
     ttft_ms: float
     tbt_ms: float
@@ -132,6 +132,7 @@ class Operating:
     life_work_ms: np.ndarray  # mean extra time over a request's life (prompt work and batch noise)
     mix: LengthMix
     prefill_share: float    # prompt work per unit time (ms per ms)
+    ctx_tokens: float       # time-averaged context of a decoding sequence
 
     # ---- per-row probabilities
     def p_ttft(self, target_ms: float) -> np.ndarray:
@@ -216,82 +217,100 @@ class Operating:
 
     def power_parts(self, rm) -> tuple[float, float, float]:
         """(overhead, memory-bound, compute-bound) ms of a mean step, prompt work included."""
-        mix = self.mix
-        ctx = float(mix.w @ (mix.out * (mix.inp + mix.out / 2.0))) / mix.mean_output
-        n = self.decoding
+        ctx, n = self.ctx_tokens, self.decoding
         oh = rm.oh0 + n * rm.oh1
         mem = rm.mem0 + n * rm.mem1 + n * ctx * rm.mem2
         cmp_ = n * rm.cmp1 + n * ctx * rm.cmp2 + self.prefill_share * self.step_ms
         return oh, mem, cmp_
 
 
-def operate(rm, mix: LengthMix, rate_rps: float, chunk: int, kappa: tuple[float, float] | None = None) -> Operating | None:
-    """The operating point of replica model ``rm`` at ``rate_rps`` (None when unstable)."""
-    kw, kt = kappa if kappa is not None else _kappas()
-    lam = rate_rps / 1e3
+@dataclass(frozen=True)
+class _Moments:
+    """What the operating point needs of (replica, mix) that does not depend on the rate or chunk."""
+
+    a0: float                # decode step at batch 0
+    ctx: float               # time-averaged context of a decoding sequence, E[O (I + O/2)] / E[O]
+    b: float                 # decode step per sequence at that context
+    EO: float                # mean output tokens
+    pw: np.ndarray           # prompt work per length row
+    Epw: float
+    Epw2: float
+    kv_tokens: float
+    seq_limit: float         # min(max_num_seqs, KV tokens / E[I + O])
+    xl1: float               # pipeline fill per prompt token (and per token², below), pp > 1
+    xl2: float
+
+
+def _moments(rm, mix: LengthMix) -> _Moments:
     I, O, w = mix.inp, mix.out, mix.w
-    a0 = rm.oh0 + rm.mem0
-    a1 = rm.oh1 + rm.mem1 + rm.cmp1
-    cc = rm.mem2 + rm.cmp2
     EO = float(w @ O)
     ctx = float(w @ (O * (I + O / 2.0))) / EO
-    b = a1 + cc * ctx
     pw = rm.pf1 * I + rm.pf2 * I * I
-    Epw = float(w @ pw)
-    den = 1.0 - lam * (EO * b + Epw)
+    kv_tokens = rm.kv_tokens
+    limit = min(float(MAX_NUM_SEQS), kv_tokens / float(w @ (I + O))) if kv_tokens > 0 else 0.0
+    return _Moments(a0=rm.oh0 + rm.mem0, ctx=ctx, b=rm.oh1 + rm.mem1 + rm.cmp1 + (rm.mem2 + rm.cmp2) * ctx,
+                    EO=EO, pw=pw,
+                    Epw=float(w @ pw), Epw2=float(w @ (pw * pw)), kv_tokens=kv_tokens, seq_limit=limit,
+                    xl1=max(rm.pf_lat1 - rm.pf1, 0.0), xl2=max(rm.pf_lat2 - rm.pf2, 0.0))
+
+
+def operate(rm, mix: LengthMix, rate_rps: float, chunk: int, kappa: tuple[float, float] | None = None,
+            moments: _Moments | None = None) -> Operating | None:
+    """The operating point of replica model ``rm`` at ``rate_rps`` (None when unstable). ``moments``:
+    :func:`_moments` of (rm, mix), when the caller evaluates many rates."""
+    kw, kt = kappa if kappa is not None else _kappas()
+    mo = moments if moments is not None else _moments(rm, mix)
+    lam = rate_rps / 1e3
+    I, O, w = mix.inp, mix.out, mix.w
+    b, pw = mo.b, mo.pw
+    den = 1.0 - lam * (mo.EO * b + mo.Epw)
     if den <= 0:
         return None
-    tau = a0 / den
-    nd = lam * EO * tau
-    t_dec = a0 + b * nd
+    tau = mo.a0 / den
+    nd = lam * mo.EO * tau
+    t_dec = mo.a0 + b * nd
     S = pw + I / chunk * t_dec
     rho = lam * float(w @ S)
     if rho >= 1.0:
         return None
     wait = kw * lam * float(w @ (S * S)) / (2.0 * (1.0 - rho))
-    xl1, xl2 = max(rm.pf_lat1 - rm.pf1, 0.0), max(rm.pf_lat2 - rm.pf2, 0.0)
-    own = np.ceil(I / chunk) * t_dec + pw + xl1 * I + xl2 * I * I
+    own = np.ceil(I / chunk) * t_dec + pw + mo.xl1 * I + mo.xl2 * I * I
     n = np.maximum(O - 1.0, 1.0)
     life = n * tau
-    soj = EO * tau
+    soj = mo.EO * tau
     # prompts arriving during the request's own wait and prefill queue behind it and are served
     # during its decode: the window of prompt work it sees is its life plus that time
     window = life + own + wait
-    var = lam * window * float(w @ (pw * pw)) + (n * b) ** 2 * nd * np.minimum(1.0, soj / life)
+    var = lam * window * mo.Epw2 + (n * b) ** 2 * nd * np.minimum(1.0, soj / life)
     sd = math.sqrt(kt) * np.sqrt(var) / (n * den)
-    life_work = (lam * window * Epw + n * b * nd) / den
-    kv_tokens = rm.kv_budget_bytes / rm.kv_bytes_per_token if rm.kv_bytes_per_token > 0 else 0.0
-    fits = ((I + O) <= kv_tokens).astype(float)
-    limit = min(float(MAX_NUM_SEQS), kv_tokens / float(w @ (I + O))) if kv_tokens > 0 else 0.0
+    life_work = (lam * window * mo.Epw + n * b * nd) / den
+    fits = ((I + O) <= mo.kv_tokens).astype(float)
     mean_ttft = float(w @ own) + tau + wait
-    conc = lam * (EO * tau + mean_ttft)
+    conc = lam * (mo.EO * tau + mean_ttft)
     return Operating(rate_rps=rate_rps, chunk=int(chunk), step_ms=tau, t_dec_ms=t_dec, decoding=nd,
-                     concurrency=conc, seq_limit=limit, rho=rho, wait_ms=wait, own_ms=own, tbt_sd_ms=sd,
-                     fits=fits, life_work_ms=life_work, mix=mix, prefill_share=lam * Epw)
+                     concurrency=conc, seq_limit=mo.seq_limit, rho=rho, wait_ms=wait, own_ms=own, tbt_sd_ms=sd,
+                     fits=fits, life_work_ms=life_work, mix=mix, prefill_share=lam * mo.Epw, ctx_tokens=mo.ctx)
 
 
-def stable_rate(rm, mix: LengthMix, chunk: int) -> float:
-    """The rate (req/s) at which the mean step or the prefill queue diverges (an upper bound)."""
-    I, O, w = mix.inp, mix.out, mix.w
-    EO = float(w @ O)
-    ctx = float(w @ (O * (I + O / 2.0))) / EO
-    b = rm.oh1 + rm.mem1 + rm.cmp1 + (rm.mem2 + rm.cmp2) * ctx
-    pw = rm.pf1 * I + rm.pf2 * I * I
-    return 1e3 / (EO * b + float(w @ pw))
+def stable_rate(rm, mix: LengthMix, moments: _Moments | None = None) -> float:
+    """The rate (req/s) at which the mean step diverges: an upper bound on any stable rate."""
+    mo = moments if moments is not None else _moments(rm, mix)
+    return 1e3 / (mo.EO * mo.b + mo.Epw)
 
 
 def max_rate(rm, mix: LengthMix, targets: Targets, chunk: int,
              kappa: tuple[float, float] | None = None) -> tuple[float, Operating] | None:
     """Largest rate (req/s) meeting ``targets`` with prefill chunk ``chunk``, by bisection (the
     targets are met on ``[0, rate]``: every probability falls as the rate grows)."""
-    hi = stable_rate(rm, mix, chunk)
-    lo_op = operate(rm, mix, hi * 1e-6, chunk, kappa)
+    mo = _moments(rm, mix)
+    hi = stable_rate(rm, mix, mo)
+    lo = hi * 1e-6
+    lo_op = operate(rm, mix, lo, chunk, kappa, mo)
     if lo_op is None or not lo_op.meets(targets):
         return None
-    lo = hi * 1e-6
     while hi - lo > RATE_REL_TOL * hi:
         mid = 0.5 * (lo + hi)
-        op = operate(rm, mix, mid, chunk, kappa)
+        op = operate(rm, mix, mid, chunk, kappa, mo)
         if op is not None and op.meets(targets):
             lo, lo_op = mid, op
         else:
@@ -310,7 +329,7 @@ def best_operating(rm, mix: LengthMix, targets: Targets, chunks=CHUNK_CANDIDATES
     return best
 
 
-def capacity(rm, mix: LengthMix, targets: Targets, out_tokens: float | None = None) -> Capacity | None:
+def capacity(rm, mix: LengthMix, targets: Targets) -> Capacity | None:
     """The replica's :class:`~planner.perf.model.Capacity` for ``mix`` at ``targets``: ``max_rps`` the
     largest rate meeting them (over the prefill chunks), the latencies at ``targets.statistic`` there,
     ``batch`` the mean decoding sequences, ``busy_power_w`` the power of a mean step (prompt work

@@ -20,7 +20,6 @@ PROFILE_ROW_COLUMNS = ["model", "gpu", "tp", "pp", "freq_mhz", "shape", "max_rps
                        "busy_power_w", "idle_power_w", "active_power_w", "source", "expected_error", "statistic"]
 
 
-
 def profile_rows(model: str, gpu: str, shapes: dict[str, tuple[float, float]],
                  slo_per_shape: dict[str, tuple],
                  tps=TP_SET, pps=PP_SET, freqs=None, distributions: dict | None = None) -> pd.DataFrame:
@@ -76,7 +75,7 @@ def profile_rows(model: str, gpu: str, shapes: dict[str, tuple[float, float]],
                     row_err, active_io = err, (inp, out)
                 else:
                     cap = queueing.capacity(rm, mixes[shape],
-                                            queueing.Targets(ttft, tbt, e2e, stat, att), out_tokens=out)
+                                            queueing.Targets(ttft, tbt, e2e, stat, att))
                     if cap is None:
                         continue
                     row_ttft = min(_round_latency(cap.ttft_ms), float(ttft))

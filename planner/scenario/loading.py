@@ -691,15 +691,21 @@ def read_shape_distributions(spec: ScenarioSpec, base_dir: str | Path, source: s
     that have a ``distribution`` (read relative to ``base_dir`` like a loaded scenario's). Raises
     ScenarioError naming every bad file, row or column."""
     problems: list[Problem] = []
-    reader = _Reader(Path(base_dir), source, problems, tuple(Path(d) for d in allow_dirs))
+    out = _read_distributions(_Reader(Path(base_dir), source, problems, tuple(Path(d) for d in allow_dirs)),
+                              spec, problems)
+    if problems:
+        raise ScenarioError(problems)
+    return out
+
+
+def _read_distributions(reader: "_Reader", spec: ScenarioSpec, problems: list[Problem]) -> dict[str, pd.DataFrame]:
+    """The shapes' distribution tables that read without problems (the others add to ``problems``)."""
     out = {}
     for i, shp in enumerate(spec.shapes):
         if shp.distribution is not None:
             dist = _shape_distribution(reader, f"shapes[{i}].distribution", shp.distribution, problems)
             if dist is not None:
                 out[shp.name] = dist
-    if problems:
-        raise ScenarioError(problems)
     return out
 
 
@@ -867,11 +873,8 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str, allow_dirs: tuple[
             if not ((prof["model"] == k.model) & (prof["shape"] == k.shape)).any():
                 warnings.append(f"class {k.name!r}: no profile rows for model {k.model!r} and shape {k.shape!r}")
 
-    for i, shp in enumerate(spec.shapes):
-        if shp.distribution is not None:
-            dist = _shape_distribution(reader, f"shapes[{i}].distribution", shp.distribution, problems)
-            if dist is not None:
-                tables[f"shape:{shp.name}"] = dist
+    for name, dist in _read_distributions(reader, spec, problems).items():
+        tables[f"shape:{name}"] = dist
 
     def series(field_name, value, columns, keycols, valcol, how, required_keys=None):
         frame, where, label = reader.read(field_name, value, columns)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.perf.model import MAX_NUM_SEQS, ReplicaModel
-from planner.perf.queueing import LengthMix, Targets, statistic_level
+from planner.perf.queueing import LengthMix, Targets
+from planner.scenario.schema import statistic_level
 from planner.sim import engine as simengine
 
 
@@ -55,8 +56,7 @@ class ReplicaSim:
         idx = rng.choice(len(mix.w), requests, p=mix.w)
         self.inp, self.out = mix.inp[idx], mix.out[idx]
         self.warm = np.arange(requests) >= int(warmup * requests)
-        kv = int(rm.kv_budget_bytes // rm.kv_bytes_per_token) if rm.kv_bytes_per_token > 0 else 0
-        self.spec = simengine.DeploymentSpec(rm, 1, self.chunk, MAX_NUM_SEQS, kv)
+        self.spec = simengine.DeploymentSpec(rm, 1, self.chunk, MAX_NUM_SEQS, int(rm.kv_tokens))
         self.seed = seed
 
     def at(self, rate_rps: float, t: Targets) -> SimOutcome:

@@ -96,8 +96,7 @@ def plan_deployments(plan: Plan, sc, t: int, max_rps: dict[tuple, float]) -> lis
                 chunk = min(chunk, cap.chunk_tokens)
             mu[k] = max_rps.get((d.model, d.gpu, d.tp, d.pp, float(d.freq_mhz), kc.shape), np.nan)
             tbt[k] = float(cl.tbt_ms)
-        kv = int(rm.kv_budget_bytes // rm.kv_bytes_per_token) if rm.kv_bytes_per_token > 0 else 0
-        spec = simengine.DeploymentSpec(rm, int(d.replicas), int(chunk), MAX_NUM_SEQS, kv)
+        spec = simengine.DeploymentSpec(rm, int(d.replicas), int(chunk), MAX_NUM_SEQS, int(rm.kv_tokens))
         out.append(_Dep(d.id, reg[d.region], gpu[d.gpu], rm, spec, d.power_w, d.utilization,
                         int(d.tp * d.pp), mu, tbt))
     return out
