@@ -268,8 +268,10 @@ def _build(*, regions: int, slots: int, n_gpus: int, n_models: int, n_classes: i
         slo = t.slo.model_dump(exclude_none=True)
         jittered = vi > 1 or rnd > 0
         if jittered:
-            slo = {key: max(1, round(val * _uniform(seed, 0.9, 1.1, "slo", name, key))) for key, val in slo.items()}
-        slo = {key: _num(val) for key, val in slo.items()}
+            # the latency targets vary; the statistic and the attainment stay the template's
+            slo = {key: max(1, round(val * _uniform(seed, 0.9, 1.1, "slo", name, key))) if key.endswith("_ms") else val
+                   for key, val in slo.items()}
+        slo = {key: _num(val) if key.endswith("_ms") else val for key, val in slo.items()}
         cls_list.append(_Class(name, m, t.name, t.shape, slo, jittered))
 
     shapes_by_model: dict[str, set] = {}
