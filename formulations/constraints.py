@@ -58,7 +58,10 @@ def variables(lm: LinearModel, md: ModelData) -> Vars:
     y = md.y_index
     b = lm.add_vars("assign", ("class", "region", "config", "slot"), y[["k", "r", "c", "t"]].to_numpy(), 0.0, INF,
                     doc="req/s of class k in region r served by config c, slot t")
-    yv = y.merge(md.pairs[["c", "k", "mu", "cap", "slack_ms", "marg_w"]], on=["c", "k"], how="left").assign(col=b.cols)
+    yv = y.merge(md.pairs[["c", "k", "mu", "cap", "slack_ms", "marg_w", "resid_s"]], on=["c", "k"],
+                 how="left").assign(col=b.cols)
+    yv["beta"] = md.scenario.burst[yv["k"].to_numpy(), yv["t"].to_numpy()] if len(yv) else np.zeros(0)
+    yv["act_w"] = activity_power(md, yv)
     u = md.u_index
     b = lm.add_vars("unserved", ("class", "origin", "slot"), u[["k", "o", "t"]].to_numpy(), 0.0,
                     u["ub"].to_numpy(float), doc="req/s of class k from origin o left unserved in slot t")
@@ -146,13 +149,41 @@ def latency_nesting(lm: LinearModel, md: ModelData, v: Vars) -> None:
                            "for that RTT")
 
 
+def activity_power(md: ModelData, y: pd.DataFrame) -> np.ndarray:
+    """W per req/s of class k on config c in slot t that a replica draws above idle while it has work,
+    when some class states ``arrivals`` (0 otherwise: replicas are then taken as never idle and draw
+    ``base_c`` whatever their load; see ``expressions``).
+
+        act[c,k,t] = (base_c - idle_c) * min(resid[c,k], beta[k,t] / (U cap[c,k]))
+
+    A request keeps a lightly loaded replica working ``resid[c,k]`` seconds (the profile row's
+    ``service_ms``), so ``L`` req/s keep ``L resid`` replicas busy on average (Little) while they rarely
+    overlap; at the operating point ``replica_capacity`` allows, ``U cap / beta`` req/s per replica,
+    batches overlap once ``resid U cap / beta >= 1`` and the replicas are busy all the time, i.e. one
+    busy replica per ``U cap / beta`` req/s. The smaller of the two is exact for a deployment at its
+    operating point that serves classes of one kind; it counts a saturated class spread thinly over
+    replicas kept idle for another class's bursts as busy only ``beta / (U cap)`` s per request
+    (docs/formulation.md).
+    """
+    sc = md.scenario
+    if not sc.bursty or not len(y):
+        return np.zeros(len(y))
+    cf = md.configs.set_index("c")
+    c = y["c"].to_numpy()
+    gap = (cf.loc[c, "base_w"].to_numpy(float) - cf.loc[c, "idle_w"].to_numpy(float)).clip(min=0.0)
+    U = sc.options.max_utilization
+    per = np.minimum(y["resid_s"].to_numpy(float), y["beta"].to_numpy(float) / (U * y["cap"].to_numpy(float)))
+    return gap * per
+
+
 def replica_capacity(lm: LinearModel, md: ModelData, v: Vars) -> None:
     """The load on a config's replicas stays within their headroom.
 
-    For every (r, c, t):   sum_k assign[k,r,c,t] / cap[c,k] - U * replicas[r,c,t] <= 0
+    For every (r, c, t):   sum_k beta[k,t] * assign[k,r,c,t] / cap[c,k] - U * replicas[r,c,t] <= 0
 
     ``cap[c,k] = f[c,k] * mu[c,k]``: the profiled maximum rate times the pair's capacity factor
-    (``options.capacity_factors``; 1 unless derated, e.g. by ``plan solve --verify``).
+    (``options.capacity_factors``; 1 unless derated, e.g. by ``plan solve --verify``). ``beta[k,t] >= 1``
+    is class k's burst factor in slot t (1 unless the class states ``arrivals``; ``sets.load_terms``).
     """
     n, y = v.n, v.y
     idx = n[["r", "c", "t"]].reset_index(drop=True)
@@ -161,7 +192,7 @@ def replica_capacity(lm: LinearModel, md: ModelData, v: Vars) -> None:
     U = md.scenario.options.max_utilization
     rows = np.concatenate([a["row"].to_numpy(), idx["row"].to_numpy()])
     cols = np.concatenate([a["col"].to_numpy(), n["col"].to_numpy()])
-    vals = np.concatenate([1.0 / a["cap"].to_numpy(), np.full(len(n), -U)])
+    vals = np.concatenate([a["beta"].to_numpy() / a["cap"].to_numpy(), np.full(len(n), -U)])
     lm.add_constraints("replica_capacity", ("region", "config", "slot"), idx[["r", "c", "t"]].to_numpy(),
                        rows, cols, vals, -INF, 0.0, doc="utilisation of config c's replicas within U")
 
@@ -213,10 +244,12 @@ def expressions(lm: LinearModel, md: ModelData, v: Vars) -> None:
     """Linear expressions of the totals (objective candidates), over the horizon.
 
     Power of the replicas of c in (r, t): ``base_c * replicas + sum_k marg[c,k] * assign[k,r,c,t]``
-    with ``marg[c,k] = max(busy[c,k] - base_c, 0) / mu[c,k]`` (W per req/s), i.e. each replica draws
-    base + (busy - base) x utilisation. ``base_c`` is the zero-load intercept of a replica's power
-    under continuous batching, the largest ``active_power_w`` of c's rows (``idle_power_w`` where
-    empty): see ``sets.config_class_pairs``. With slot length h hours and PUE_r:
+    with ``marg[c,k] = max(busy[c,k] - base_c, 0) / mu[c,k]`` (W per req/s): each replica draws
+    base + (busy - base) x utilisation. ``base_c`` is the zero-load intercept of a replica's power under
+    continuous batching, the largest ``active_power_w`` of c's rows (``idle_power_w`` where empty): see
+    ``sets.config_class_pairs``. When some class states arrivals, replicas without work draw idle power:
+    ``idle_c * replicas + sum_k (marg[c,k] + act[c,k,t]) * assign[k,r,c,t]`` (``activity_power``;
+    ``idle_c`` the largest ``idle_power_w`` of c's rows). With slot length h hours and PUE_r:
 
     * energy_kwh   = sum PUE_r * h * power / 1000
     * carbon_kg    = sum PUE_r * h * power / 1000 * CI[r,t] / 1000
@@ -228,11 +261,11 @@ def expressions(lm: LinearModel, md: ModelData, v: Vars) -> None:
     """
     sc = md.scenario
     h = sc.slot_hours
-    n = v.n.merge(md.configs[["c", "g", "gpus", "base_w"]], on="c")
+    n = v.n.merge(md.configs[["c", "g", "gpus", "floor_w"]], on="c")
     y = v.y
     pue = sc.pue
-    e_n = pue[n["r"]] * h * n["base_w"].to_numpy() / 1000.0
-    e_y = pue[y["r"]] * h * y["marg_w"].to_numpy() / 1000.0
+    e_n = pue[n["r"]] * h * n["floor_w"].to_numpy() / 1000.0
+    e_y = pue[y["r"]] * h * (y["marg_w"].to_numpy() + y["act_w"].to_numpy()) / 1000.0
     cols = np.concatenate([n["col"].to_numpy(), y["col"].to_numpy()])
     e = np.concatenate([e_n, e_y])
     rr = np.concatenate([n["r"].to_numpy(), y["r"].to_numpy()])

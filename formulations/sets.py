@@ -9,6 +9,8 @@ Everything the constraint families need, computed once from a validated scenario
   the pair's capacity factor, 1 unless ``options.capacity_factors`` derates it), latencies, busy power and the marginal
   power per unit of load ``marg_ck = max(busy_ck - base_c, 0) / mu_ck``;
 * the network budget ``slack_ck``: the largest RTT with which config c still meets class k's SLOs;
+* per pair the residence ``resid_ck``: seconds one request keeps a lightly loaded replica working
+  (for ``busy_replicas`` when some class states ``arrivals``);
 * pruning of configs that can never meet an SLO and of dominated configs;
 * the domains of the variables (which indices exist at all).
 
@@ -54,9 +56,9 @@ class ModelData:
 
     scenario: object
     configs: pd.DataFrame
-    """Kept configs: model, gpu, tp, pp, freq_mhz, gpus, base_w, m, g, key (unique label)."""
+    """Kept configs: model, gpu, tp, pp, freq_mhz, gpus, base_w, idle_w, floor_w, m, g, key (unique label)."""
     pairs: pd.DataFrame
-    """Valid (config c, class k) pairs: c, k, mu, ttft_ms, tbt_ms, busy_w, slack_ms, marg_w."""
+    """Valid (config c, class k) pairs: c, k, mu, cap, ttft_ms, tbt_ms, busy_w, slack_ms, marg_w, resid_s."""
     pruning: Pruning
     warnings: list = field(default_factory=list)
     """Things the model leaves out or treats specially, in words (copied into the plan)."""
@@ -107,7 +109,11 @@ def config_class_pairs(sc) -> tuple[pd.DataFrame, pd.DataFrame, Pruning]:
     prof = sc.profiles
     keycols = ["model", "gpu", "tp", "pp", "freq_mhz"]
     zero_load = prof["active_power_w"].fillna(prof["idle_power_w"])
-    cfg = prof.assign(base_w=zero_load).groupby(keycols, sort=True, as_index=False).agg(base_w=("base_w", "max"))
+    cfg = prof.assign(base_w=zero_load).groupby(keycols, sort=True, as_index=False).agg(
+        base_w=("base_w", "max"), idle_w=("idle_power_w", "max"))
+    # the power a replica draws whatever its load: base when replicas are taken as never idle,
+    # idle when some class's arrivals are bursty (busy_replicas adds base - idle while it has work)
+    cfg["floor_w"] = cfg["idle_w"] if sc.bursty else cfg["base_w"]
     cfg["gpus"] = (cfg["tp"] * cfg["pp"]).astype(np.int64)
     cfg["m"] = cfg["model"].map({n: i for i, n in enumerate(sc.models)}).astype(np.int64)
     cfg["g"] = cfg["gpu"].map({n: i for i, n in enumerate(sc.gpus)}).astype(np.int64)
@@ -154,7 +160,13 @@ def config_class_pairs(sc) -> tuple[pd.DataFrame, pd.DataFrame, Pruning]:
     # marginal power per unit of load: (busy - base) / mu  [W per req/s], never negative
     p["marg_w"] = (p["busy_w"] - p["base_w"]).clip(lower=0.0) / p["mu"]
     p["cap"] = p["mu"] * capacity_factors(sc, p)
-    pairs = p[["c", "k", "mu", "cap", "ttft_ms", "tbt_ms", "busy_w", "slack_ms", "marg_w"]].sort_values(["c", "k"])
+    # seconds a request keeps a lightly loaded replica working: the row's service_ms, else an upper bound
+    lbar = np.array([mean_output_tokens(sc, kk) for kk in range(len(sc.classes))])
+    bound = p["ttft_ms"] + (lbar[p["k"].to_numpy()] - 1.0).clip(min=0.0) * p["tbt_ms"]
+    p["resid_s"] = p["service_ms"].where(p["service_ms"].notna(), bound) / 1000.0
+    pairs = p[["c", "k", "mu", "cap", "ttft_ms", "tbt_ms", "busy_w", "slack_ms", "marg_w", "resid_s"]].sort_values(
+        ["c", "k"])
+    pairs = pairs.reset_index(drop=True)
     used = np.unique(pairs["c"].to_numpy())
     pruning.pruned_slo = int(len(cfg) - len(used))
     pruning.pairs_pruned_slo += pruning_tiny
@@ -176,18 +188,31 @@ def capacity_factors(sc, p: pd.DataFrame) -> np.ndarray:
     return m["factor"].fillna(1.0).to_numpy(float)
 
 
-def prune_dominated(cfg: pd.DataFrame, pairs: pd.DataFrame, pruning: Pruning) -> tuple[pd.DataFrame, pd.DataFrame]:
+def mean_output_tokens(sc, k: int) -> float:
+    """Mean output tokens of class k: its shape's distribution's mean, or the shape's point."""
+    kc = sc.spec.classes[k]
+    dist = sc.shape_distribution(kc.shape)
+    if dist is None:
+        return float(next(s.output_tokens for s in sc.spec.shapes if s.name == kc.shape))
+    return float((dist["output_tokens"] * dist["weight"]).sum())
+
+
+def prune_dominated(cfg: pd.DataFrame, pairs: pd.DataFrame, pruning: Pruning,
+                    bursty: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Drop configs dominated by another config of the same model, GPU type and GPU count.
 
     c' dominates c when, for every class k that c can serve, c' can serve k too with
-    ``cap_c'k >= cap_ck`` (usable capacity: ``mu`` times any capacity factor), ``slack_c'k >= slack_ck`` and ``marg_c'k <= marg_ck``, and
-    ``base_c' <= base_c``: any load c carries, c' carries on no more replicas at no more power
-    (``base x replicas + sum marg x rate``), the same price and the same GPUs, within every SLO c
-    meets. Exact ties keep the config that sorts first.
+    ``cap_c'k >= cap_ck`` (usable capacity: ``mu`` times any capacity factor), ``slack_c'k >= slack_ck``,
+    ``marg_c'k <= marg_ck`` and (``bursty``) ``resid_c'k <= resid_ck``, and ``floor_c' <= floor_c``,
+    ``base_c' <= base_c`` and (``bursty``) ``base_c' - floor_c' <= base_c - floor_c``: any load c carries,
+    c' carries on no more replicas at no more power (``floor x replicas + sum (marg + act) x rate``,
+    ``constraints.activity_power``), the same price and the same GPUs, within every SLO c meets. Exact
+    ties keep the config that sorts first.
     """
     cfg = cfg[cfg["c"].isin(pairs["c"])]
     dropped: set[int] = set()
-    piv = {col: pairs.pivot(index="c", columns="k", values=col) for col in ("cap", "slack_ms", "marg_w")}
+    piv = {col: pairs.pivot(index="c", columns="k", values=col)
+           for col in ("cap", "slack_ms", "marg_w", "resid_s")}
     for _, grp in cfg.groupby(["m", "g", "gpus"], sort=True):
         cs = list(grp["c"])
         if len(cs) < 2:
@@ -195,7 +220,11 @@ def prune_dominated(cfg: pd.DataFrame, pairs: pd.DataFrame, pruning: Pruning) ->
         mu = piv["cap"].loc[cs].to_numpy()
         sl = piv["slack_ms"].loc[cs].to_numpy()
         mg = piv["marg_w"].loc[cs].to_numpy()
-        base = grp.set_index("c").loc[cs, "base_w"].to_numpy()
+        gi = grp.set_index("c")
+        base = gi.loc[cs, "base_w"].to_numpy()
+        floor = gi.loc[cs, "floor_w"].to_numpy()
+        rs = piv["resid_s"].loc[cs].to_numpy() if bursty else np.zeros_like(mu)
+        gap = (base - floor).clip(min=0.0) if bursty else np.zeros_like(base)
         valid = ~np.isnan(mu)
         for i, ci in enumerate(cs):
             for j, cj in enumerate(cs):
@@ -210,6 +239,9 @@ def prune_dominated(cfg: pd.DataFrame, pairs: pd.DataFrame, pruning: Pruning) ->
                     and np.all(mu[j, m] >= mu[i, m] - TOL)
                     and np.all(sl[j, m] >= sl[i, m] - TOL)
                     and np.all(mg[j, m] <= mg[i, m] + TOL)
+                    and floor[j] <= floor[i] + TOL
+                    and np.all(rs[j, m] <= rs[i, m] + TOL)
+                    and gap[j] <= gap[i] + TOL
                 ):
                     continue
                 strictly = (
@@ -217,6 +249,8 @@ def prune_dominated(cfg: pd.DataFrame, pairs: pd.DataFrame, pruning: Pruning) ->
                     or np.any(mu[j, m] > mu[i, m] + TOL)
                     or np.any(sl[j, m] > sl[i, m] + TOL)
                     or np.any(mg[j, m] < mg[i, m] - TOL)
+                    or floor[j] < floor[i] - TOL
+                    or np.any(rs[j, m] < rs[i, m] - TOL)
                     or np.any(vj & ~vi)
                 )
                 if strictly or j < i:
@@ -273,7 +307,7 @@ def restrict_slots(md: ModelData, slots) -> ModelData:
 def build_sets(sc) -> ModelData:
     """All index sets and parameters, pruned, for a validated scenario."""
     cfg, pairs, pruning = config_class_pairs(sc)
-    cfg, pairs = prune_dominated(cfg, pairs, pruning)
+    cfg, pairs = prune_dominated(cfg, pairs, pruning, sc.bursty)
     md = ModelData(scenario=sc, configs=cfg, pairs=pairs, pruning=pruning, warnings=list(pruning.warnings))
     # renumber configs 0..C-1 so that labels index by c
     remap = {old: new for new, old in enumerate(cfg["c"])}

@@ -104,7 +104,7 @@ from prices import gpu_prices  # noqa: E402
 
 from planner.datatools.carbon import carbon_table
 from planner.datatools.common import table_csv
-from planner.datatools.traces import load_trace, parse_bucket, trace_distribution, trace_shapes
+from planner.datatools.traces import load_trace, parse_bucket, trace_arrivals, trace_distribution, trace_shapes
 from planner.perf.importers import profiles_to_csv
 from planner.perf.model import gpu_spec, model_spec
 
@@ -207,7 +207,9 @@ INTRA_RTT_MS = {
     ("eu", "eu-central"): 15,
     ("asia", "ap-southeast"): 30, ("asia", "ap-northeast"): 40,
 }
-MAX_UTILIZATION = 0.8
+MAX_UTILIZATION = 0.9   # headroom beyond the classes' burst factors (0.8 before the arrivals tables)
+FLEET_SCALE = 4         # every count above times this: the p99 default sized for the traces' bursts
+                        # (code-70b's burst factor is about 4) needs about 4x the GPUs of a Poisson plan
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,9 +301,10 @@ def build_gpu_prices(shared: Path) -> dict[tuple[str, str], tuple[float, str]]:
 # Shapes and class mix from the Azure 2023 trace
 # --------------------------------------------------------------------------------------------
 
-def build_shapes(shared: Path) -> tuple[dict, dict, dict, dict]:
-    """Shapes (median input/output tokens, and the joint length distribution of each), and class
-    shares, with the code of ``plan data shapes`` (``--distribution``)."""
+def build_shapes(shared: Path) -> tuple[dict, dict, dict, dict, dict]:
+    """Shapes (median input/output tokens, and the joint length distribution of each), class
+    shares, and each shape subset's arrival burstiness, with the code of ``plan data shapes``
+    (``--distribution``, ``--arrivals``)."""
     conv = load_trace(need(shared / "traces" / "azure-llm-2023" / "conv.csv"))
     code = load_trace(need(shared / "traces" / "azure-llm-2023" / "code.csv"))
     conv_buckets = [parse_bucket(f"conv-short:out<={CONV_SPLIT_OUT}"), parse_bucket(f"conv-long:out>{CONV_SPLIT_OUT}")]
@@ -311,6 +314,9 @@ def build_shapes(shared: Path) -> tuple[dict, dict, dict, dict]:
     dists = {"conv-short": trace_distribution(conv, conv_buckets, "conv-short"),
              "conv-long": trace_distribution(conv, conv_buckets, "conv-long"),
              "code": trace_distribution(code, code_buckets, "code")}
+    arrivals = {"conv-short": trace_arrivals(conv, conv_buckets, "conv-short"),
+                "conv-long": trace_arrivals(conv, conv_buckets, "conv-long"),
+                "code": trace_arrivals(code, code_buckets, "code")}
     sh = pd.concat([conv_sh, code_sh])
     shapes = {name: dict(input_tokens=int(round(float(sh.at[name, "median_input_tokens"]))),
                          output_tokens=int(round(float(sh.at[name, "median_output_tokens"]))))
@@ -326,7 +332,7 @@ def build_shapes(shared: Path) -> tuple[dict, dict, dict, dict]:
     }
     gap = int(((conv.df["output_tokens"] > CONV_SPLIT_OUT) & (conv.df["output_tokens"] <= 320)).sum())
     stats = dict(n_conv=len(conv), n_code=len(code), n_conv_long=int(n["conv-long"]), conv_gap=gap)
-    return shapes, shares, stats, dists
+    return shapes, shares, stats, dists, arrivals
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,10 +434,12 @@ def build_yaml(shapes: dict, prices: dict, rtt: dict) -> str:
     for sname, s in shapes.items():
         a(f"  - {{name: {sname}, input_tokens: {s['input_tokens']}, output_tokens: {s['output_tokens']}, "
           f"distribution: shape_{sname}.csv}}")
-    a("classes:  # SLOs: assumptions for interactive chat / code completion, see data/README.md")
+    a("classes:  # SLOs: assumptions for interactive chat / code completion, see data/README.md;")
+    a("          # arrivals: burstiness of the shape's trace subset (plan data shapes --arrivals)")
     for cname, c in CLASSES.items():
         slo = ", ".join(f"{k}: {v}" for k, v in c["slo"].items())
-        a(f"  - {{name: {cname}, model: {c['model']}, shape: {c['shape']}, slo: {{{slo}}}}}")
+        a(f"  - {{name: {cname}, model: {c['model']}, shape: {c['shape']}, slo: {{{slo}}}, "
+          f"arrivals: arrivals_{c['shape']}.csv}}")
     a("regions:  # pue: assumption (data/README.md); count: assumed availability; price: see comment")
     for rname, r in REGIONS.items():
         a(f"  - name: {rname}")
@@ -442,7 +450,8 @@ def build_yaml(shapes: dict, prices: dict, rtt: dict) -> str:
             if gname not in r["counts"]:
                 continue
             price, src = prices[(rname, gname)]
-            a(f"      - {{type: {gname}, count: {r['counts'][gname]}, price_usd_per_gpu_hour: {price:g}}}  # {src}")
+            count = r["counts"][gname] * FLEET_SCALE
+            a(f"      - {{type: {gname}, count: {count}, price_usd_per_gpu_hour: {price:g}}}  # {src}")
     a("origins:  # rtt: network/continent_rtt_ms.csv azure rows across continents; same continent assumed")
     for oname, o in ORIGINS.items():
         a(f"  - name: {oname}")
@@ -497,7 +506,7 @@ def capacity_check(profiles: pd.DataFrame, demand: pd.DataFrame) -> dict:
             best[(cname, gname)] = float((pg["max_rps"] / (pg["tp"] * pg["pp"])).max()) if len(pg) else 0.0
 
     def cap(cname, regions):
-        return sum(MAX_UTILIZATION * best[(cname, g)] * REGIONS[r]["counts"].get(g, 0)
+        return sum(MAX_UTILIZATION * best[(cname, g)] * REGIONS[r]["counts"].get(g, 0) * FLEET_SCALE
                    for r in regions for g in GPUS)
 
     all_regions = list(REGIONS)
@@ -538,7 +547,7 @@ def summarize(profiles, carbon, prices_ts, demand, cc, shapes, shares, stats, cl
     print(f"\ndemand total: mean {tot.mean():.1f}, peak {tot.max():.1f} req/s at {tot.idxmax()}")
     print(f"fleet fraction needed (sum_c d_c / cap_c): max {cc['frac'].max():.2f}, "
           f"mean {cc['frac'].mean():.2f}; eu on eu-central only: max {cc['frac_eu'].max():.2f}")
-    print("GPUs: " + ", ".join(f"{g}={sum(r['counts'].get(g, 0) for r in REGIONS.values())}" for g in GPUS))
+    print("GPUs: " + ", ".join(f"{g}={sum(r['counts'].get(g, 0) for r in REGIONS.values()) * FLEET_SCALE}" for g in GPUS))
 
 
 # --------------------------------------------------------------------------------------------
@@ -560,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         for gname in r["counts"]:
             if (rname, gname) not in gpu_prices:
                 sys.exit(f"no price for {gname} in {rname}")
-    shapes, shares, stats, dists = build_shapes(shared)
+    shapes, shares, stats, dists, arrivals = build_shapes(shared)
     demand = build_demand(shares)
     rtt = rtt_table(shared)
     yaml_text = build_yaml(shapes, gpu_prices, rtt)
@@ -582,6 +591,8 @@ def main(argv: list[str] | None = None) -> int:
     prices_ts.to_csv(out / "electricity_price.csv", float_format="%.10g", **opts)
     for sname, dist in dists.items():
         (out / f"shape_{sname}.csv").write_text(table_csv(dist))
+    for sname, arr in arrivals.items():
+        (out / f"arrivals_{sname}.csv").write_text(table_csv(arr))
 
     if not args.quiet:
         cc = capacity_check(profiles, demand)

@@ -234,6 +234,59 @@ def trace_distribution(trace: Trace, buckets: list[Bucket] | None, name: str,
     return df
 
 
+ARRIVAL_WINDOWS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000)
+"""Window lengths of :func:`arrival_ratios`, in expected requests (windows longer than half the trace are left out)."""
+
+ARRIVAL_QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
+"""Levels of :func:`arrival_ratios`."""
+
+
+def arrival_ratios(t: np.ndarray, duration: float) -> pd.DataFrame:
+    """The burstiness of arrival times ``t`` (seconds, sorted, within ``[0, duration)``), read as periodic
+    with period ``duration`` (as a replay tiles a trace): for windows expected to hold ``N`` requests
+    (length ``N / rate``) ending at each arrival (itself included), the quantiles over arrivals of the
+    count in the window divided by ``N``: the load a request finds arriving just before it. For
+    Poisson arrivals about ``1 + z_q / sqrt(N)``; for an on/off trace far more at small ``N``.
+
+    Counted in expected requests, the ratios do not change when the trace is compressed or stretched
+    in time (they describe the same traffic at any rate). Columns ``window_requests, quantile, ratio``."""
+    t = np.asarray(t, dtype=float)
+    n = len(t)
+    rate = n / duration
+    tt = np.concatenate([t - duration, t])
+    rows = []
+    for N in ARRIVAL_WINDOWS:
+        if N > n / 2:
+            break
+        counts = (np.arange(n) + n + 1) - np.searchsorted(tt, t - N / rate, side="right")
+        q = np.quantile(counts, ARRIVAL_QUANTILES, method="inverted_cdf")
+        rows += [(N, lv, float(f"{v / N:.6g}")) for lv, v in zip(ARRIVAL_QUANTILES, q)]
+    return pd.DataFrame(rows, columns=["window_requests", "quantile", "ratio"])
+
+
+def trace_arrivals(trace: Trace, buckets: list[Bucket] | None, name: str) -> pd.DataFrame:
+    """The arrival burstiness of class ``name``'s requests, as a class's ``arrivals`` table:
+    :func:`arrival_ratios` over the class's arrival times, the trace's span read as one period (first
+    to last request, plus one mean gap, as a replay tiles it), with a ``source`` column."""
+    cls = assign_classes(trace, buckets)
+    known = [b.name for b in buckets] if buckets else sorted(set(cls))
+    if name not in known:
+        raise InputError([Problem("--arrivals", f"unknown class {token(name, 32)} (classes: {tokens(known, 8)})")])
+    t_all = trace.df["t"].to_numpy(float)
+    n_all = len(t_all)
+    if n_all < 2 or t_all[-1] <= t_all[0]:
+        raise InputError([Problem(trace.path, "needs at least two requests at different times")])
+    duration = (t_all[-1] - t_all[0]) * n_all / (n_all - 1)
+    t = np.sort(t_all[cls == name] - t_all[0])
+    if len(t) < 4:
+        raise InputError([Problem("--arrivals", f"class {token(name, 32)} has {len(t)} request(s) in {trace.path}; "
+                                                "at least 4 are needed")])
+    df = arrival_ratios(t, duration)
+    df["source"] = (f"{Path(trace.path).name}: arrival times of {len(t):,} requests of class {name} over "
+                    f"{_duration(duration)}, read as periodic")
+    return df
+
+
 MAX_SLOTS = 100_000
 """Most slots :func:`demand_table` builds (a trace spanning more is an error suggesting --slots/--slot-minutes)."""
 

@@ -25,6 +25,7 @@ from planner.plan.schema import (
     Route,
     ScenarioRef,
     Slot,
+    ClassHeadroom,
     SlotTotals,
     SolverInfo,
     Target,
@@ -154,7 +155,8 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
     n_by_t = {t: g for t, g in n.groupby("t")}
     x_by_t = {t: g for t, g in xr.groupby("t")}
     u_by_t = {t: g for t, g in u.groupby("t")}
-    empty = pd.DataFrame(columns=["k", "o", "r", "c", "t", "val", "col", "rtt", "slack_ms", "mu", "marg_w"])
+    empty = pd.DataFrame(columns=["k", "o", "r", "c", "t", "val", "col", "rtt", "slack_ms", "mu", "marg_w", "resid_s",
+                                  "cap", "act_w", "beta"])
     for t in range(T):
         nt = n_by_t.get(t, empty)
         yt = y_by_t.get(t, empty)
@@ -162,6 +164,7 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
         ut = u_by_t.get(t, empty)
         deps = []
         dep_id = {}
+        surge: dict[int, float] = {}
         for (r, c), val in sorted(zip(zip(nt["r"], nt["c"]), nt["val"])):
             cr = cfg.loc[c]
             did = f"{R[r]}/{cr['key']}"
@@ -169,7 +172,13 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
             reps = int(round(val))
             loads = yt[(yt["r"] == r) & (yt["c"] == c)].sort_values("k")
             util = float(sum(loads["val"] / loads["mu"])) / reps if reps else 0.0
-            power = float(cr["base_w"]) * reps + float(sum(loads["val"] * loads["marg_w"]))
+            power = float(cr["floor_w"]) * reps + float(sum(loads["val"] * (loads["marg_w"] + loads["act_w"])))
+            if reps:
+                # each class's surge margin: load can grow until the deployment reaches utilisation 1
+                uk = loads["val"].to_numpy(float) / loads["cap"].to_numpy(float) / reps
+                for k, u_k in zip(loads["k"], uk):
+                    if u_k > 0:
+                        surge[int(k)] = min(surge.get(int(k), np.inf), 1.0 + (1.0 - float(uk.sum())) / float(u_k))
             deps.append(Deployment(
                 id=did, region=R[r], model=cr["model"], gpu=cr["gpu"], tp=int(cr["tp"]), pp=int(cr["pp"]),
                 freq_mhz=float(cr["freq_mhz"]), replicas=reps, gpus=reps * int(cr["gpus"]), utilization=util,
@@ -199,7 +208,10 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
             cost_usd=float(E["cost_usd"][cols] @ x[cols]), gpu_hours=float(E["gpu_hours"][cols] @ x[cols]),
         )
         slots.append(Slot(index=t, start=sc.slot_starts[t].strftime("%Y-%m-%dT%H:%M:%SZ"), deployments=deps,
-                          routing=routing, unserved=uns, totals=st))
+                          routing=routing, unserved=uns, totals=st, headroom=[
+                              ClassHeadroom(**{"class": K[k]}, demand_rps=float(sc.demand[k, :, t].sum()),
+                                            burst_factor=float(sc.burst[k, t]), surge=surge.get(k))
+                              for k in range(len(K)) if sc.demand[k, :, t].sum() > 0]))
     unserved_req = float(E["unserved_requests"] @ x)
     total_req = float(sc.demand.sum() * sc.slot_seconds)
     totals = Totals(
@@ -221,6 +233,7 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
                             max_utilization=opts.max_utilization, unserved_allowed=opts.unserved.allowed,
                             unserved_penalty_per_request=opts.unserved.penalty_per_request,
                             tie_break=opts.tie_break.value, demand_statistic=opts.demand_statistic,
+                            burst_absorption=opts.burst_absorption,
                             capacity_factors=[CapacityFactor(**f.model_dump(by_alias=True))
                                               for f in opts.capacity_factors]),
         totals=totals,

@@ -1179,7 +1179,8 @@ def profiles_to_csv(df: pd.DataFrame) -> str:
                      "source": "" if pd.isna(r["source"]) else r["source"],
                      "expected_error": num(r["expected_error"]),
                      "statistic": "mean" if "statistic" not in r or pd.isna(r["statistic"]) or r["statistic"] == ""
-                     else r["statistic"]})
+                     else r["statistic"],
+                     "service_ms": num(r["service_ms"]) if "service_ms" in r else ""})
     return pd.DataFrame(rows, columns=COLUMNS).to_csv(index=False, lineterminator="\n")
 
 

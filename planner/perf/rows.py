@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from planner.errors import InputError
@@ -17,7 +18,16 @@ from planner.perf.model import (LATENCY_QUANTUM_MS, PP_SET, TP_SET, _floor_sig, 
                                 expected_error, gpu_spec, model_spec, replica_model)
 
 PROFILE_ROW_COLUMNS = ["model", "gpu", "tp", "pp", "freq_mhz", "shape", "max_rps", "ttft_ms", "tbt_ms",
-                       "busy_power_w", "idle_power_w", "active_power_w", "source", "expected_error", "statistic"]
+                       "busy_power_w", "idle_power_w", "active_power_w", "source", "expected_error", "statistic",
+                       "service_ms"]
+
+
+def service_ms(rm, mix: "queueing.LengthMix") -> float:
+    """Mean time one request of ``mix`` spends on an otherwise idle replica: its prefill plus
+    ``output - 1`` decode steps at batch 1 (context: prompt plus half the output), averaged over the mix."""
+    pre = np.array([rm.prefill_ms(float(i)) for i in mix.inp])
+    dec = np.array([rm.decode_step_ms(1.0, float(i) + float(o) / 2.0) for i, o in zip(mix.inp, mix.out)])
+    return float(mix.w @ (pre + (mix.out - 1.0) * dec))
 
 
 def profile_rows(model: str, gpu: str, shapes: dict[str, tuple[float, float]],
@@ -45,7 +55,7 @@ def profile_rows(model: str, gpu: str, shapes: dict[str, tuple[float, float]],
     lengths with a distribution), capped at ``busy_power_w`` (rows where the model's power falls with
     load, below max clock). ``expected_error`` is the median relative error of ``max_rps`` (with a
     statistic, combined in quadrature with the queueing model's held-out error); ``source`` is
-    :func:`source_label`.
+    :func:`source_label`. ``service_ms`` is :func:`service_ms` of the shape (its distribution's mean).
     """
     m, g = model_spec(model), gpu_spec(gpu)
     missing = sorted(set(shapes) - set(slo_per_shape))
@@ -89,5 +99,6 @@ def profile_rows(model: str, gpu: str, shapes: dict[str, tuple[float, float]],
                                  max_rps=_floor_sig(cap.max_rps), ttft_ms=row_ttft,
                                  tbt_ms=row_tbt, busy_power_w=round(cap.busy_power_w, 1),
                                  idle_power_w=round(cap.idle_power_w, 1), active_power_w=round(active, 1),
-                                 source=rm.source, expected_error=round(row_err, 3), statistic=stat or "mean"))
+                                 source=rm.source, expected_error=round(row_err, 3), statistic=stat or "mean",
+                                 service_ms=round(service_ms(rm, mixes[shape]), 1)))
     return pd.DataFrame(rows, columns=PROFILE_ROW_COLUMNS)

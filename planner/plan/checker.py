@@ -22,11 +22,16 @@ latency_ttft      RTT + profiled TTFT within the class's TTFT SLO; route RTT and
                   the scenario
 latency_e2e       RTT + TTFT + (output tokens - 1) x TBT within the e2e SLO, when one is set
 latency_tbt       profiled TBT within the class's TBT SLO; reported TBT matches the profile
-replica_capacity  sum_k rate_k / (max_rps_k x factor_k) <= max_utilization x replicas (factor_k: the plan's
-                  capacity_factors, 1 where none); reported utilisation
+replica_capacity  sum_k beta_k x rate_k / (max_rps_k x factor_k) <= max_utilization x replicas (factor_k: the
+                  plan's capacity_factors, 1 where none; beta_k: the class's burst factor in the slot, from
+                  its arrivals table and the plan's burst_absorption, 1 without); reported utilisation
 gpu_availability  GPUs used per (region, GPU type, slot) within availability
 power             reported power == base x replicas + sum_k max(busy_k - base, 0) x rate_k / max_rps_k,
-                  base = the config's largest active_power_w (idle_power_w where empty)
+                  base = the config's largest active_power_w (idle_power_w where empty); when some class
+                  states arrivals: idle x replicas + the same load term + sum_k (base - idle) x rate_k x
+                  min(service_k, beta_k / (max_utilization x max_rps_k x factor_k)) (idle: the config's
+                  largest idle_power_w; service_k: the row's service_ms in s, else TTFT + (mean output
+                  - 1) x TBT)
 totals            per-slot and horizon totals (energy, carbon, costs, GPU-hours, requests)
 objective         objective value (with the unserved penalty) and route shares
 budget            cost within the plan's budget, when set
@@ -496,6 +501,9 @@ def check(plan, scenario: Scenario, rel_tol: float = 1e-6, abs_tol: float = 1e-6
     stat = p.options.demand_statistic
     if stat != scenario.spec.options.demand_statistic and DEMAND_STATISTIC.fullmatch(stat):
         scenario = scenario.replace_options(demand_statistic=stat)  # the demand the plan was made for
+    theta = p.options.burst_absorption
+    if theta != scenario.spec.options.burst_absorption and 0 < theta <= 1:
+        scenario = scenario.replace_options(burst_absorption=theta)  # the bursts the plan was sized for
     return _Checker(p, over, scenario, _Out(rel_tol, abs_tol)).run()
 
 
@@ -526,8 +534,14 @@ def _scenario_tables(sc: Scenario) -> dict:
     act = prof["active_power_w"].to_numpy(float)
     prof["zero_load_w"] = np.where(np.isnan(act), prof["idle_power_w"].to_numpy(float), act)
     cfg = prof.groupby(["model", "gpu", "tp", "pp", "freqr"], sort=True, as_index=False).agg(
-        base=("zero_load_w", "max"))
+        base=("zero_load_w", "max"), idle=("idle_power_w", "max"))
     cfg["ci"] = np.arange(len(cfg))
+    lbar = []
+    for k in spec.classes:
+        dist = sc.shape_distribution(k.shape)
+        lbar.append(float(out_tok.get(k.shape, 1)) if dist is None
+                    else float(np.dot(dist["output_tokens"].to_numpy(float), dist["weight"].to_numpy(float))))
+    t["cls_lbar"] = np.array(lbar, dtype=float)
     t["cfg"] = cfg
     _TABLES[sc] = t
     return t
@@ -738,7 +752,8 @@ class _Checker:
         L["prow"] = L["prow"].fillna(-1).astype(np.int64)
         L["pair_ok"] = L["model_ok"].to_numpy() & (L["prow"].to_numpy() >= 0)
         pr = self.prof.iloc[np.maximum(L["prow"].to_numpy(), 0)] if len(self.prof) else None
-        for src, dst in (("max_rps", "mu"), ("ttft_ms", "p_ttft"), ("tbt_ms", "p_tbt"), ("busy_power_w", "busy")):
+        for src, dst in (("max_rps", "mu"), ("ttft_ms", "p_ttft"), ("tbt_ms", "p_tbt"), ("busy_power_w", "busy"),
+                         ("service_ms", "p_svc")):
             L[dst] = np.where(L["pair_ok"], pr[src].to_numpy(), np.nan) if len(L) else np.zeros(0)
         L["p_stat"] = np.where(L["pair_ok"], pr["statistic"].to_numpy(), "mean") if len(L) else np.zeros(0, object)
         L["fac"] = self._factors(L)
@@ -1079,18 +1094,34 @@ class _Checker:
     def check_capacity_power(self) -> None:
         o, D, L = self.o, self.D, self.L
         P = L[L["pair_ok"]].copy()
+        sc = self.sc
         base = D["base"].to_numpy(float)
         P["base"] = D.loc[P["drow"].to_numpy(), "base"].to_numpy(float) if len(P) else np.zeros(0)
+        kk, tt = P["k"].to_numpy(np.int64), P["t"].to_numpy(np.int64)
+        beta = sc.burst[kk, tt] if len(P) else np.zeros(0)
         P["u"] = P["rate"] / P["mu"]
-        P["ucap"] = P["u"] / P["fac"]  # against the usable capacity: max_rps x capacity factor
+        # against the usable capacity: max_rps x capacity factor, each req/s counted beta times
+        P["ucap"] = P["u"] / P["fac"] * beta
         # the line from base power at zero load to busy power at max_rps (flat where busy < base)
         P["marg"] = np.maximum(P["busy"] - P["base"], 0.0) * P["u"]
+        floor = base
+        if sc.bursty and len(P):
+            # replicas idle without work: each req/s adds base - idle for min(service time, beta / (U x
+            # usable capacity)) s (service: the row's service_ms, else TTFT + (mean output - 1) x TBT)
+            res = (P["p_ttft"].to_numpy(float) + np.maximum(self.cls_lbar[kk] - 1.0, 0.0)
+                   * P["p_tbt"].to_numpy(float)) / 1000.0
+            svc = P["p_svc"].to_numpy(float) / 1000.0
+            res = np.where(np.isfinite(svc), svc, res)
+            per = np.minimum(res, beta / (self.U * P["mu"].to_numpy(float) * P["fac"].to_numpy(float)))
+            idle = D.loc[P["drow"].to_numpy(), "idle"].to_numpy(float)
+            P["marg"] += np.maximum(P["base"].to_numpy(float) - idle, 0.0) * per * P["rate"].to_numpy(float)
+            floor = D["idle"].to_numpy(float)
         sums = P.groupby("drow")[["u", "ucap", "marg"]].sum().reindex(D.index, fill_value=0.0)
         load, marg = sums["u"].to_numpy(float), sums["marg"].to_numpy(float)
         load_cap = sums["ucap"].to_numpy(float)
         rep = D["replicas"].to_numpy(float)
         calc = D["calc_ok"].to_numpy(bool)
-        power = np.where(calc, base * rep + marg, np.nan)
+        power = np.where(calc, floor * rep + marg, np.nan)
         self.D["power_rec"] = power
         o.count("replica_capacity", 2 * int(calc.sum()))
         o.count("power", int(calc.sum()))
@@ -1114,8 +1145,8 @@ class _Checker:
         for i in np.nonzero(calc & o.ne(pw, power))[0]:
             t, did = self.c(D, "t")[i], self.c(D, "id")[i]
             o.add("power", {"slot": t, "deployment": did},
-                  f"slot {t}: deployment {did} reports {_n(pw[i])} W, base {_n(base[i])} W x {_n(rep[i])} replicas "
-                  f"+ load-dependent {_n(marg[i])} W = {_n(power[i])} W", abs(pw[i] - power[i]))
+                  f"slot {t}: deployment {did} reports {_n(pw[i])} W, base {_n(floor[i])} W x {_n(rep[i])} replicas "
+                  + f"+ load-dependent {_n(marg[i])} W = {_n(power[i])} W", abs(pw[i] - power[i]))
 
     # ------------------------------------------------------------------ availability
     def check_availability(self) -> None:

@@ -149,6 +149,22 @@ class SlotTotals(_Out):
     gpu_hours: float
 
 
+class ClassHeadroom(_Out):
+    """The margin a slot's fleet carries for one class."""
+
+    class_: str = Field(alias="class")
+    demand_rps: float
+    """The class's demand in the slot (all origins)."""
+    burst_factor: float
+    """Each req/s of the class counts this many times against replica capacity: the class's bursts at
+    its percentile (from its ``arrivals``; 1 for Poisson traffic)."""
+    surge: float | None
+    """How far the class's demand in the slot can grow (a factor), routing shares kept and the other
+    classes unchanged, before some deployment serving it reaches its profiled capacity (utilisation 1
+    of max_rps x capacity factor, whatever max_utilization and the burst factor reserve). None when the
+    class is not served in the slot."""
+
+
 class Slot(_Out):
     index: int
     start: str
@@ -156,6 +172,8 @@ class Slot(_Out):
     routing: list[Route]
     unserved: list[UnservedRate]
     totals: SlotTotals
+    headroom: list[ClassHeadroom] = []
+    """Per class with demand in the slot: its burst factor and surge margin."""
 
 
 class CapacityFactor(_Out):
@@ -181,6 +199,9 @@ class PlanOptions(_Out):
     tie_break: str
     demand_statistic: str = "mean"
     """How each slot's demand was taken from the demand table (mean, peak or pNN)."""
+    burst_absorption: float = 1.0
+    """Share of each TTFT target a burst may spend queueing (options.burst_absorption): with the classes'
+    arrivals tables it gives their burst factors; ``plan check`` applies it too."""
     capacity_factors: list[CapacityFactor] = []
     """Deratings applied to ``replica_capacity`` (from the scenario's options or from ``--verify``);
     ``plan check`` applies them too."""

@@ -26,6 +26,7 @@ from planner.errors import InputError, Problem, ScenarioError
 from planner.io import atomic_write_text, confine, parse_csv_strings, read_text_input, token, tokens
 from planner.limits import expanded_size, limits
 from planner.scenario.defaults import default_scenario_path
+from planner.scenario.arrivals import ARRIVAL_COLUMNS, class_level, validate_arrivals
 from planner.scenario.schema import STATISTICS, Options, ScenarioSpec
 from planner.scenario.timeseries import align_series, table_step
 
@@ -45,9 +46,13 @@ PROFILE_COLUMNS = {
     "source": "str",
     "expected_error": "float?",
     "statistic": "str?",
+    "service_ms": "float?",
 }
-"""Profile columns. ``source``, ``active_power_w``, ``expected_error`` and ``statistic`` may be omitted or
-left empty.
+"""Profile columns. ``source``, ``active_power_w``, ``expected_error``, ``statistic`` and ``service_ms`` may
+be omitted or left empty. ``service_ms`` is the mean time one request of the row's shape spends on an
+otherwise idle replica (prefill plus decode at batch 1): with bursty classes (``arrivals``) the planner
+reads from it how long a lightly loaded replica keeps working per request (docs/formulation.md); empty:
+``ttft_ms + (mean output - 1) x tbt_ms``, an upper bound.
 
 ``active_power_w`` (W per replica) is the power of one replica whose engine runs continuously with a
 single sequence of the row's shape: the zero-load intercept of its power under continuous batching
@@ -68,7 +73,7 @@ MAX_DISTRIBUTION_ROWS = 1_000_000
 
 CEILINGS = {
     "tp": 1024, "pp": 1024, "freq_mhz": 1e5, "max_rps": 1e9, "ttft_ms": 1e8, "tbt_ms": 1e8,
-    "busy_power_w": 1e7, "idle_power_w": 1e7, "active_power_w": 1e7, "expected_error": 100.0,
+    "busy_power_w": 1e7, "idle_power_w": 1e7, "active_power_w": 1e7, "expected_error": 100.0, "service_ms": 1e9,
     "gco2_per_kwh": 1e5, "rate_rps": 1e9, "usd_per_mwh": 1e6, "count": 10_000_000,
 }
 """Largest plausible value per numeric column (far above any real one: the dirtiest grids emit about
@@ -182,6 +187,7 @@ class Scenario:
         for shp in doc.get("shapes", []):
             shp.pop("distribution", None)
         for cls in doc.get("classes", []):
+            cls.pop("arrivals", None)     # counted by content (a table below)
             for fld in ("attainment", "percentile"):
                 if cls.get("slo", {}).get(fld) is None:
                     cls.get("slo", {}).pop(fld, None)
@@ -190,10 +196,12 @@ class Scenario:
             h.update(f"\n#{name}\n".encode())
             # a distribution's weights are normalised on reading: hashed to 10 digits, so the table
             # written by save() (already normalised) reads back to the same fingerprint
-            fmt = "%.10g" if name.startswith("shape:") else None
+            fmt = "%.10g" if name.startswith(("shape:", "arrivals:")) else None
             table = self.tables[name]
             if name == "profiles" and (table["statistic"] == "mean").all():
                 table = table.drop(columns="statistic")     # tables from before the column keep their hash
+            if name == "profiles" and "service_ms" in table and table["service_ms"].isna().all():
+                table = table.drop(columns="service_ms")    # likewise
             h.update(table.to_csv(index=False, lineterminator="\n", float_format=fmt).encode())
         return h.hexdigest()
 
@@ -238,7 +246,8 @@ class Scenario:
             raise ScenarioError([Problem(str(d), "exists and is not a folder")], "cannot save scenario")
         names = ["scenario.yaml"] + [TABLE_FILES[n] for n in TABLE_FIELDS if n in self.tables] + [
             shape_file(s.name) for s in self.spec.shapes
-            if self.shape_distribution(s.name) is not None]
+            if self.shape_distribution(s.name) is not None] + [
+            arrivals_file(k.name) for k in self.spec.classes if self.class_arrivals(k.name) is not None]
         clash = [d / n for n in names if (d / n).exists()]
         if clash and not overwrite:
             raise ScenarioError([Problem(str(clash[0]), "already exists (pass overwrite=True)")], "cannot save scenario")
@@ -256,6 +265,12 @@ class Scenario:
                 fname = shape_file(shp.name)
                 doc["shapes"][i]["distribution"] = fname
                 atomic_write_text(d / fname, dist.to_csv(index=False, lineterminator="\n"))
+        for i, kc in enumerate(self.spec.classes):
+            arr = self.class_arrivals(kc.name)
+            if arr is not None:
+                fname = arrivals_file(kc.name)
+                doc["classes"][i]["arrivals"] = fname
+                atomic_write_text(d / fname, arr.to_csv(index=False, lineterminator="\n", float_format="%.10g"))
         path = d / "scenario.yaml"
         atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
         return path
@@ -281,6 +296,25 @@ class Scenario:
         """The shape's (input_tokens, output_tokens, weight) distribution (weights sum to 1), or None when
         the shape is a point."""
         return self.tables.get(f"shape:{shape}")
+
+    def class_arrivals(self, name: str) -> pd.DataFrame | None:
+        """The rows of the class's arrivals table at its level (window_requests, quantile, ratio), or None
+        when its arrivals are taken as Poisson."""
+        return self.tables.get(f"arrivals:{name}")
+
+    @cached_property
+    def burst(self) -> np.ndarray:
+        """[K, T] burst factor of every class in every slot (1: Poisson or no demand); see
+        :mod:`planner.scenario.arrivals`."""
+        from planner.scenario.arrivals import burst_factors
+
+        return burst_factors(self)
+
+    @property
+    def bursty(self) -> bool:
+        """Some class states arrivals: the power model then counts the time replicas have no work
+        (docs/formulation.md, ``busy_replicas``)."""
+        return any(n.startswith("arrivals:") for n in self.tables)
 
     def capacity_factor_table(self) -> pd.DataFrame:
         """``options.capacity_factors`` as a frame: model, gpu, tp, pp, freq_mhz, k (class index), factor."""
@@ -716,6 +750,26 @@ def _slot_edges(spec: ScenarioSpec) -> tuple[np.ndarray, int]:
     return start + slot_ns * np.arange(spec.horizon.slots + 1, dtype=np.int64), slot_ns
 
 
+def arrivals_file(name: str) -> str:
+    """The file :meth:`Scenario.save` gives a class's arrivals table."""
+    return "arrivals_" + re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".csv"
+
+
+def _read_arrivals(reader: "_Reader", spec: ScenarioSpec, problems: list[Problem]) -> dict[str, pd.DataFrame]:
+    """The classes' arrivals tables that read without problems (the others add to ``problems``)."""
+    out = {}
+    for i, kc in enumerate(spec.classes):
+        if kc.arrivals is None:
+            continue
+        frame, where, label = reader.read(f"classes[{i}].arrivals", kc.arrivals, ARRIVAL_COLUMNS)
+        if frame is None:
+            continue
+        table = validate_arrivals(frame, where, label, class_level(kc.slo), problems, row_problems)
+        if table is not None:
+            out[kc.name] = table
+    return out
+
+
 def shape_file(name: str) -> str:
     """The file :meth:`Scenario.save` gives a shape's distribution table."""
     return "shape_" + re.sub(r"[^A-Za-z0-9_.-]", "_", name) + ".csv"
@@ -853,6 +907,9 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str, allow_dirs: tuple[
         low = (prof["busy_power_w"] < prof["idle_power_w"]).to_numpy()
         if low.any():
             row_problems(problems, plabel, low, lambda i: "busy_power_w is below idle_power_w")
+        svc = (prof["service_ms"] <= 0).to_numpy()   # NaN (empty) compares False
+        if svc.any():
+            row_problems(problems, plabel, svc, lambda i: "service_ms: must be positive (or empty)")
         act = prof["active_power_w"]
         for bad, msg in (((act < prof["idle_power_w"]).to_numpy(), "active_power_w is below idle_power_w"),
                          ((act > prof["busy_power_w"]).to_numpy(), "active_power_w is above busy_power_w")):
@@ -875,6 +932,8 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str, allow_dirs: tuple[
 
     for name, dist in _read_distributions(reader, spec, problems).items():
         tables[f"shape:{name}"] = dist
+    for name, arr in _read_arrivals(reader, spec, problems).items():
+        tables[f"arrivals:{name}"] = arr
 
     def series(field_name, value, columns, keycols, valcol, how, required_keys=None):
         frame, where, label = reader.read(field_name, value, columns)

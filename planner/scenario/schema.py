@@ -132,6 +132,14 @@ class RequestClass(_Frozen):
     """The workload shape of this class's requests."""
     slo: Slo
     """Latency objectives every request of this class must meet."""
+    arrivals: Table | None = None
+    """Optional burstiness of the class's arrivals: a CSV path (or inline rows) with ``window_requests,
+    weighting, quantile, ratio``: for windows expected to hold ``window_requests`` requests, the
+    ``quantile`` of the count of arrivals in the window over that expectation, weighted by ``request``
+    (windows ending at each arrival) or by ``time`` (at random instants). ``plan data shapes TRACE
+    --arrivals CLASS`` writes one from a trace. With it, every (config, class) is sized for the class's
+    bursts (``burst_factor``, docs/formulation.md) and replicas count idle power while they have no
+    work (the time-weighted rates); without it, arrivals are taken as Poisson at the demand's rate."""
 
 
 class RegionGpu(_Frozen):
@@ -248,6 +256,12 @@ class Options(_Frozen):
     capacity_factors: list[CapacityFactor] = Field(default_factory=list, max_length=100_000)
     """Deratings of (config, class) capacities (see ``CapacityFactor``); empty: every profile row's
     ``max_rps`` is used as it is. At most one entry per (model, gpu, tp, pp, freq_mhz, class)."""
+    burst_absorption: float = Field(1.0, gt=0, le=1)
+    """Share of a class's TTFT target that a burst may spend queueing, for classes that state
+    ``arrivals``: the fleet keeps ``count(window) <= capacity x (window + burst_absorption x TTFT)`` at
+    the class's percentile over every window, which gives its burst factor (docs/formulation.md). The
+    default 1 is calibrated on the default scenario replayed with its traces (README); lower it for a
+    margin."""
     tie_break: TieBreak = TieBreak.routing
     """routing (default): keep the fleet found for the objective and re-route traffic to minimise the
     secondary objective (cost for carbon, energy and gpu-hours; carbon for cost) with the primary held at
