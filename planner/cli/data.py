@@ -117,18 +117,27 @@ def shapes(
     classes: Optional[List[str]] = typer.Option(None, "--class", metavar="NAME:COND[,COND]", help="Class bucket (repeat)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     distribution: Optional[str] = typer.Option(None, "--distribution", metavar="CLASS", help="Write the class's joint (input, output) token distribution as a shape distribution table (CSV: input_tokens, output_tokens, weight, source) instead of the summary."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="With --distribution: the CSV file (default: stdout)."),
+    arrivals: Optional[str] = typer.Option(None, "--arrivals", metavar="CLASS", help="Write the burstiness of the class's arrival times as a class's arrivals table (CSV: window_requests, quantile, ratio, source) instead of the summary."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="With --distribution or --arrivals: the CSV file (default: stdout)."),
 ):
     """Per class bucket: request count, share, median and mean input/output tokens (or, with
-    --distribution, one class's length distribution for a shape's ``distribution``)."""
+    --distribution, one class's length distribution for a shape's ``distribution``; with --arrivals,
+    one class's arrival burstiness for a class's ``arrivals``)."""
     from planner.datatools.common import table_csv
-    from planner.datatools.traces import load_trace, parse_bucket, trace_distribution, trace_shapes
+    from planner.datatools.traces import load_trace, parse_bucket, trace_arrivals, trace_distribution, trace_shapes
 
-    if output is not None and distribution is None:
-        raise InputError("-o needs --distribution")
-    if distribution is not None and as_json:
-        raise InputError("--json and --distribution exclude each other")
+    if distribution is not None and arrivals is not None:
+        raise InputError("--distribution and --arrivals exclude each other (run twice)")
+    if output is not None and distribution is None and arrivals is None:
+        raise InputError("-o needs --distribution or --arrivals")
+    if (distribution is not None or arrivals is not None) and as_json:
+        raise InputError("--json and --distribution/--arrivals exclude each other")
     buckets = [parse_bucket(c) for c in classes] if classes else None
+    if arrivals is not None:
+        _check_out(output, [trace])
+        df = trace_arrivals(load_trace(trace), buckets, arrivals)
+        _write(table_csv(df), output, f"arrivals of {arrivals} ({len(df)} rows)")
+        return
     if distribution is not None:
         _check_out(output, [trace])
         df = trace_distribution(load_trace(trace), buckets, distribution)

@@ -591,6 +591,7 @@ class _Checker:
         self.check_balance()
         self.check_latency()
         self.check_capacity_power()
+        self.check_headroom()
         self.check_availability()
         rec = self.check_totals()
         self.check_objective()
@@ -1116,6 +1117,7 @@ class _Checker:
             idle = D.loc[P["drow"].to_numpy(), "idle"].to_numpy(float)
             P["marg"] += np.maximum(P["base"].to_numpy(float) - idle, 0.0) * per * P["rate"].to_numpy(float)
             floor = D["idle"].to_numpy(float)
+        self.P = P
         sums = P.groupby("drow")[["u", "ucap", "marg"]].sum().reindex(D.index, fill_value=0.0)
         load, marg = sums["u"].to_numpy(float), sums["marg"].to_numpy(float)
         load_cap = sums["ucap"].to_numpy(float)
@@ -1147,6 +1149,48 @@ class _Checker:
             o.add("power", {"slot": t, "deployment": did},
                   f"slot {t}: deployment {did} reports {_n(pw[i])} W, base {_n(floor[i])} W x {_n(rep[i])} replicas "
                   + f"+ load-dependent {_n(marg[i])} W = {_n(power[i])} W", abs(pw[i] - power[i]))
+
+    # ------------------------------------------------------------------ headroom
+    def check_headroom(self) -> None:
+        """Each slot's headroom entries: the class's demand, its burst factor, and its surge margin (the
+        lowest over the deployments serving it of 1 + (1 - load) / load_k, loads as shares of the
+        replicas' usable capacity, max_rps x capacity factor)."""
+        o, sc, D, P = self.o, self.sc, self.D, self.P
+        rep = D["replicas"].to_numpy(float)
+        share = np.zeros(len(P))
+        if len(P):
+            r_of = rep[D.index.get_indexer(P["drow"].to_numpy())]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                share = np.where(r_of > 0, (P["u"] / P["fac"]).to_numpy(float) / r_of, np.nan)
+        tot = pd.Series(share, index=P.index).groupby(P["drow"]).transform("sum").to_numpy(float) if len(P) else share
+        with np.errstate(divide="ignore", invalid="ignore"):
+            surge_row = np.where(share > 0, 1.0 + (1.0 - tot) / share, np.nan)
+        surge: dict[tuple[int, int], float] = {}
+        for t, k, v in zip(P["t"].to_numpy(np.int64) if len(P) else [], P["k"].to_numpy(np.int64) if len(P) else [],
+                           surge_row):
+            if np.isfinite(v):
+                surge[(t, k)] = min(surge.get((t, k), np.inf), float(v))
+        kix = {n: i for i, n in enumerate(sc.classes)}
+        for t, sl in enumerate(self.p.slots[:self.T]):
+            for h in sl.headroom:
+                k = kix.get(h.class_)
+                w = {"slot": t, "class": h.class_, "field": "headroom"}
+                o.count("replica_capacity", 1)
+                if k is None:
+                    o.add("reference", w, f"slot {t}: headroom names unknown class {h.class_!r}")
+                    continue
+                want = {"demand_rps": float(sc.demand[k, :, t].sum()), "burst_factor": float(sc.burst[k, t])}
+                for fld, val in want.items():
+                    got = float(getattr(h, fld))
+                    if o.ne(np.array([got]), np.array([val]))[0]:
+                        o.add("replica_capacity", w | {"field": f"headroom.{fld}"},
+                              f"slot {t}: headroom of {h.class_} states {fld} {_n(got)}, the scenario gives {_n(val)}",
+                              abs(got - val))
+                sg = surge.get((t, k))
+                if (sg is None) != (h.surge is None) or (sg is not None and o.ne(np.array([h.surge]), np.array([sg]))[0]):
+                    o.add("replica_capacity", w | {"field": "headroom.surge"},
+                          f"slot {t}: headroom of {h.class_} states surge {h.surge}, its deployments' loads give "
+                          f"{'none' if sg is None else _n(sg)}", 0.0 if sg is None or h.surge is None else abs(h.surge - sg))
 
     # ------------------------------------------------------------------ availability
     def check_availability(self) -> None:

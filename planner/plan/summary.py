@@ -41,6 +41,19 @@ def plan_summary(plan: Plan, slot: int | None = None) -> Group:
     p = plan.pruning
     head.add_row("pruning", f"{p.configs_total} configs: {p.pruned_slo} miss every SLO, {p.pruned_dominated} dominated, "
                  f"{p.kept} kept")
+    hr: dict[str, list] = defaultdict(list)
+    for sl in plan.slots:
+        for h in sl.headroom:
+            hr[h.class_].append(h)
+    if hr:
+        parts = []
+        for cls, hs in hr.items():
+            bf = [h.burst_factor for h in hs]
+            sg = [h.surge for h in hs if h.surge is not None]
+            burst = f"burst x{min(bf):.2f}" + (f"-{max(bf):.2f}" if max(bf) > min(bf) + 5e-3 else "")
+            parts.append(f"{cls} {burst}" + (f", surge x{min(sg):.2f}" if sg else ""))
+        head.add_row("headroom", "; ".join(parts) + " (burst: each req/s counted that many times; surge: demand "
+                     "growth until a deployment reaches its profiled capacity, lowest slot)")
     if plan.options.capacity_factors:
         head.add_row("derated", f"{len(plan.options.capacity_factors)} (config, class) capacity factor(s), "
                      f"lowest {min(f.factor for f in plan.options.capacity_factors):.3g}")

@@ -286,7 +286,7 @@ def _build(*, regions: int, slots: int, n_gpus: int, n_models: int, n_classes: i
     for r in raw_prof:
         by_pair.setdefault((r["model"], r["gpu"]), []).append(r)
     prof_cols = ["model", "gpu", "tp", "pp", "freq_mhz", "shape", "max_rps", "ttft_ms", "tbt_ms", "busy_power_w",
-                 "idle_power_w", "active_power_w", "source", "expected_error", "statistic"]
+                 "idle_power_w", "active_power_w", "source", "expected_error", "statistic", "service_ms"]
     prof_rows = []
     # numeric view for the SLO and capacity checks: model, gpu, shape, rps per GPU, ttft, tbt
     pn_model, pn_gpu, pn_shape, pn_rpg, pn_ttft, pn_tbt, pn_n = [], [], [], [], [], [], []
