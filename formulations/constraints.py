@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from planner.scenario.arrivals import busy_share
+
 from .linear import INF, LinearModel, snap
 from .sets import TOL, ModelData
 
@@ -150,30 +152,37 @@ def latency_nesting(lm: LinearModel, md: ModelData, v: Vars) -> None:
 
 
 def activity_power(md: ModelData, y: pd.DataFrame) -> np.ndarray:
-    """W per req/s of class k on config c in slot t that a replica draws above idle while it has work,
+    """W per req/s of class k on config c in slot t that replicas draw above idle while they have work,
     when some class states ``arrivals`` (0 otherwise: replicas are then taken as never idle and draw
     ``base_c`` whatever their load; see ``expressions``).
 
-        act[c,k,t] = (base_c - idle_c) * min(resid[c,k], beta[k,t] / (U cap[c,k]))
+        act[c,k,t] = (base_c - idle_c) * b(m) / x,   x = U cap[c,k] / beta[k,t],   m = x resid[c,k]
 
-    A request keeps a lightly loaded replica working ``resid[c,k]`` seconds (the profile row's
-    ``service_ms``), so ``L`` req/s keep ``L resid`` replicas busy on average (Little) while they rarely
-    overlap; at the operating point ``replica_capacity`` allows, ``U cap / beta`` req/s per replica,
-    batches overlap once ``resid U cap / beta >= 1`` and the replicas are busy all the time, i.e. one
-    busy replica per ``U cap / beta`` req/s. The smaller of the two is exact for a deployment at its
-    operating point that serves classes of one kind; it counts a saturated class spread thinly over
-    replicas kept idle for another class's bursts as busy only ``beta / (U cap)`` s per request
-    (docs/formulation.md).
+    At the operating point ``replica_capacity`` allows, a replica carries ``x`` req/s, each request
+    resident ``resid[c,k]`` s (the profile row's ``service_ms``), so it holds ``m`` requests on average
+    (Little), and has work a share ``b(m) = E_t[min(1, m r_t)]`` of the time (``arrivals.busy_share``:
+    ``r_t`` the class's time-weighted rate ratios; ``min(1, m)`` without them). Spread over its load, so
+    that ``n`` replicas at that point draw ``idle n + (base - idle) b n + marg load``: exact for a
+    deployment at its operating point serving classes of one kind (all lightly loaded, or all
+    saturated); a saturated class spread thinly over replicas kept idle for another class's bursts is
+    counted at its own operating point's share (docs/formulation.md).
     """
     sc = md.scenario
     if not sc.bursty or not len(y):
         return np.zeros(len(y))
     cf = md.configs.set_index("c")
     c = y["c"].to_numpy()
+    k = y["k"].to_numpy()
     gap = (cf.loc[c, "base_w"].to_numpy(float) - cf.loc[c, "idle_w"].to_numpy(float)).clip(min=0.0)
-    U = sc.options.max_utilization
-    per = np.minimum(y["resid_s"].to_numpy(float), y["beta"].to_numpy(float) / (U * y["cap"].to_numpy(float)))
-    return gap * per
+    x = sc.options.max_utilization * y["cap"].to_numpy(float) / y["beta"].to_numpy(float)
+    resid = y["resid_s"].to_numpy(float)
+    lam = sc.demand.sum(axis=1)[k, y["t"].to_numpy()]
+    b = np.zeros(len(y))
+    for kk, kc in enumerate(sc.spec.classes):
+        sel = k == kk
+        if sel.any():
+            b[sel] = busy_share(sc.class_arrivals(kc.name), x[sel] * resid[sel], lam[sel] * resid[sel])
+    return gap * b / x
 
 
 def replica_capacity(lm: LinearModel, md: ModelData, v: Vars) -> None:

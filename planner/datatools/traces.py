@@ -238,30 +238,42 @@ ARRIVAL_WINDOWS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000,
 """Window lengths of :func:`arrival_ratios`, in expected requests (windows longer than half the trace are left out)."""
 
 ARRIVAL_QUANTILES = (0.5, 0.9, 0.95, 0.99, 0.999)
-"""Levels of :func:`arrival_ratios`."""
+"""Request-weighted levels of :func:`arrival_ratios` (the burst a request finds ahead of it)."""
+
+ARRIVAL_TIME_QUANTILES = tuple(round((i + 0.5) / 20, 3) for i in range(20))
+"""Time-weighted levels of :func:`arrival_ratios`: the midpoints of 20 equal bins (the rate at a random instant)."""
 
 
 def arrival_ratios(t: np.ndarray, duration: float) -> pd.DataFrame:
     """The burstiness of arrival times ``t`` (seconds, sorted, within ``[0, duration)``), read as periodic
     with period ``duration`` (as a replay tiles a trace): for windows expected to hold ``N`` requests
-    (length ``N / rate``) ending at each arrival (itself included), the quantiles over arrivals of the
-    count in the window divided by ``N``: the load a request finds arriving just before it. For
-    Poisson arrivals about ``1 + z_q / sqrt(N)``; for an on/off trace far more at small ``N``.
+    (length ``N / rate``), the count of arrivals in the window divided by ``N``, at quantiles
+
+    * weighted by ``request``: windows ending at each arrival (itself included), the load a request
+      finds arriving just before it (for Poisson arrivals about ``1 + z_q / sqrt(N)``);
+    * weighted by ``time``: windows ending at 20,000 or more evenly spaced instants, the rate at a
+      random moment (1 throughout for evenly spaced arrivals; often 0 in an on/off trace).
 
     Counted in expected requests, the ratios do not change when the trace is compressed or stretched
-    in time (they describe the same traffic at any rate). Columns ``window_requests, quantile, ratio``."""
+    in time (they describe the same traffic at any rate). Columns ``window_requests, weighting,
+    quantile, ratio``."""
     t = np.asarray(t, dtype=float)
     n = len(t)
     rate = n / duration
     tt = np.concatenate([t - duration, t])
+    m = max(20_000, 4 * n)
+    s = (np.arange(m) + 0.5) * (duration / m)
     rows = []
     for N in ARRIVAL_WINDOWS:
         if N > n / 2:
             break
-        counts = (np.arange(n) + n + 1) - np.searchsorted(tt, t - N / rate, side="right")
-        q = np.quantile(counts, ARRIVAL_QUANTILES, method="inverted_cdf")
-        rows += [(N, lv, float(f"{v / N:.6g}")) for lv, v in zip(ARRIVAL_QUANTILES, q)]
-    return pd.DataFrame(rows, columns=["window_requests", "quantile", "ratio"])
+        w = N / rate
+        c_req = (np.arange(n) + n + 1) - np.searchsorted(tt, t - w, side="right")
+        c_time = np.searchsorted(tt, s, side="right") - np.searchsorted(tt, s - w, side="right")
+        for weighting, counts, levels in (("request", c_req, ARRIVAL_QUANTILES), ("time", c_time, ARRIVAL_TIME_QUANTILES)):
+            q = np.quantile(counts, levels, method="inverted_cdf")
+            rows += [(N, weighting, lv, float(f"{v / N:.6g}")) for lv, v in zip(levels, q)]
+    return pd.DataFrame(rows, columns=["window_requests", "weighting", "quantile", "ratio"])
 
 
 def trace_arrivals(trace: Trace, buckets: list[Bucket] | None, name: str) -> pd.DataFrame:

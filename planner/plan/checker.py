@@ -29,9 +29,9 @@ gpu_availability  GPUs used per (region, GPU type, slot) within availability
 power             reported power == base x replicas + sum_k max(busy_k - base, 0) x rate_k / max_rps_k,
                   base = the config's largest active_power_w (idle_power_w where empty); when some class
                   states arrivals: idle x replicas + the same load term + sum_k (base - idle) x rate_k x
-                  min(service_k, beta_k / (max_utilization x max_rps_k x factor_k)) (idle: the config's
-                  largest idle_power_w; service_k: the row's service_ms in s, else TTFT + (mean output
-                  - 1) x TBT)
+                  b_k / x_k, x_k = max_utilization x max_rps_k x factor_k / beta_k, b_k =
+                  planner.scenario.arrivals.busy_share at x_k x service_k (idle: the config's largest
+                  idle_power_w; service_k: the row's service_ms in s, else TTFT + (mean output - 1) x TBT)
 totals            per-slot and horizon totals (energy, carbon, costs, GPU-hours, requests)
 objective         objective value (with the unserved penalty) and route shares
 budget            cost within the plan's budget, when set
@@ -65,6 +65,7 @@ from pydantic import ValidationError
 from planner.errors import InputError, PlanFileError, Problem
 from planner.io import read_text_input
 from planner.plan.schema import Plan
+from planner.scenario.arrivals import busy_share
 from planner.scenario.loading import Scenario, load_scenario
 from planner.scenario.schema import DEMAND_STATISTIC_PATTERN, RATE_RESOLUTION, slo_statistic, statistic_rank
 
@@ -1107,15 +1108,22 @@ class _Checker:
         P["marg"] = np.maximum(P["busy"] - P["base"], 0.0) * P["u"]
         floor = base
         if sc.bursty and len(P):
-            # replicas idle without work: each req/s adds base - idle for min(service time, beta / (U x
-            # usable capacity)) s (service: the row's service_ms, else TTFT + (mean output - 1) x TBT)
+            # replicas idle without work: each req/s adds (base - idle) x busy share / x, x = U x usable
+            # capacity / beta, the busy share at m = x x service (service: the row's service_ms, else
+            # TTFT + (mean output - 1) x TBT) under the class's rate fluctuations
             res = (P["p_ttft"].to_numpy(float) + np.maximum(self.cls_lbar[kk] - 1.0, 0.0)
                    * P["p_tbt"].to_numpy(float)) / 1000.0
             svc = P["p_svc"].to_numpy(float) / 1000.0
             res = np.where(np.isfinite(svc), svc, res)
-            per = np.minimum(res, beta / (self.U * P["mu"].to_numpy(float) * P["fac"].to_numpy(float)))
+            x = self.U * P["mu"].to_numpy(float) * P["fac"].to_numpy(float) / beta
+            lam = sc.demand.sum(axis=1)[kk, tt]
+            b = np.zeros(len(P))
+            for k, kc in enumerate(sc.spec.classes):
+                m = kk == k
+                if m.any():
+                    b[m] = busy_share(sc.class_arrivals(kc.name), x[m] * res[m], lam[m] * res[m])
             idle = D.loc[P["drow"].to_numpy(), "idle"].to_numpy(float)
-            P["marg"] += np.maximum(P["base"].to_numpy(float) - idle, 0.0) * per * P["rate"].to_numpy(float)
+            P["marg"] += np.maximum(P["base"].to_numpy(float) - idle, 0.0) * b / x * P["rate"].to_numpy(float)
             floor = D["idle"].to_numpy(float)
         self.P = P
         sums = P.groupby("drow")[["u", "ucap", "marg"]].sum().reindex(D.index, fill_value=0.0)

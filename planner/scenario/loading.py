@@ -298,8 +298,9 @@ class Scenario:
         return self.tables.get(f"shape:{shape}")
 
     def class_arrivals(self, name: str) -> pd.DataFrame | None:
-        """The rows of the class's arrivals table at its level (window_requests, quantile, ratio), or None
-        when its arrivals are taken as Poisson."""
+        """The class's arrivals table as used (window_requests, weighting, quantile, ratio: the
+        request-weighted rows at the class's level and the time-weighted rows), or None when its
+        arrivals are taken as Poisson."""
         return self.tables.get(f"arrivals:{name}")
 
     @cached_property
