@@ -169,9 +169,50 @@ def config_class_pairs(sc) -> tuple[pd.DataFrame, pd.DataFrame, Pruning]:
     pairs = pairs.reset_index(drop=True)
     used = np.unique(pairs["c"].to_numpy())
     pruning.pruned_slo = int(len(cfg) - len(used))
+    cfg, pairs = split_pools(sc, cfg, pairs)
     pruning.pairs_pruned_slo += pruning_tiny
     pruning.warnings = warnings
     return cfg, pairs.reset_index(drop=True), pruning
+
+
+def split_pools(sc, cfg: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """With bursty classes, run light and saturated classes of one config on separate replicas.
+
+    At the operating point ``replica_capacity`` allows, a replica of c carries ``U cap_ck / beta_k`` req/s
+    of class k and holds ``m_ck = U cap_ck resid_ck / beta_k`` requests on average (``beta_k`` the class's
+    mean burst factor over the slots with demand). Class k is *light* on c when ``m_ck < 1`` (its
+    requests rarely share a replica: most replicas idle, kept for bursts) and *saturated* otherwise.
+    A config with both kinds becomes two configs, pools ``light`` and ``saturated``, each serving its
+    own kind (same GPUs, price and availability): ``constraints.activity_power`` is exact for a pool at
+    its operating point, whereas a saturated class spread over a light class's idle replicas would keep
+    more of them busy than its own operating point says. Without arrivals (or without mixed configs)
+    nothing changes; every config gets ``pool`` ("" when not split) and its ``key`` a ``#pool`` suffix.
+    """
+    cfg = cfg.assign(pool="")
+    if sc.bursty and len(pairs):
+        lam = sc.demand.sum(axis=1)
+        bbar = np.array([float(sc.burst[k, lam[k] > 0].mean()) if (lam[k] > 0).any() else 1.0
+                         for k in range(len(sc.classes))])
+        m = (sc.options.max_utilization * pairs["cap"].to_numpy(float) * pairs["resid_s"].to_numpy(float)
+             / bbar[pairs["k"].to_numpy()])
+        light = pd.Series(m < 1.0, index=pairs.index)
+        kinds = light.groupby(pairs["c"]).agg(["any", "all"])
+        mixed = kinds.index[kinds["any"] & ~kinds["all"]].to_numpy()
+        if len(mixed):
+            new = cfg[cfg["c"].isin(mixed)].copy()
+            remap = {int(c): int(cfg["c"].max()) + 1 + i for i, c in enumerate(new["c"])}
+            new["c"] = new["c"].map(remap)
+            new["pool"] = "light"
+            cfg.loc[cfg["c"].isin(mixed), "pool"] = "saturated"
+            move = pairs["c"].isin(mixed).to_numpy() & light.to_numpy()
+            pairs = pairs.copy()
+            pairs.loc[move, "c"] = pairs.loc[move, "c"].map(remap)
+            cfg = pd.concat([cfg, new], ignore_index=True)
+            keycols = ["model", "gpu", "tp", "pp", "freq_mhz", "pool"]
+            cfg = cfg.sort_values(keycols, kind="stable").reset_index(drop=True)
+            pairs = pairs.sort_values(["c", "k"], kind="stable").reset_index(drop=True)
+    cfg["key"] = [k + (f"#{p}" if p else "") for k, p in zip(cfg["key"], cfg["pool"])]
+    return cfg, pairs
 
 
 def capacity_factors(sc, p: pd.DataFrame) -> np.ndarray:

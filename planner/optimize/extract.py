@@ -181,7 +181,8 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
                         surge[int(k)] = min(surge.get(int(k), np.inf), 1.0 + (1.0 - float(uk.sum())) / float(u_k))
             deps.append(Deployment(
                 id=did, region=R[r], model=cr["model"], gpu=cr["gpu"], tp=int(cr["tp"]), pp=int(cr["pp"]),
-                freq_mhz=float(cr["freq_mhz"]), replicas=reps, gpus=reps * int(cr["gpus"]), utilization=util,
+                freq_mhz=float(cr["freq_mhz"]), pool=cr["pool"] or None, replicas=reps, gpus=reps * int(cr["gpus"]),
+                utilization=util,
                 power_w=power,
                 classes=[ClassLoad(**{"class": K[k], "rate_rps": float(vv),
                                       "ttft_ms": float(pairs.loc[(c, k), "ttft_ms"]),

@@ -418,8 +418,8 @@ def _slot_key(where: dict):
 
 def _flatten(p: Plan, over: dict) -> dict[str, pd.DataFrame]:
     sl = {c: [] for c in ("index", "start", *SLOT_TOTALS)}
-    dp = {c: [] for c in ("pos", "di", "id", "region", "model", "gpu", "tp", "pp", "freq", "replicas", "gpus",
-                          "util", "power")}
+    dp = {c: [] for c in ("pos", "di", "id", "region", "model", "gpu", "tp", "pp", "freq", "pool", "replicas",
+                          "gpus", "util", "power")}
     ld = {c: [] for c in ("drow", "class", "rate", "ttft", "tbt")}
     rt = {c: [] for c in ("pos", "class", "origin", "region", "rate", "share", "rtt")}
     tg = {c: [] for c in ("rrow", "deployment", "rate")}
@@ -440,6 +440,7 @@ def _flatten(p: Plan, over: dict) -> dict[str, pd.DataFrame]:
             dp["tp"].append(d.tp)
             dp["pp"].append(d.pp)
             dp["freq"].append(d.freq_mhz)
+            dp["pool"].append(d.pool or "")
             dp["replicas"].append(over.get((si, di, "replicas"), d.replicas))
             dp["gpus"].append(over.get((si, di, "gpus"), d.gpus))
             dp["util"].append(d.utilization)
@@ -703,11 +704,13 @@ class _Checker:
         D["offered"] = offered
         D["cfg_ok"] = D["ci"].to_numpy() >= 0
         o.count("reference", len(D))
-        expect = [f"{reg}/{_config_key(m, gp, tp, pp, f)}" for reg, m, gp, tp, pp, f in
-                  zip(D["region"], D["model"], D["gpu"], D["tp"], D["pp"], D["freq"])]
+        expect = [f"{reg}/{_config_key(m, gp, tp, pp, f)}" + (f"#{pool}" if pool else "")
+                  for reg, m, gp, tp, pp, f, pool in
+                  zip(D["region"], D["model"], D["gpu"], D["tp"], D["pp"], D["freq"], D["pool"])]
         D["expect_id"] = np.array(expect, dtype=object)
         dup_id = D.duplicated(["t", "id"], keep="first").to_numpy()
-        dup_cfg = D.duplicated(["t", "region", "model", "gpu", "tp", "pp", "freqr"], keep="first").to_numpy() & ~dup_id
+        dup_cfg = D.duplicated(["t", "region", "model", "gpu", "tp", "pp", "freqr", "pool"],
+                               keep="first").to_numpy() & ~dup_id
         issue = ((r < 0) | ~D["cfg_ok"].to_numpy() | (ok_rg & ~offered)
                  | (D["id"].to_numpy() != D["expect_id"].to_numpy()))
         for row in D[issue].itertuples(index=False):

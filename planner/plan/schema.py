@@ -101,13 +101,18 @@ class ClassLoad(_Out):
 
 class Deployment(_Out):
     id: str
-    """Stable identifier: region/model|gpu|tpN|ppN|freqMHz."""
+    """Stable identifier: region/model|gpu|tpN|ppN|freqMHz (plus #light or #saturated for a pool)."""
     region: str
     model: str
     gpu: str
     tp: int
     pp: int
     freq_mhz: float
+    pool: Literal["light", "saturated"] | None = None
+    """With bursty classes (``arrivals``), a config whose classes include lightly loaded ones (a replica
+    holds under one request on average at its operating point) and saturated ones runs them on two
+    pools of replicas, ``light`` and ``saturated``, each its own deployment (id suffix ``#pool``); None
+    otherwise. See docs/formulation.md, "Power of a deployment"."""
     replicas: int
     gpus: int
     utilization: float
@@ -280,6 +285,10 @@ class Plan(_Out):
     def to_json(self) -> str:
         """Deterministic JSON text (sorted keys kept in schema order, floats rounded)."""
         data = round_floats(self.model_dump(mode="json", by_alias=True))
+        for sl in data.get("slots", []):  # pool only when a config is split (bursty classes)
+            for d in sl.get("deployments", []):
+                if d.get("pool") is None:
+                    d.pop("pool", None)
         return json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
     @classmethod
