@@ -14,8 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from planner.scenario.arrivals import busy_share
-
 from .linear import INF, LinearModel, snap
 from .sets import TOL, ModelData
 
@@ -181,7 +179,7 @@ def activity_power(md: ModelData, y: pd.DataFrame) -> np.ndarray:
     for kk, kc in enumerate(sc.spec.classes):
         sel = k == kk
         if sel.any():
-            b[sel] = busy_share(sc.class_arrivals(kc.name), x[sel] * resid[sel], lam[sel] * resid[sel])
+            b[sel] = sc.busy_share(kc.name, x[sel] * resid[sel], lam[sel] * resid[sel])
     return gap * b / x
 
 

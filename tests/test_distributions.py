@@ -109,7 +109,7 @@ def test_trace_distribution_by_hand(tmp_path):
     assert sc.shape_distribution("s")["weight"].tolist() == pytest.approx([2 / 6, 1 / 6, 2 / 6, 1 / 6])
     for args, msg in ((["--distribution", "nope"], "unknown class 'nope'"),
                       (["-o", str(tmp_path / "x.csv")], "-o needs --distribution"),
-                      (["--distribution", "all", "--json"], "--json and --distribution exclude each other")):
+                      (["--distribution", "all", "--json"], "--json and --distribution/--arrivals exclude each other")):
         r = subprocess.run([sys.executable, "-m", "planner.cli", "data", "shapes", str(p), "--class", "all:in>=1", *args],
                            capture_output=True, text=True)
         assert r.returncode == 2 and msg in r.stderr, (args, r.stderr)

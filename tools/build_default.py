@@ -493,8 +493,10 @@ def check_tables(profiles: pd.DataFrame, series: dict[str, tuple[pd.DataFrame, l
             assert list(grp["timestamp"]) == expected, f"{name} {k}: not 24 hourly points"
 
 
-def capacity_check(profiles: pd.DataFrame, demand: pd.DataFrame) -> dict:
-    """Rough capacity bound (see module docstring)."""
+def capacity_check(profiles: pd.DataFrame, demand: pd.DataFrame, arrivals: dict) -> dict:
+    """Rough capacity bound (see module docstring): each class's demand counted ``burst factor`` times
+    (its arrivals table at its level, ``planner.scenario.arrivals``), as ``replica_capacity`` does."""
+    from planner.scenario.arrivals import burst_factor
     best = {}  # (class, gpu) -> best SLO-feasible max_rps per GPU (ignoring RTT), all clocks
     for cname, c in CLASSES.items():
         slo = c["slo"]
@@ -511,11 +513,16 @@ def capacity_check(profiles: pd.DataFrame, demand: pd.DataFrame) -> dict:
 
     all_regions = list(REGIONS)
     d = demand.pivot_table(index="timestamp", columns="class", values="rate_rps", aggfunc="sum")
-    frac = sum(d[c] / cap(c, all_regions) for c in CLASSES)
+    beta = {}
+    for cname, c in CLASSES.items():
+        a = arrivals[c["shape"]]
+        curve = a[(a["weighting"] == "request") & (a["quantile"] == c["slo"]["attainment"])]
+        beta[cname] = burst_factor(curve, d[cname].to_numpy(), c["slo"]["ttft_ms"] / 1000.0)
+    frac = sum(beta[c] * d[c] / cap(c, all_regions) for c in CLASSES)
     deu = demand[demand["origin"] == "eu"].pivot_table(index="timestamp", columns="class",
                                                         values="rate_rps", aggfunc="sum")
     eu_regions = ORIGINS["eu"]["allowed"]
-    frac_eu = sum(deu[c] / cap(c, eu_regions) for c in CLASSES)
+    frac_eu = sum(beta[c] * deu[c] / cap(c, eu_regions) for c in CLASSES)
     return dict(best=best, total=d.sum(axis=1), frac=frac, frac_eu=frac_eu,
                 cap_all={c: cap(c, all_regions) for c in CLASSES})
 
@@ -595,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / f"arrivals_{sname}.csv").write_text(table_csv(arr))
 
     if not args.quiet:
-        cc = capacity_check(profiles, demand)
+        cc = capacity_check(profiles, demand, arrivals)
         summarize(profiles, carbon, prices_ts, demand, cc, shapes, shares, stats, clipped)
         print(f"\nwrote {out}: scenario.yaml, profiles.csv ({len(profiles)} rows), carbon.csv ({len(carbon)}), "
               f"demand.csv ({len(demand)}), electricity_price.csv ({len(prices_ts)})")

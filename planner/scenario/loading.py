@@ -311,6 +311,13 @@ class Scenario:
 
         return burst_factors(self)
 
+    def busy_share(self, name: str, m, window_requests) -> np.ndarray:
+        """Share of time a replica holding ``m`` requests of class ``name`` on average has work, under the
+        class's rate fluctuations (:func:`planner.scenario.arrivals.busy_share`)."""
+        from planner.scenario.arrivals import busy_share
+
+        return busy_share(self.class_arrivals(name), m, window_requests)
+
     @property
     def bursty(self) -> bool:
         """Some class states arrivals: the power model then counts the time replicas have no work
