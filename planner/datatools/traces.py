@@ -270,7 +270,8 @@ def arrival_ratios(t: np.ndarray, duration: float) -> pd.DataFrame:
         w = N / rate
         c_req = (np.arange(n) + n + 1) - np.searchsorted(tt, t - w, side="right")
         c_time = np.searchsorted(tt, s, side="right") - np.searchsorted(tt, s - w, side="right")
-        for weighting, counts, levels in (("request", c_req, ARRIVAL_QUANTILES), ("time", c_time, ARRIVAL_TIME_QUANTILES)):
+        for weighting, counts, levels in (("request", c_req, ARRIVAL_QUANTILES),
+                                          ("time", c_time, ARRIVAL_TIME_QUANTILES)):
             q = np.quantile(counts, levels, method="inverted_cdf")
             rows += [(N, weighting, lv, float(f"{v / N:.6g}")) for lv, v in zip(levels, q)]
     return pd.DataFrame(rows, columns=["window_requests", "weighting", "quantile", "ratio"])

@@ -1202,10 +1202,14 @@ class _Checker:
                 sg = surge.get((t, k))
                 if t in unknown:
                     continue
-                if (sg is None) != (h.surge is None) or (sg is not None and o.ne(np.array([h.surge]), np.array([sg]))[0]):
+                differs = (sg is None) != (h.surge is None)
+                if sg is not None and h.surge is not None:
+                    differs = bool(o.ne(np.array([h.surge]), np.array([sg]))[0])
+                if differs:
+                    gap = 0.0 if sg is None or h.surge is None else abs(h.surge - sg)
                     o.add("replica_capacity", w | {"field": "headroom.surge"},
                           f"slot {t}: headroom of {h.class_} states surge {h.surge}, its deployments' loads give "
-                          f"{'none' if sg is None else _n(sg)}", 0.0 if sg is None or h.surge is None else abs(h.surge - sg))
+                          f"{'none' if sg is None else _n(sg)}", gap)
 
     # ------------------------------------------------------------------ availability
     def check_availability(self) -> None:
