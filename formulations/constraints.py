@@ -26,6 +26,8 @@ class Vars:
     x: pd.DataFrame  # k, o, r, t, col   routed rate (req/s)
     y: pd.DataFrame  # k, r, c, t, col   rate assigned to a config (req/s)
     u: pd.DataFrame  # k, o, t, col      unserved rate (req/s)
+    up: pd.DataFrame | None = None    # r, c, t, col   replicas started (options.scaling only)
+    down: pd.DataFrame | None = None  # r, c, t, col   replicas stopped (options.scaling only)
 
 
 def _rows(frame: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -46,6 +48,8 @@ def variables(lm: LinearModel, md: ModelData) -> Vars:
     * ``route[k,o,r,t]`` in [0, D[k,o,t]]: rate of class k from origin o served in region r
     * ``assign[k,r,c,t]`` >= 0: rate of class k in region r served by config c
     * ``unserved[k,o,t]`` in [0, D[k,o,t]] (only when unserved demand is allowed)
+    * with ``options.scaling``: ``scale_out[r,c,t]`` in {0, ..., ub(replicas)} and ``scale_in[r,c,t]`` in
+      {0, 1, ...}, over every slot of each (region, config) that serves or runs at the start
     """
     n = md.n_index
     b = lm.add_vars("replicas", ("region", "config", "slot"), n[["r", "c", "t"]].to_numpy(), 0.0,
@@ -66,7 +70,15 @@ def variables(lm: LinearModel, md: ModelData) -> Vars:
     b = lm.add_vars("unserved", ("class", "origin", "slot"), u[["k", "o", "t"]].to_numpy(), 0.0,
                     u["ub"].to_numpy(float), doc="req/s of class k from origin o left unserved in slot t")
     uv = u[["k", "o", "t"]].assign(col=b.cols)
-    return Vars(nv, xv, yv, uv)
+    upv = downv = None
+    if md.scenario.options.scaling is not None:
+        b = lm.add_vars("scale_out", ("region", "config", "slot"), n[["r", "c", "t"]].to_numpy(), 0.0,
+                        n["ub"].to_numpy(float), integer=True, doc="replicas of config c started for slot t in region r")
+        upv = n[["r", "c", "t"]].assign(col=b.cols)
+        b = lm.add_vars("scale_in", ("region", "config", "slot"), n[["r", "c", "t"]].to_numpy(), 0.0, INF,
+                        integer=True, doc="replicas of config c stopped at the start of slot t in region r")
+        downv = n[["r", "c", "t"]].assign(col=b.cols)
+    return Vars(nv, xv, yv, uv, upv, downv)
 
 
 # ----------------------------------------------------------------------------- constraint families
@@ -204,6 +216,66 @@ def replica_capacity(lm: LinearModel, md: ModelData, v: Vars) -> None:
                        rows, cols, vals, -INF, 0.0, doc="utilisation of config c's replicas within U")
 
 
+def replica_flow(lm: LinearModel, md: ModelData, v: Vars) -> None:
+    """Replicas carry over between slots (``options.scaling``).
+
+    For every (r, c, t):   replicas[r,c,t] - replicas[r,c,t-1] - scale_out[r,c,t] + scale_in[r,c,t] = 0,
+    with ``replicas[r,c,-1] = n0[r,c]``, the initial fleet (``options.scaling.initial``; 0 where none).
+    """
+    if v.up is None:
+        return
+    n = v.n.reset_index(drop=True)
+    n["row"] = np.arange(len(n))
+    prev = n[["r", "c", "t", "col"]].assign(t=n["t"] + 1).merge(n[["r", "c", "t", "row"]], on=["r", "c", "t"])
+    up = v.up.merge(n[["r", "c", "t", "row"]], on=["r", "c", "t"])
+    down = v.down.merge(n[["r", "c", "t", "row"]], on=["r", "c", "t"])
+    rows = np.concatenate([n["row"], prev["row"], up["row"], down["row"]])
+    cols = np.concatenate([n["col"], prev["col"], up["col"], down["col"]])
+    vals = np.concatenate([np.ones(len(n)), -np.ones(len(prev)), -np.ones(len(up)), np.ones(len(down))])
+    rhs = np.zeros(len(n))
+    init = md.initial
+    if init is not None and len(init):
+        first = n[n["t"] == 0].merge(init, on=["r", "c"])
+        rhs[first["row"].to_numpy()] = first["n0"].to_numpy(float)
+    lm.add_constraints("replica_flow", ("region", "config", "slot"), n[["r", "c", "t"]].to_numpy(), rows, cols,
+                       vals, rhs, rhs, doc="replicas = previous slot's + started - stopped")
+
+
+def scale_change(lm: LinearModel, md: ModelData, v: Vars) -> None:
+    """At most ``options.scaling.max_change`` replicas started plus stopped per (r, c, t), when set.
+
+    For every (r, c, t):   scale_out[r,c,t] + scale_in[r,c,t] <= max_change
+    """
+    if v.up is None or md.scenario.options.scaling.max_change is None:
+        return
+    cap = float(md.scenario.options.scaling.max_change)
+    n = len(v.up)
+    rows = np.concatenate([np.arange(n), np.arange(n)])
+    cols = np.concatenate([v.up["col"].to_numpy(), v.down["col"].to_numpy()])
+    lm.add_constraints("scale_change", ("region", "config", "slot"), v.up[["r", "c", "t"]].to_numpy(), rows, cols,
+                       np.ones(2 * n), -INF, cap, doc="replicas started plus stopped within max_change")
+
+
+def min_up_time(lm: LinearModel, md: ModelData, v: Vars) -> None:
+    """A started replica runs at least ``L = options.scaling.min_up_slots`` slots, when L > 1.
+
+    For every (r, c, t):   sum_{tau = t-L+1 .. t} scale_out[r,c,tau] - replicas[r,c,t] <= 0
+    (the replicas started in the last L slots are all still running).
+    """
+    if v.up is None or md.scenario.options.scaling.min_up_slots <= 1:
+        return
+    L = int(md.scenario.options.scaling.min_up_slots)
+    n = v.n.reset_index(drop=True)
+    n["row"] = np.arange(len(n))
+    parts = [v.up[["r", "c", "t", "col"]].assign(t=v.up["t"] + lag) for lag in range(L)]
+    ups = pd.concat(parts).merge(n[["r", "c", "t", "row"]], on=["r", "c", "t"])
+    rows = np.concatenate([ups["row"], n["row"]])
+    cols = np.concatenate([ups["col"], n["col"]])
+    vals = np.concatenate([np.ones(len(ups)), -np.ones(len(n))])
+    lm.add_constraints("min_up_time", ("region", "config", "slot"), n[["r", "c", "t"]].to_numpy(), rows, cols, vals,
+                       -INF, 0.0, doc="replicas started in the last min_up_slots slots still run")
+
+
 def gpu_availability(lm: LinearModel, md: ModelData, v: Vars) -> None:
     """GPUs in use never exceed those available.
 
@@ -277,12 +349,28 @@ def expressions(lm: LinearModel, md: ModelData, v: Vars) -> None:
     e = np.concatenate([e_n, e_y])
     rr = np.concatenate([n["r"].to_numpy(), y["r"].to_numpy()])
     tt = np.concatenate([n["t"].to_numpy(), y["t"].to_numpy()])
+    if v.up is not None and len(v.up):
+        # a started replica is paid for its startup time (idle power, its GPUs) before the slot it serves
+        st = v.up.merge(md.configs[["c", "g", "gpus", "idle_w"]], on="c")
+        sh = md.startup_h[st["c"].to_numpy()]
+        cols = np.concatenate([cols, st["col"].to_numpy()])
+        e = np.concatenate([e, pue[st["r"]] * sh * st["idle_w"].to_numpy() / 1000.0])
+        rr = np.concatenate([rr, st["r"].to_numpy()])
+        tt = np.concatenate([tt, st["t"].to_numpy()])
     lm.add_expression("energy_kwh", cols, e)
     lm.add_expression("carbon_kg", cols, e * sc.carbon[rr, tt] / 1000.0)
     gh = n["gpus"].to_numpy() * h
-    lm.add_expression("gpu_hours", n["col"].to_numpy(), gh)
-    gcost = gh * sc.gpu_price[n["r"].to_numpy(), n["g"].to_numpy()]
-    lm.add_expression("gpu_cost_usd", n["col"].to_numpy(), gcost)
+    gcols = n["col"].to_numpy()
+    gr, gg = n["r"].to_numpy(), n["g"].to_numpy()
+    if v.up is not None and len(v.up):
+        sgh = st["gpus"].to_numpy() * md.startup_h[st["c"].to_numpy()]
+        lm.add_expression("scaling_gpu_hours", st["col"].to_numpy(), sgh)
+        gh = np.concatenate([gh, sgh])
+        gcols = np.concatenate([gcols, st["col"].to_numpy()])
+        gr, gg = np.concatenate([gr, st["r"].to_numpy()]), np.concatenate([gg, st["g"].to_numpy()])
+    lm.add_expression("gpu_hours", gcols, gh)
+    gcost = gh * sc.gpu_price[gr, gg]
+    lm.add_expression("gpu_cost_usd", gcols, gcost)
     ecost = e * sc.elec_price[rr, tt] / 1000.0
     lm.add_expression("electricity_cost_usd", cols, ecost)
     lm.expressions["cost_usd"] = snap(lm.expressions["gpu_cost_usd"] + lm.expressions["electricity_cost_usd"])
@@ -347,6 +435,9 @@ def build(md: ModelData, coupling: bool = True) -> tuple[LinearModel, Vars]:
     route_balance(lm, md, v)
     latency_nesting(lm, md, v)
     replica_capacity(lm, md, v)
+    replica_flow(lm, md, v)
+    scale_change(lm, md, v)
+    min_up_time(lm, md, v)
     gpu_availability(lm, md, v)
     if coupling:
         budget(lm, md, v)

@@ -68,6 +68,8 @@ class ModelData:
     x_index: pd.DataFrame = field(default=None)  # k, o, r, t, ub
     y_index: pd.DataFrame = field(default=None)  # k, r, c, t
     u_index: pd.DataFrame = field(default=None)  # k, o, t, ub
+    initial: pd.DataFrame = field(default=None)  # r, c, n0: replicas before the horizon (options.scaling)
+    startup_h: np.ndarray = field(default=None)  # [C] hours a new replica of c is paid before it serves
     unroutable: pd.DataFrame = field(default=None)  # k, o, t, demand with no route at all
 
     @property
@@ -333,6 +335,40 @@ def routes(sc, pairs: pd.DataFrame, place: pd.DataFrame) -> pd.DataFrame:
     return kor[["k", "o", "r", "rtt"]].sort_values(["k", "o", "r"]).reset_index(drop=True)
 
 
+def initial_fleet(sc, md: ModelData) -> tuple[pd.DataFrame, np.ndarray]:
+    """``options.scaling``'s initial replicas as (r, c, n0) rows of kept, placeable configs (a split
+    config's count goes to its saturated pool), and each config's startup time in hours
+    (``provision_s`` plus its model's weights at ``load_gb_per_s``). Initial replicas of configs the
+    model does not keep are stopped at the first slot (named in the plan's warnings)."""
+    from planner.scenario.loading import startup_seconds
+
+    cfg = md.configs
+    start_h = np.array([startup_seconds(sc.spec, m) / 3600.0 for m in cfg["model"]]) if len(cfg) else np.zeros(0)
+    empty = pd.DataFrame({"r": np.zeros(0, np.int64), "c": np.zeros(0, np.int64), "n0": np.zeros(0)})
+    scal = sc.options.scaling
+    if scal is None or not scal.initial:
+        return empty, start_h
+    rix = {r: i for i, r in enumerate(sc.regions)}
+    key = {(m, g, int(tp), int(pp), float(f"{f:.10g}")): int(c)
+           for m, g, tp, pp, f, c, pool in cfg[["model", "gpu", "tp", "pp", "freq_mhz", "c", "pool"]].itertuples(
+               index=False) if pool != "light"}
+    placed = set(zip(md.placements["r"], md.placements["c"]))
+    rows, lost = [], []
+    for x in scal.initial:
+        c = key.get((x.model, x.gpu, int(x.tp), int(x.pp), float(f"{x.freq_mhz:.10g}")))
+        r = rix.get(x.region)
+        if x.replicas == 0:
+            continue
+        if c is None or r is None or (r, c) not in placed:
+            lost.append(f"{x.region}/{x.model}|{x.gpu}|tp{x.tp}|pp{x.pp}|{x.freq_mhz:g}MHz x{x.replicas}")
+            continue
+        rows.append((r, c, float(x.replicas)))
+    if lost:
+        md.warnings.append(f"{len(lost)} initial deployment(s) run configs the model does not keep (no SLO met, "
+                           f"dominated or not offered) and are stopped at the first slot: {'; '.join(lost[:5])}")
+    return (pd.DataFrame(rows, columns=["r", "c", "n0"]) if rows else empty), start_h
+
+
 def restrict_slots(md: ModelData, slots) -> ModelData:
     """The same sets restricted to some slots (for solving slot by slot when nothing couples them)."""
     import copy
@@ -356,6 +392,7 @@ def build_sets(sc) -> ModelData:
     md.pairs = pairs.assign(c=pairs["c"].map(remap))
     md.placements = placements(sc, md.configs)
     md.routes = routes(sc, md.pairs, md.placements)
+    md.initial, md.startup_h = initial_fleet(sc, md)
     _time_indices(md)
     return md
 
@@ -394,6 +431,11 @@ def _time_indices(md: ModelData) -> None:
     cand = cand[av >= need]
     md.y_index = cand[["k", "r", "c", "t"]].sort_values(["t", "r", "c", "k"]).reset_index(drop=True)
     n = md.y_index[["r", "c", "t"]].drop_duplicates().sort_values(["t", "r", "c"]).reset_index(drop=True)
+    if sc.options.scaling is not None:
+        # replicas carry over: every (region, config) that serves in some slot, or runs at the start,
+        # has a replica count in every slot
+        rc = pd.concat([n[["r", "c"]], md.initial[["r", "c"]]]).drop_duplicates()
+        n = rc.merge(pd.DataFrame({"t": np.arange(T)}), how="cross").sort_values(["t", "r", "c"]).reset_index(drop=True)
     g = cfg.loc[n["c"].to_numpy(), "g"].to_numpy()
     need = cfg.loc[n["c"].to_numpy(), "gpus"].to_numpy()
     n["ub"] = sc.availability[n["r"].to_numpy(), g, n["t"].to_numpy()] // need

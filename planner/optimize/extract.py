@@ -26,6 +26,7 @@ from planner.plan.schema import (
     ScenarioRef,
     Slot,
     ClassHeadroom,
+    ScaleAction,
     SlotTotals,
     SolverInfo,
     Target,
@@ -45,6 +46,27 @@ def _clean(lm: LinearModel, x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, float).copy()
     x[np.abs(x) < EPS] = 0.0
     return repair_replicas(lm, np.maximum(x, 0.0), EPS)
+
+
+def _scaling_from_replicas(md: ModelData, v: Vars, x: np.ndarray) -> np.ndarray:
+    """With ``options.scaling``: replicas started and stopped as the changes of the (cleaned, whole)
+    replica counts from slot to slot (from the initial fleet before the first), so that ``replica_flow``
+    holds exactly after rounding and no replica is both started and stopped."""
+    if v.up is None or not len(v.up):
+        return x
+    n = v.n.assign(val=x[v.n["col"].to_numpy()])
+    n = n.merge(md.initial, on=["r", "c"], how="left").fillna({"n0": 0.0})
+    n = n.sort_values(["r", "c", "t"])
+    prev = n.groupby(["r", "c"])["val"].shift(1)
+    prev = prev.where(n["t"] > 0, n["n0"]).to_numpy(float)
+    delta = n["val"].to_numpy(float) - prev
+    key = n[["r", "c", "t"]].assign(d=delta)
+    up = v.up.merge(key, on=["r", "c", "t"])
+    down = v.down.merge(key, on=["r", "c", "t"])
+    x = x.copy()
+    x[up["col"].to_numpy()] = np.maximum(up["d"].to_numpy(), 0.0)
+    x[down["col"].to_numpy()] = np.maximum(-down["d"].to_numpy(), 0.0)
+    return x
 
 
 def _split_targets(xk: pd.DataFrame, yk: pd.DataFrame) -> dict[int, list[tuple[int, float]]]:
@@ -132,7 +154,7 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
 
     ``info`` fills the plan's ``solver`` section; ``secondary`` names the tie-break objective that was
     applied (None: none). Raises NumericalError when the cleaned solution does not verify."""
-    x = _clean(lm, x_raw)
+    x = _scaling_from_replicas(md, v, _clean(lm, x_raw))
     primary = objective_vector(lm, md, objective)
     verify_solution(lm, x, info.get("bound"), primary)
     cfg = md.configs.set_index("c")
@@ -155,6 +177,12 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
     n_by_t = {t: g for t, g in n.groupby("t")}
     x_by_t = {t: g for t, g in xr.groupby("t")}
     u_by_t = {t: g for t, g in u.groupby("t")}
+    act_by_t: dict[int, pd.DataFrame] = {}
+    if v.up is not None:
+        acts = v.up[["r", "c", "t", "col"]].assign(started=x[v.up["col"].to_numpy()]).merge(
+            v.down[["r", "c", "t", "col"]].rename(columns={"col": "dcol"}), on=["r", "c", "t"])
+        acts["stopped"] = x[acts["dcol"].to_numpy()]
+        act_by_t = {t: g for t, g in acts.groupby("t")}
     empty = pd.DataFrame(columns=["k", "o", "r", "c", "t", "val", "col", "rtt", "slack_ms", "mu", "marg_w", "resid_s",
                                   "cap", "act_w", "beta"])
     for t in range(T):
@@ -203,13 +231,22 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
         routing.sort(key=lambda q: (q.class_, q.origin, q.region))
         uns = [UnservedRate(**{"class": K[int(k)], "origin": O[int(o)], "rate_rps": float(val)})
                for k, o, val in sorted(zip(ut["k"], ut["o"], ut["val"]))]
-        cols = np.concatenate([nt["col"].to_numpy(int), yt["col"].to_numpy(int)])
+        at = act_by_t.get(t)
+        cols = np.concatenate([nt["col"].to_numpy(int), yt["col"].to_numpy(int),
+                               at["col"].to_numpy(int) if at is not None else np.zeros(0, int)])
+        actions = None
+        if v.up is not None:
+            moved = at[(at["started"] > 0.5) | (at["stopped"] > 0.5)] if at is not None else []
+            actions = sorted((ScaleAction(deployment=f"{R[int(a.r)]}/{cfg.loc[int(a.c), 'key']}",
+                                          started=int(round(a.started)), stopped=int(round(a.stopped)))
+                              for a in (moved.itertuples(index=False) if len(moved) else [])),
+                             key=lambda q: q.deployment)
         st = SlotTotals(
             carbon_kg=float(E["carbon_kg"][cols] @ x[cols]), energy_kwh=float(E["energy_kwh"][cols] @ x[cols]),
             cost_usd=float(E["cost_usd"][cols] @ x[cols]), gpu_hours=float(E["gpu_hours"][cols] @ x[cols]),
         )
         slots.append(Slot(index=t, start=sc.slot_starts[t].strftime("%Y-%m-%dT%H:%M:%SZ"), deployments=deps,
-                          routing=routing, unserved=uns, totals=st, headroom=[
+                          routing=routing, unserved=uns, totals=st, actions=actions, headroom=[
                               ClassHeadroom(**{"class": K[k]}, demand_rps=float(sc.demand[k, :, t].sum()),
                                             burst_factor=float(sc.burst[k, t]), surge=surge.get(k))
                               for k in range(len(K)) if sc.demand[k, :, t].sum() > 0]))
@@ -221,6 +258,11 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
         gpu_hours=float(E["gpu_hours"] @ x), served_requests=total_req - unserved_req,
         unserved_requests=unserved_req, unserved_rps=unserved_req / (sc.slot_seconds * T),
     )
+    if v.up is not None:
+        totals = totals.model_copy(update={
+            "scaling_gpu_hours": float(E["scaling_gpu_hours"] @ x) if "scaling_gpu_hours" in E else 0.0,
+            "replicas_started": int(round(float(x[v.up["col"].to_numpy()].sum()))),
+            "replicas_stopped": int(round(float(x[v.down["col"].to_numpy()].sum())))})
     obj_name = objective
     obj_val = float(primary @ x)
     opts = sc.options
@@ -235,6 +277,7 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
                             unserved_penalty_per_request=opts.unserved.penalty_per_request,
                             tie_break=opts.tie_break.value, demand_statistic=opts.demand_statistic,
                             burst_absorption=opts.burst_absorption,
+                            scaling=None if opts.scaling is None else opts.scaling.model_dump(mode="json"),
                             capacity_factors=[CapacityFactor(**f.model_dump(by_alias=True))
                                               for f in opts.capacity_factors]),
         totals=totals,

@@ -81,12 +81,13 @@ def solve(scenario: Scenario, objective: str | None = None, backend: str = "high
         with atomic_path(write_model) as tmp:
             be.write_model(tmp)
         secs += time.perf_counter() - t0
-    if decompose and sc.n_slots > 1:
+    over_time = sc.options.scaling is not None  # replicas carry over: the slots are one model
+    if decompose and sc.n_slots > 1 and not over_time:
         plan = solve_by_slot(sc, md, lm, v, obj, backend, opts, secs + (be.build_seconds if be else 0.0))
         if plan is not None:
             return plan
     if be is None:
         be = get_backend(backend)(lm, objective_vector(lm, md, obj))
-    if coupled and time_limit is None:
+    if (coupled or over_time) and time_limit is None:
         opts = replace(opts, time_limit=DEFAULT_COUPLED_TIME_LIMIT)  # the whole-model MILP: bounded
     return solve_built(BuiltModel(sc, md, lm, v, be, obj, secs), opts)

@@ -22,6 +22,8 @@ latency_ttft      RTT + profiled TTFT within the class's TTFT SLO; route RTT and
                   the scenario
 latency_e2e       RTT + TTFT + (output tokens - 1) x TBT within the e2e SLO, when one is set
 latency_tbt       profiled TBT within the class's TBT SLO; reported TBT matches the profile
+replica_flow      with options.scaling: replicas of consecutive slots change by the slot's actions (from the
+                  initial fleet), within max_change, min_up_slots respected; startup costs in the totals
 replica_capacity  sum_k beta_k x rate_k / (max_rps_k x factor_k) <= max_utilization x replicas (factor_k: the
                   plan's capacity_factors, 1 where none; beta_k: the class's burst factor in the slot, from
                   its arrivals table and the plan's burst_absorption, 1 without); reported utilisation
@@ -71,8 +73,8 @@ from planner.scenario.schema import DEMAND_STATISTIC_PATTERN, RATE_RESOLUTION, s
 
 FAMILIES = (
     "fingerprint", "options", "reference", "integrality", "demand_served", "data_residency", "route_balance",
-    "latency_ttft", "latency_e2e", "latency_tbt", "replica_capacity", "gpu_availability", "power", "totals",
-    "objective", "budget", "carbon_cap",
+    "latency_ttft", "latency_e2e", "latency_tbt", "replica_capacity", "replica_flow", "gpu_availability", "power",
+    "totals", "objective", "budget", "carbon_cap",
 )
 """Every family, in the order reports list them."""
 
@@ -595,6 +597,7 @@ class _Checker:
         self.check_capacity_power()
         self.check_headroom()
         self.check_availability()
+        self.check_scaling()
         rec = self.check_totals()
         self.check_objective()
         self.check_limits(rec)
@@ -1211,6 +1214,113 @@ class _Checker:
                           f"slot {t}: headroom of {h.class_} states surge {h.surge}, its deployments' loads give "
                           f"{'none' if sg is None else _n(sg)}", gap)
 
+    # ------------------------------------------------------------------ fleet over time
+    def check_scaling(self) -> None:
+        """With the plan's ``options.scaling``: per deployment id, the replicas of consecutive slots (0
+        where it is absent; the initial fleet before the first) change by exactly the slot's actions
+        (started = increase, stopped = decrease), within ``max_change``; the replicas started in the last
+        ``min_up_slots`` slots still run; and each start costs its startup time (provision_s plus the
+        model's weights at load_gb_per_s) of its GPUs at their price and idle power, which the totals add
+        (``scaling_gpu_hours``, ``replicas_started``/``stopped`` checked here)."""
+        o, sc, D, p, T = self.o, self.sc, self.D, self.p, self.T
+        self.scaling_add = {}
+        cfg = p.options.scaling
+        acts = [(t, sl.actions) for t, sl in enumerate(p.slots[:T])]
+        if cfg is None:
+            for t, a in acts:
+                if a is not None:
+                    o.add("options", {"slot": t, "field": "actions"},
+                          f"slot {t} lists scaling actions but the plan has no options.scaling")
+            return
+        try:
+            from planner.scenario.schema import Scaling
+
+            scal = Scaling.model_validate(cfg)
+        except ValidationError as e:
+            o.add("options", {"field": "scaling"}, f"options.scaling is invalid: {e.errors()[0]['msg']}")
+            return
+        size = {m.name: m.params_billion for m in sc.spec.models}
+
+        def startup_h(model):
+            secs = float(scal.provision_s)
+            if scal.load_gb_per_s is not None and size.get(model) is not None:
+                secs += 2.0 * float(size[model]) / float(scal.load_gb_per_s)
+            return secs / 3600.0
+
+        # replicas per (id, slot), and what each id is
+        reps: dict[str, np.ndarray] = {}
+        info: dict[str, tuple] = {}
+        for row in D.itertuples(index=False):
+            if not (0 <= row.t < T):
+                continue
+            reps.setdefault(row.id, np.zeros(T))[row.t] += float(row.replicas)
+            info[row.id] = (row.r, row.g, row.model, float(row.gpus_dec) / max(float(row.replicas), 1.0),
+                            float(row.idle) if row.cfg_ok else float("nan"))
+        init: dict[str, float] = {}
+        for x in scal.initial:
+            base = f"{x.region}/{_config_key(x.model, x.gpu, x.tp, x.pp, x.freq_mhz)}"
+            key = f"{base}#saturated" if f"{base}#saturated" in reps else base
+            init[key] = init.get(key, 0.0) + float(x.replicas)
+        stated: dict[tuple[int, str], tuple[int, int]] = {}
+        for t, a in acts:
+            if a is None:
+                o.add("options", {"slot": t, "field": "actions"}, f"slot {t} has no actions list (options.scaling is set)")
+                continue
+            for q in a:
+                stated[(t, q.deployment)] = (q.started, q.stopped)
+        ids = sorted(set(reps) | set(init) | {k for _, k in stated})
+        L = int(scal.min_up_slots)
+        add = {q: np.zeros(T) for q in ("energy_kwh", "carbon_kg", "gpu_hours", "gpu_cost_usd", "electricity_cost_usd")}
+        started_tot = stopped_tot = 0
+        sgh = 0.0
+        for i in ids:
+            n = reps.get(i, np.zeros(T))
+            prev = np.concatenate([[init.get(i, 0.0)], n[:-1]])
+            up, down = np.maximum(n - prev, 0.0), np.maximum(prev - n, 0.0)
+            started_tot += int(up.sum())
+            stopped_tot += int(down.sum())
+            for t in range(T):
+                o.count("replica_flow", 1)
+                got = stated.get((t, i), (0, 0))
+                if got != (int(up[t]), int(down[t])):
+                    o.add("replica_flow", {"slot": t, "deployment": i},
+                          f"slot {t}: deployment {i} goes from {_n(prev[t])} to {_n(n[t])} replicas, so "
+                          f"{int(up[t])} started and {int(down[t])} stopped, but the plan states {got[0]} and {got[1]}",
+                          abs(got[0] - up[t]) + abs(got[1] - down[t]))
+                if scal.max_change is not None:
+                    o.count("replica_flow", 1)
+                    if up[t] + down[t] > scal.max_change:
+                        o.add("replica_flow", {"slot": t, "deployment": i},
+                              f"slot {t}: deployment {i} starts {int(up[t])} and stops {int(down[t])} replicas, above "
+                              f"max_change {scal.max_change}", up[t] + down[t] - scal.max_change)
+                if L > 1:
+                    o.count("replica_flow", 1)
+                    recent = up[max(0, t - L + 1):t + 1].sum()
+                    if recent > n[t]:
+                        o.add("replica_flow", {"slot": t, "deployment": i},
+                              f"slot {t}: deployment {i} runs {_n(n[t])} replicas but started {_n(recent)} in the last "
+                              f"{L} slots (min_up_slots)", recent - n[t])
+            if i in info and up.any():
+                r, g, model, per, idle = info[i]
+                hrs = startup_h(model) * per * up          # GPU-hours spent starting, per slot
+                sgh += float(hrs.sum())
+                add["gpu_hours"] += hrs
+                if r >= 0 and g >= 0 and not np.isnan(sc.gpu_price[r, g]):
+                    add["gpu_cost_usd"] += hrs * sc.gpu_price[r, g]
+                if r >= 0 and np.isfinite(idle):
+                    e = sc.pue[r] * startup_h(model) * idle * up / 1000.0
+                    add["energy_kwh"] += e
+                    add["carbon_kg"] += e * sc.carbon[r, :T] / 1000.0
+                    add["electricity_cost_usd"] += e * sc.elec_price[r, :T] / 1000.0
+        self.scaling_add = add
+        for fld, val in (("scaling_gpu_hours", sgh), ("replicas_started", started_tot),
+                         ("replicas_stopped", stopped_tot)):
+            o.count("totals", 1)
+            got = getattr(p.totals, fld)
+            if got is None or o.ne(float(got), float(val)):
+                o.add("totals", {"scope": "horizon", "quantity": fld},
+                      f"totals.{fld} is {got}, recomputed {_n(val)}", abs((got or 0) - val))
+
     # ------------------------------------------------------------------ availability
     def check_availability(self) -> None:
         o, sc, D = self.o, self.sc, self.D
@@ -1265,6 +1375,8 @@ class _Checker:
             "energy_kwh": per_slot(energy), "carbon_kg": per_slot(carbon), "gpu_hours": per_slot(gh),
             "gpu_cost_usd": per_slot(gcost), "electricity_cost_usd": per_slot(ecost),
         }
+        for q, add in self.scaling_add.items():  # startup of replicas (options.scaling)
+            S[q] = S[q] + add
         S["cost_usd"] = S["gpu_cost_usd"] + S["electricity_cost_usd"]
         unknown = {"energy_kwh": no_energy, "carbon_kg": no_energy, "gpu_hours": np.zeros(T, bool),
                    "gpu_cost_usd": no_cost, "electricity_cost_usd": no_energy, "cost_usd": no_cost}

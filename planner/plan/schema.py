@@ -58,6 +58,13 @@ class Totals(_Out):
     unserved_requests: float
     unserved_rps: float
     """Mean unserved rate over the horizon: unserved_requests / horizon seconds."""
+    scaling_gpu_hours: float | None = None
+    """With ``options.scaling``: GPU-hours spent starting replicas (included in gpu_hours, and their cost
+    and idle energy in the other totals); None otherwise."""
+    replicas_started: int | None = None
+    """With ``options.scaling``: replicas started over the horizon (from the initial fleet)."""
+    replicas_stopped: int | None = None
+    """With ``options.scaling``: replicas stopped over the horizon."""
 
 
 class SolverInfo(_Out):
@@ -154,6 +161,17 @@ class SlotTotals(_Out):
     gpu_hours: float
 
 
+class ScaleAction(_Out):
+    """Replicas of one deployment started and stopped at the start of a slot (``options.scaling``)."""
+
+    deployment: str
+    """The deployment id (region/config), whether or not it still runs in this slot."""
+    started: int
+    """Replicas started for this slot: paid for their startup time before it, serving all of it."""
+    stopped: int
+    """Replicas stopped at the start of this slot (drained)."""
+
+
 class ClassHeadroom(_Out):
     """The margin a slot's fleet carries for one class."""
 
@@ -179,6 +197,9 @@ class Slot(_Out):
     totals: SlotTotals
     headroom: list[ClassHeadroom] = []
     """Per class with demand in the slot: its burst factor and surge margin."""
+    actions: list[ScaleAction] | None = None
+    """With ``options.scaling``: the replicas started and stopped per deployment at the start of the slot
+    (relative to the previous slot, or to the initial fleet); None otherwise."""
 
 
 class CapacityFactor(_Out):
@@ -210,6 +231,10 @@ class PlanOptions(_Out):
     capacity_factors: list[CapacityFactor] = []
     """Deratings applied to ``replica_capacity`` (from the scenario's options or from ``--verify``);
     ``plan check`` applies them too."""
+    scaling: dict | None = None
+    """``options.scaling`` as the plan was solved with (provision_s, load_gb_per_s, max_change,
+    min_up_slots, initial); ``plan check`` verifies the plan's actions against it. None: slots sized on
+    their own."""
 
 
 class VerificationGroup(_Out):
@@ -289,6 +314,13 @@ class Plan(_Out):
             for d in sl.get("deployments", []):
                 if d.get("pool") is None:
                     d.pop("pool", None)
+            if sl.get("actions") is None:  # actions and scaling totals only with options.scaling
+                sl.pop("actions", None)
+        for f in ("scaling_gpu_hours", "replicas_started", "replicas_stopped"):
+            if data.get("totals", {}).get(f, 0) is None:
+                data["totals"].pop(f)
+        if data.get("options", {}).get("scaling", 0) is None:
+            data["options"].pop("scaling")
         return json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
     @classmethod

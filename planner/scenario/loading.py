@@ -285,7 +285,7 @@ class Scenario:
         except ValidationError as e:
             raise ScenarioError(_pydantic_problems(e, "options"), "invalid option") from None
         spec = self.spec.model_copy(update={"options": opts})
-        problems = capacity_factor_problems(spec)
+        problems = capacity_factor_problems(spec) + scaling_problems(spec)
         if problems:
             raise ScenarioError(problems, "invalid option")
         if opts.demand_statistic != self.spec.options.demand_statistic and "demand" in self.tables:
@@ -806,6 +806,48 @@ def _aligned_demand(sc: "Scenario", statistic: str) -> np.ndarray:
     return out
 
 
+def scaling_problems(spec: ScenarioSpec, where: str = "options") -> list[Problem]:
+    """Problems of ``options.scaling``: initial replicas naming an unknown region, model or GPU type, or
+    repeating a (region, config); a loading bandwidth with a model whose size is not stated."""
+    sc = spec.options.scaling
+    if sc is None:
+        return []
+    regions = {r.name for r in spec.regions}
+    models = {m.name for m in spec.models}
+    gpus = {g.name for g in spec.gpu_types}
+    problems = []
+    if sc.load_gb_per_s is not None:
+        for i, m in enumerate(spec.models):
+            if m.params_billion is None:
+                problems.append(Problem(f"models[{i}].params_billion", f"model {m.name} needs its size to load its "
+                                        f"weights at {where}.scaling.load_gb_per_s"))
+    seen: dict[tuple, int] = {}
+    for i, r in enumerate(sc.initial):
+        at = f"{where}.scaling.initial[{i}]"
+        for fld, known, what in (("region", regions, "region"), ("model", models, "model"), ("gpu", gpus, "GPU type")):
+            if getattr(r, fld) not in known:
+                problems.append(Problem(f"{at}.{fld}", f"unknown {what} {token(getattr(r, fld), 32)}"))
+        key = (r.region, r.model, r.gpu, r.tp, r.pp, float(f"{r.freq_mhz:.10g}"))
+        if key in seen:
+            problems.append(Problem(at, f"repeats scaling.initial[{seen[key]}] (same region and config)"))
+        seen.setdefault(key, i)
+    return problems
+
+
+def startup_seconds(spec: ScenarioSpec, model: str) -> float:
+    """Seconds a new replica of ``model`` takes before it serves: ``provision_s`` plus its weights (2 bytes
+    per parameter) at ``load_gb_per_s`` (0 without ``options.scaling``)."""
+    sc = spec.options.scaling
+    if sc is None:
+        return 0.0
+    out = float(sc.provision_s)
+    if sc.load_gb_per_s is not None:
+        size = next((m.params_billion for m in spec.models if m.name == model), None)
+        if size is not None:
+            out += 2.0 * float(size) / float(sc.load_gb_per_s)
+    return out
+
+
 def capacity_factor_problems(spec: ScenarioSpec, where: str = "options") -> list[Problem]:
     """Problems of ``options.capacity_factors``: unknown model, GPU type or class, a class served by
     another model, or two entries for the same (model, gpu, tp, pp, freq_mhz, class)."""
@@ -891,6 +933,7 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str, allow_dirs: tuple[
             problems.append(Problem(f"{source}: origins[{i}].rtt_ms", "no region is reachable (empty rtt_ms)"))
 
     problems.extend(capacity_factor_problems(spec, f"{source}: options"))
+    problems.extend(scaling_problems(spec, f"{source}: options"))
     R, G, K, O, T = len(reg), len(gpus), len(classes), len(origins), spec.horizon.slots
     rix = {n: i for i, n in enumerate(reg)}
     gix = {n: i for i, n in enumerate(gpus)}

@@ -237,6 +237,41 @@ class CapacityFactor(_Frozen):
                               populate_by_name=True)
 
 
+class InitialReplicas(_Frozen):
+    """Replicas of one config running in a region before the horizon starts."""
+
+    region: Name
+    model: Name
+    gpu: Name
+    tp: int = Field(ge=1, le=1024)
+    pp: int = Field(ge=1, le=1024)
+    freq_mhz: float = Field(gt=0, le=1e5)
+    replicas: int = Field(ge=0, le=10_000_000)
+
+
+class Scaling(_Frozen):
+    """The fleet over time: replicas carry over between slots, and starting one costs time.
+
+    With it, the model plans the horizon as one: ``replicas[r,c,t] = replicas[r,c,t-1] + started -
+    stopped``, and each started replica is paid (GPU time, idle power) for its startup time before the
+    slot it serves, so it serves the whole slot (scaled out ahead of the demand, as a forecast-driven
+    autoscaler does). docs/formulation.md, "The fleet over time"."""
+
+    provision_s: float = Field(0.0, ge=0, le=86_400)
+    """Seconds from asking for a replica to its engine starting (VM provisioning, container start);
+    SageServe measured 155 s of VM spin-up on Azure."""
+    load_gb_per_s: float | None = Field(None, gt=0, le=10_000)
+    """Bandwidth at which a replica loads its model's weights (GB/s); with the model's ``params_billion``
+    (2 bytes per parameter) it adds the loading time. None: loading is part of ``provision_s``."""
+    max_change: int | None = Field(None, ge=0, le=10_000_000)
+    """Most replicas started plus stopped per (region, config) in one slot; None: no cap."""
+    min_up_slots: int = Field(1, ge=1, le=100_000)
+    """A started replica runs at least this many slots (1: no constraint beyond its own slot)."""
+    initial: list[InitialReplicas] = Field(default_factory=list, max_length=100_000)
+    """What runs before the first slot (e.g. the last slot of the plan in force); the first slot's
+    starts and stops are counted from it. Empty: nothing runs."""
+
+
 class Options(_Frozen):
     objective: Objective = Objective.carbon
     """What to minimise: carbon (kgCO2e), energy (kWh), cost (USD) or gpu-hours."""
@@ -262,6 +297,9 @@ class Options(_Frozen):
     the class's percentile over every window, which gives its burst factor (docs/formulation.md). The
     default 1 is calibrated on the default scenario replayed with its traces (README); lower it for a
     margin."""
+    scaling: Scaling | None = None
+    """Plan the fleet over time (``Scaling``): replicas carry over between slots with startup costs and
+    optional limits on change. None (default): every slot is sized on its own, as before."""
     tie_break: TieBreak = TieBreak.routing
     """routing (default): keep the fleet found for the objective and re-route traffic to minimise the
     secondary objective (cost for carbon, energy and gpu-hours; carbon for cost) with the primary held at
