@@ -1,0 +1,107 @@
+"""The fleet over time (``options.scaling``): hand-derived instances on every backend, each plan checked.
+
+One region, one config (10 req/s per replica, 1 USD per GPU-hour, idle 100 W), cost objective, one
+origin; slots of one hour. Costs below are GPU-hours x 1 USD (electricity unpriced)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from builders import profile, scenario
+
+import planner
+
+BACKENDS = ["highs", "pyomo", "pulp"]
+DEP = "A/m|G|tp1|pp1|1000MHz"
+
+
+def _sc(demand, **scaling):
+    return planner.scenario_from_dict(scenario(slots=len(demand), demand={("k", "o"): demand},
+                                               profiles=[profile(max_rps=10.0)],
+                                               options={"objective": "cost", "scaling": scaling}))
+
+
+def _replicas(plan):
+    return [sum(d.replicas for d in s.deployments) for s in plan.slots]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("provision_s,replicas,cost,started", [
+    (1800, [1, 0, 1], 3.0, 2),   # stop and restart: 3 replica-hours + 2 starts x 0.5 h
+    (7200, [1, 1, 1], 5.0, 1),   # a start costs 2 h: keeping the replica through the idle hour is cheaper
+])
+def test_startup_cost_decides_between_keeping_and_restarting(backend, provision_s, replicas, cost, started):
+    """Demand 8, 0, 8 req/s: one replica in the busy hours. Restarting for the third hour costs a
+    start (provision_s of GPU time); keeping it costs the idle hour. By hand: with 0.5 h per start,
+    stop (1 + 0 + 1 + 2 x 0.5 = 3 USD); with 2 h, keep (3 + 2 = 5 USD against 2 + 2 x 2 = 6)."""
+    sc = _sc([8.0, 0.0, 8.0], provision_s=provision_s)
+    plan = planner.solve(sc, backend=backend, mip_gap=0.0)
+    assert _replicas(plan) == replicas
+    assert plan.totals.cost_usd == pytest.approx(cost)
+    assert plan.totals.replicas_started == started
+    assert plan.totals.scaling_gpu_hours == pytest.approx(started * provision_s / 3600)
+    assert planner.check(plan, sc).ok
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_min_up_time_keeps_a_started_replica(backend):
+    """Demand 8, 20, 0, 8 needs 1, 2, 0, 1 replicas (cost 4, no startup cost). With min_up_slots 2,
+    a replica started for slot 1 must still run in slot 2 (replicas are interchangeable: the one
+    started for slot 0 may stop after two slots): 1, 2, 1, 1, or both started for slot 0 and stopped
+    after slot 1: 2, 2, 0, 1; either costs 5."""
+    sc = _sc([8.0, 20.0, 0.0, 8.0], min_up_slots=2)
+    plan = planner.solve(sc, backend=backend, mip_gap=0.0)
+    assert _replicas(plan) in ([1, 2, 1, 1], [2, 2, 0, 1])
+    assert plan.totals.cost_usd == pytest.approx(5.0)
+    assert planner.check(plan, sc).ok
+    free = planner.solve(_sc([8.0, 20.0, 0.0, 8.0]), backend=backend, mip_gap=0.0)
+    assert _replicas(free) == [1, 2, 0, 1]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_change_cap_and_initial_fleet(backend):
+    """Three replicas run before the horizon; demand 8 req/s needs one. With max_change 1 the fleet
+    can only shed one per slot: 2, 1, 1 (cost 4; every slot's action stops one, then none). Without
+    the cap: 1, 1, 1 (cost 3, two stopped at once)."""
+    init = [{"region": "A", "model": "m", "gpu": "G", "tp": 1, "pp": 1, "freq_mhz": 1000, "replicas": 3}]
+    sc = _sc([8.0, 8.0, 8.0], max_change=1, initial=init)
+    plan = planner.solve(sc, backend=backend, mip_gap=0.0)
+    assert _replicas(plan) == [2, 1, 1]
+    assert plan.totals.cost_usd == pytest.approx(4.0)
+    assert [[(a.deployment, a.started, a.stopped) for a in s.actions] for s in plan.slots] == [
+        [(DEP, 0, 1)], [(DEP, 0, 1)], []]
+    assert planner.check(plan, sc).ok
+    free = planner.solve(_sc([8.0, 8.0, 8.0], initial=init), backend=backend, mip_gap=0.0)
+    assert _replicas(free) == [1, 1, 1] and free.totals.replicas_stopped == 2
+
+
+def test_the_checker_recomputes_actions_and_startup_costs():
+    sc = _sc([8.0, 0.0, 8.0], provision_s=1800)
+    d = json.loads(planner.solve(sc, mip_gap=0.0).to_json())
+    d["slots"][2]["actions"] = []                        # the restart left out
+    rep = planner.check(json.dumps(d), sc)
+    assert "replica_flow" in rep.families
+    assert any("0 to 1 replicas, so 1 started and 0 stopped, but the plan states 0 and 0" in v.message
+               for v in rep.violations)
+    d = json.loads(planner.solve(sc, mip_gap=0.0).to_json())
+    d["totals"]["scaling_gpu_hours"] = 0.0
+    assert planner.check(json.dumps(d), sc).families == ["totals"]
+
+
+def test_without_scaling_plans_carry_no_actions():
+    sc = planner.scenario_from_dict(scenario(slots=2))
+    plan = planner.solve(sc)
+    d = json.loads(plan.to_json())
+    assert all("actions" not in s for s in d["slots"])
+    assert "scaling_gpu_hours" not in d["totals"] and "scaling" not in d["options"]
+
+
+def test_bad_initial_rows_are_named():
+    from planner.errors import ScenarioError
+
+    init = [{"region": "nowhere", "model": "m", "gpu": "G", "tp": 1, "pp": 1, "freq_mhz": 1000, "replicas": 1}]
+    with pytest.raises(ScenarioError, match=r"options\.scaling\.initial\[0\]\.region.*unknown region 'nowhere'"):
+        _sc([8.0], initial=init)
+    with pytest.raises(ScenarioError, match=r"models\[0\]\.params_billion"):
+        _sc([8.0], load_gb_per_s=2.0)
