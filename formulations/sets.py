@@ -171,13 +171,13 @@ def config_class_pairs(sc) -> tuple[pd.DataFrame, pd.DataFrame, Pruning]:
     pairs = pairs.reset_index(drop=True)
     used = np.unique(pairs["c"].to_numpy())
     pruning.pruned_slo = int(len(cfg) - len(used))
-    cfg, pairs = split_pools(sc, cfg, pairs)
+    cfg, pairs = split_pools(sc, cfg, pairs, pruning)
     pruning.pairs_pruned_slo += pruning_tiny
     pruning.warnings = warnings
     return cfg, pairs.reset_index(drop=True), pruning
 
 
-def split_pools(sc, cfg: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_pools(sc, cfg: pd.DataFrame, pairs: pd.DataFrame, pruning: Pruning) -> tuple[pd.DataFrame, pd.DataFrame]:
     """With bursty classes, run light and saturated classes of one config on separate replicas.
 
     At the operating point ``replica_capacity`` allows, a replica of c carries ``U cap_ck / beta_k`` req/s
@@ -210,6 +210,7 @@ def split_pools(sc, cfg: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataFram
             pairs = pairs.copy()
             pairs.loc[move, "c"] = pairs.loc[move, "c"].map(remap)
             cfg = pd.concat([cfg, new], ignore_index=True)
+            pruning.configs_total += len(new)   # a pool counts as a config of its own
             keycols = ["model", "gpu", "tp", "pp", "freq_mhz", "pool"]
             cfg = cfg.sort_values(keycols, kind="stable").reset_index(drop=True)
             pairs = pairs.sort_values(["c", "k"], kind="stable").reset_index(drop=True)

@@ -117,7 +117,7 @@ def shapes(
     classes: Optional[List[str]] = typer.Option(None, "--class", metavar="NAME:COND[,COND]", help="Class bucket (repeat)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     distribution: Optional[str] = typer.Option(None, "--distribution", metavar="CLASS", help="Write the class's joint (input, output) token distribution as a shape distribution table (CSV: input_tokens, output_tokens, weight, source) instead of the summary."),
-    arrivals: Optional[str] = typer.Option(None, "--arrivals", metavar="CLASS", help="Write the burstiness of the class's arrival times as a class's arrivals table (CSV: window_requests, quantile, ratio, source) instead of the summary."),
+    arrivals: Optional[str] = typer.Option(None, "--arrivals", metavar="CLASS", help="Write the burstiness of the class's arrival times as a class's arrivals table (CSV: window_requests, weighting, quantile, ratio, source) instead of the summary."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="With --distribution or --arrivals: the CSV file (default: stdout)."),
 ):
     """Per class bucket: request count, share, median and mean input/output tokens (or, with

@@ -506,7 +506,7 @@ def check(plan, scenario: Scenario, rel_tol: float = 1e-6, abs_tol: float = 1e-6
     if stat != scenario.spec.options.demand_statistic and DEMAND_STATISTIC.fullmatch(stat):
         scenario = scenario.replace_options(demand_statistic=stat)  # the demand the plan was made for
     theta = p.options.burst_absorption
-    if theta != scenario.spec.options.burst_absorption and 0 < theta <= 1:
+    if theta != scenario.spec.options.burst_absorption and math.isfinite(theta) and 0 < theta <= 1:
         scenario = scenario.replace_options(burst_absorption=theta)  # the bursts the plan was sized for
     return _Checker(p, over, scenario, _Out(rel_tol, abs_tol)).run()
 
@@ -626,6 +626,9 @@ class _Checker:
             v = getattr(po, name)
             if v is not None and not (v >= 0):
                 o.add("options", {"field": name}, f"options.{name} {_n(v)} is negative")
+        if not (math.isfinite(po.burst_absorption) and 0 < po.burst_absorption <= 1):
+            o.add("options", {"field": "burst_absorption"},
+                  f"options.burst_absorption {_n(po.burst_absorption)} is outside (0, 1]")
         if not DEMAND_STATISTIC.fullmatch(po.demand_statistic):
             o.add("options", {"field": "demand_statistic"},
                   f"options.demand_statistic {po.demand_statistic!r} is not mean, peak or pNN")
@@ -1112,7 +1115,7 @@ class _Checker:
         P["ucap"] = P["u"] / P["fac"] * beta
         # the line from base power at zero load to busy power at max_rps (flat where busy < base)
         P["marg"] = np.maximum(P["busy"] - P["base"], 0.0) * P["u"]
-        floor = base
+        floor = D["idle"].to_numpy(float) if sc.bursty else base
         if sc.bursty and len(P):
             # replicas idle without work: each req/s adds (base - idle) x busy share / x, x = U x usable
             # capacity / beta, the busy share at m = x x service (service: the row's service_ms, else
@@ -1130,7 +1133,26 @@ class _Checker:
                     b[m] = busy_share(sc.class_arrivals(kc.name), x[m] * res[m], lam[m] * res[m])
             idle = D.loc[P["drow"].to_numpy(), "idle"].to_numpy(float)
             P["marg"] += np.maximum(P["base"].to_numpy(float) - idle, 0.0) * b / x * P["rate"].to_numpy(float)
-            floor = D["idle"].to_numpy(float)
+            # pools: a class is light on a config when a replica at the operating point (the class's
+            # mean burst factor over its slots with demand) holds under one request; a deployment
+            # serves one kind, labelled light or saturated when its config serves both in the plan
+            lam_k = sc.demand.sum(axis=1)
+            bbar = np.array([float(sc.burst[k, lam_k[k] > 0].mean()) if (lam_k[k] > 0).any() else 1.0
+                             for k in range(len(sc.classes))])
+            light = (self.U * P["mu"].to_numpy(float) * P["fac"].to_numpy(float) * res / bbar[kk]) < 1.0
+            kinds = pd.DataFrame({"drow": P["drow"].to_numpy(), "light": light}).groupby("drow")["light"].agg(
+                ["any", "all"])
+            for drow, row in kinds.iterrows():
+                pool = D.at[drow, "pool"]
+                t, did = D.at[drow, "t"], D.at[drow, "id"]
+                o.count("replica_capacity", 1)
+                mixed = row["any"] and not row["all"]
+                wrong = (pool == "light" and not row["all"]) or (pool == "saturated" and row["any"])
+                if mixed or wrong:
+                    o.add("replica_capacity", {"slot": t, "deployment": did, "field": "pool"},
+                          f"slot {t}: deployment {did} ({pool or 'no pool'}) serves "
+                          + ("light and saturated classes together" if mixed else
+                             f"{'saturated' if pool == 'light' else 'light'} classes"))
         self.P = P
         sums = P.groupby("drow")[["u", "ucap", "marg"]].sum().reindex(D.index, fill_value=0.0)
         load, marg = sums["u"].to_numpy(float), sums["marg"].to_numpy(float)
@@ -1185,6 +1207,18 @@ class _Checker:
             if np.isfinite(v):
                 surge[(t, k)] = min(surge.get((t, k), np.inf), float(v))
         kix = {n: i for i, n in enumerate(sc.classes)}
+        # plans written before the headroom section have none at all (not checked); a plan that has
+        # some must list every class with demand once per slot
+        complete = any(sl.headroom for sl in self.p.slots)
+        for t, sl in enumerate(self.p.slots[:self.T] if complete else []):
+            named = [h.class_ for h in sl.headroom]
+            for k, name in enumerate(sc.classes):
+                want = sc.demand[k, :, t].sum() > 0
+                o.count("replica_capacity", 1)
+                if named.count(name) != (1 if want else 0):
+                    o.add("replica_capacity", {"slot": t, "class": name, "field": "headroom"},
+                          f"slot {t}: headroom lists class {name} {named.count(name)} time(s); it has "
+                          f"{'demand, so once' if want else 'no demand, so never'}")
         # a slot with a deployment the checker cannot compute (reported under reference) has no surge to compare
         unknown = set(D.loc[~D["calc_ok"].to_numpy(bool), "t"].tolist()) if len(D) else set()
         for t, sl in enumerate(self.p.slots[:self.T]):

@@ -244,10 +244,12 @@ class Scenario:
         d = Path(directory)
         if d.exists() and not d.is_dir():
             raise ScenarioError([Problem(str(d), "exists and is not a folder")], "cannot save scenario")
+        shape_files = _unique_files([shape_file(s.name) for s in self.spec.shapes])
+        arrival_files = _unique_files([arrivals_file(k.name) for k in self.spec.classes])
         names = ["scenario.yaml"] + [TABLE_FILES[n] for n in TABLE_FIELDS if n in self.tables] + [
-            shape_file(s.name) for s in self.spec.shapes
+            shape_files[i] for i, s in enumerate(self.spec.shapes)
             if self.shape_distribution(s.name) is not None] + [
-            arrivals_file(k.name) for k in self.spec.classes if self.class_arrivals(k.name) is not None]
+            arrival_files[i] for i, k in enumerate(self.spec.classes) if self.class_arrivals(k.name) is not None]
         clash = [d / n for n in names if (d / n).exists()]
         if clash and not overwrite:
             raise ScenarioError([Problem(str(clash[0]), "already exists (pass overwrite=True)")], "cannot save scenario")
@@ -262,13 +264,13 @@ class Scenario:
         for i, shp in enumerate(self.spec.shapes):
             dist = self.shape_distribution(shp.name)
             if dist is not None:
-                fname = shape_file(shp.name)
+                fname = shape_files[i]
                 doc["shapes"][i]["distribution"] = fname
                 atomic_write_text(d / fname, dist.to_csv(index=False, lineterminator="\n"))
         for i, kc in enumerate(self.spec.classes):
             arr = self.class_arrivals(kc.name)
             if arr is not None:
-                fname = arrivals_file(kc.name)
+                fname = arrival_files[i]
                 doc["classes"][i]["arrivals"] = fname
                 atomic_write_text(d / fname, arr.to_csv(index=False, lineterminator="\n", float_format="%.10g"))
         path = d / "scenario.yaml"
@@ -756,6 +758,22 @@ def _slot_edges(spec: ScenarioSpec) -> tuple[np.ndarray, int]:
     start = np.datetime64(spec.horizon.start.replace(tzinfo=None), "ns").astype(np.int64)
     slot_ns = spec.horizon.slot_minutes * 60 * 1_000_000_000
     return start + slot_ns * np.arange(spec.horizon.slots + 1, dtype=np.int64), slot_ns
+
+
+def _unique_files(names: list[str]) -> list[str]:
+    """``names`` with a ``-N`` suffix on any that repeats an earlier one (case-insensitively): names that
+    differ only in characters a file name cannot keep (``c:1`` and ``c_1``) get files of their own."""
+    seen: set[str] = set()
+    out = []
+    for i, n in enumerate(names):
+        stem, ext = n.rsplit(".", 1)
+        cand, j = n, i
+        while cand.lower() in seen:
+            cand = f"{stem}-{j}.{ext}"
+            j += 1
+        seen.add(cand.lower())
+        out.append(cand)
+    return out
 
 
 def arrivals_file(name: str) -> str:
