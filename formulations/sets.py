@@ -341,10 +341,8 @@ def initial_fleet(sc, md: ModelData) -> tuple[pd.DataFrame, np.ndarray]:
     config's count goes to its saturated pool), and each config's startup time in hours
     (``provision_s`` plus its model's weights at ``load_gb_per_s``). Initial replicas of configs the
     model does not keep are stopped at the first slot (named in the plan's warnings)."""
-    from planner.scenario.loading import startup_seconds
-
     cfg = md.configs
-    start_h = np.array([startup_seconds(sc.spec, m) / 3600.0 for m in cfg["model"]]) if len(cfg) else np.zeros(0)
+    start_h = np.array([sc.startup_seconds(m) / 3600.0 for m in cfg["model"]]) if len(cfg) else np.zeros(0)
     empty = pd.DataFrame({"r": np.zeros(0, np.int64), "c": np.zeros(0, np.int64), "n0": np.zeros(0)})
     scal = sc.options.scaling
     if scal is None or not scal.initial:

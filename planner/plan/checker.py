@@ -1210,10 +1210,11 @@ class _Checker:
         # plans written before the headroom section have none at all (not checked); a plan that has
         # some must list every class with demand once per slot
         complete = any(sl.headroom for sl in self.p.slots)
+        planned = np.where(sc.demand >= RATE_RESOLUTION, sc.demand, 0.0)  # demand below resolution: unplanned
         for t, sl in enumerate(self.p.slots[:self.T] if complete else []):
             named = [h.class_ for h in sl.headroom]
             for k, name in enumerate(sc.classes):
-                want = sc.demand[k, :, t].sum() > 0
+                want = planned[k, :, t].sum() > 0
                 o.count("replica_capacity", 1)
                 if named.count(name) != (1 if want else 0):
                     o.add("replica_capacity", {"slot": t, "class": name, "field": "headroom"},
@@ -1229,7 +1230,7 @@ class _Checker:
                 if k is None:
                     o.add("reference", w, f"slot {t}: headroom names unknown class {h.class_!r}")
                     continue
-                want = {"demand_rps": float(sc.demand[k, :, t].sum()), "burst_factor": float(sc.burst[k, t])}
+                want = {"demand_rps": float(planned[k, :, t].sum()), "burst_factor": float(sc.burst[k, t])}
                 for fld, val in want.items():
                     got = float(getattr(h, fld))
                     if o.ne(np.array([got]), np.array([val]))[0]:

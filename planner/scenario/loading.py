@@ -320,6 +320,11 @@ class Scenario:
 
         return busy_share(self.class_arrivals(name), m, window_requests)
 
+    def startup_seconds(self, model: str) -> float:
+        """Seconds a new replica of ``model`` takes before it serves (``options.scaling``; 0 without):
+        :func:`startup_seconds`."""
+        return startup_seconds(self.spec, model)
+
     @property
     def bursty(self) -> bool:
         """Some class states arrivals: the power model then counts the time replicas have no work
