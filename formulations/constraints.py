@@ -202,7 +202,7 @@ def replica_capacity(lm: LinearModel, md: ModelData, v: Vars) -> None:
 
     ``cap[c,k] = f[c,k] * mu[c,k]``: the profiled maximum rate times the pair's capacity factor
     (``options.capacity_factors``; 1 unless derated, e.g. by ``plan solve --verify``). ``beta[k,t] >= 1``
-    is class k's burst factor in slot t (1 unless the class states ``arrivals``; ``sets.load_terms``).
+    is class k's burst factor in slot t (1 unless the class states ``arrivals``; ``Scenario.burst``).
     """
     n, y = v.n, v.y
     idx = n[["r", "c", "t"]].reset_index(drop=True)

@@ -10,7 +10,7 @@ Everything the constraint families need, computed once from a validated scenario
   power per unit of load ``marg_ck = max(busy_ck - base_c, 0) / mu_ck``;
 * the network budget ``slack_ck``: the largest RTT with which config c still meets class k's SLOs;
 * per pair the residence ``resid_ck``: seconds one request keeps a lightly loaded replica working
-  (for ``busy_replicas`` when some class states ``arrivals``);
+  (for ``constraints.activity_power`` when some class states ``arrivals``);
 * pruning of configs that can never meet an SLO and of dominated configs;
 * the domains of the variables (which indices exist at all).
 
@@ -114,7 +114,7 @@ def config_class_pairs(sc) -> tuple[pd.DataFrame, pd.DataFrame, Pruning]:
     cfg = prof.assign(base_w=zero_load).groupby(keycols, sort=True, as_index=False).agg(
         base_w=("base_w", "max"), idle_w=("idle_power_w", "max"))
     # the power a replica draws whatever its load: base when replicas are taken as never idle,
-    # idle when some class's arrivals are bursty (busy_replicas adds base - idle while it has work)
+    # idle when some class's arrivals are bursty (constraints.activity_power adds base - idle while it has work)
     cfg["floor_w"] = cfg["idle_w"] if sc.bursty else cfg["base_w"]
     cfg["gpus"] = (cfg["tp"] * cfg["pp"]).astype(np.int64)
     cfg["m"] = cfg["model"].map({n: i for i, n in enumerate(sc.models)}).astype(np.int64)

@@ -328,7 +328,7 @@ class Scenario:
     @property
     def bursty(self) -> bool:
         """Some class states arrivals: the power model then counts the time replicas have no work
-        (docs/formulation.md, ``busy_replicas``)."""
+        (docs/formulation.md, "Power of a deployment"; ``constraints.activity_power``)."""
         return any(n.startswith("arrivals:") for n in self.tables)
 
     def capacity_factor_table(self) -> pd.DataFrame:
