@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .linear import INF, LinearModel, snap
-from .sets import TOL, ModelData
+from .sets import TOL, ModelData, limit_matches
 
 
 @dataclass
@@ -28,6 +28,9 @@ class Vars:
     u: pd.DataFrame  # k, o, t, col      unserved rate (req/s)
     up: pd.DataFrame | None = None    # r, c, t, col   replicas started (options.scaling only)
     down: pd.DataFrame | None = None  # r, c, t, col   replicas stopped (options.scaling only)
+    vm: pd.DataFrame | None = None    # v, r, g, mk, t, col   VMs rented (regions with vms only)
+    vm_up: pd.DataFrame | None = None  # v, r, t, col   VMs started (vms and options.scaling)
+    fb: pd.DataFrame | None = None    # k, r, c, t, col   fallback rate on on-demand replicas (on-demand floors)
 
 
 def _rows(frame: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -78,7 +81,45 @@ def variables(lm: LinearModel, md: ModelData) -> Vars:
         b = lm.add_vars("scale_in", ("region", "config", "slot"), n[["r", "c", "t"]].to_numpy(), 0.0, INF,
                         integer=True, doc="replicas of config c stopped at the start of slot t in region r")
         downv = n[["r", "c", "t"]].assign(col=b.cols)
-    return Vars(nv, xv, yv, uv, upv, downv)
+    vmv = vmupv = fbv = None
+    if md.vms is not None:
+        vmv = _vm_index(md, n)
+        b = lm.add_vars("vms", ("vm", "slot"), vmv[["v", "t"]].to_numpy(), 0.0, vmv["ub"].to_numpy(float),
+                        integer=True, doc="VMs of offer v (region, VM type, market) rented in slot t")
+        vmv = vmv.drop(columns="ub").assign(col=b.cols)
+        if md.scenario.options.scaling is not None:
+            b = lm.add_vars("vm_starts", ("vm", "slot"), vmv[["v", "t"]].to_numpy(), 0.0, INF,
+                            doc="VMs of offer v started for slot t (at least the increase over slot t-1)")
+            vmupv = vmv[["v", "r", "t"]].assign(col=b.cols)
+        fbi = _fallback_index(md, yv)
+        if len(fbi):
+            b = lm.add_vars("fallback", ("class", "region", "config", "slot"), fbi[["k", "r", "c", "t"]].to_numpy(),
+                            0.0, INF, doc="req/s of class k that on-demand config c in region r would serve, slot t, "
+                                          "if every spot VM were reclaimed")
+            fbv = fbi.assign(col=b.cols)
+    return Vars(nv, xv, yv, uv, upv, downv, vmv, vmupv, fbv)
+
+
+def _vm_index(md: ModelData, n: pd.DataFrame) -> pd.DataFrame:
+    """(v, t) for every VM offer whose region, GPU type and market have replica variables in slot t;
+    ub = the offer's VMs available in t."""
+    cfg = md.configs[["c", "g", "market"]].rename(columns={"market": "mk"})
+    need = n[["r", "c", "t"]].merge(cfg, on="c")[["r", "g", "mk", "t"]].drop_duplicates()
+    vo = md.vms[["v", "r", "g", "mk", "gpus", "flexible"]]
+    out = need.merge(vo, on=["r", "g", "mk"]).sort_values(["t", "v"]).reset_index(drop=True)
+    av = np.stack(md.vms["avail"].to_numpy()) if len(md.vms) else np.zeros((0, 1))
+    out["ub"] = av[out["v"].to_numpy(), out["t"].to_numpy()]
+    return out[["v", "r", "g", "mk", "t", "gpus", "flexible", "ub"]]
+
+
+def _fallback_index(md: ModelData, y: pd.DataFrame) -> pd.DataFrame:
+    """(k, r, c, t) of assignments of a class with an on-demand floor to an on-demand config."""
+    floor = np.array([kc.on_demand_floor if kc.spot else 0.0 for kc in md.scenario.spec.classes])
+    if not (floor > 0).any() or not (md.configs["market"] == 1).any():
+        return y.iloc[0:0][["k", "r", "c", "t", "beta", "cap"]]
+    od = md.configs.loc[md.configs["market"] == 0, "c"]
+    sel = y["c"].isin(od).to_numpy() & (floor[y["k"].to_numpy()] > 0)
+    return y.loc[sel, ["k", "r", "c", "t", "beta", "cap"]].reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- constraint families
@@ -198,20 +239,22 @@ def activity_power(md: ModelData, y: pd.DataFrame) -> np.ndarray:
 def replica_capacity(lm: LinearModel, md: ModelData, v: Vars) -> None:
     """The load on a config's replicas stays within their headroom.
 
-    For every (r, c, t):   sum_k beta[k,t] * assign[k,r,c,t] / cap[c,k] - U * replicas[r,c,t] <= 0
+    For every (r, c, t):   sum_k beta[k,t] * assign[k,r,c,t] / cap[c,k] - U (1 - loss[r,c]) replicas[r,c,t] <= 0
 
     ``cap[c,k] = f[c,k] * mu[c,k]``: the profiled maximum rate times the pair's capacity factor
     (``options.capacity_factors``; 1 unless derated, e.g. by ``plan solve --verify``). ``beta[k,t] >= 1``
     is class k's burst factor in slot t (1 unless the class states ``arrivals``; ``Scenario.burst``).
+    ``loss[r,c]`` is the expected share of time a spot replica is down after reclaims
+    (``sets.spot_loss``: interruptions per hour x restart hours); 0 on demand.
     """
     n, y = v.n, v.y
     idx = n[["r", "c", "t"]].reset_index(drop=True)
     idx["row"] = np.arange(len(idx))
     a = y.merge(idx, on=["r", "c", "t"])
-    U = md.scenario.options.max_utilization
+    U = md.scenario.options.max_utilization * (1.0 - md.spot_loss[n["r"].to_numpy(), n["c"].to_numpy()])
     rows = np.concatenate([a["row"].to_numpy(), idx["row"].to_numpy()])
     cols = np.concatenate([a["col"].to_numpy(), n["col"].to_numpy()])
-    vals = np.concatenate([a["beta"].to_numpy() / a["cap"].to_numpy(), np.full(len(n), -U)])
+    vals = np.concatenate([a["beta"].to_numpy() / a["cap"].to_numpy(), -U])
     lm.add_constraints("replica_capacity", ("region", "config", "slot"), idx[["r", "c", "t"]].to_numpy(),
                        rows, cols, vals, -INF, 0.0, doc="utilisation of config c's replicas within U")
 
@@ -276,11 +319,173 @@ def min_up_time(lm: LinearModel, md: ModelData, v: Vars) -> None:
                        -INF, 0.0, doc="replicas started in the last min_up_slots slots still run")
 
 
+def scale_down_delay(lm: LinearModel, md: ModelData, v: Vars) -> None:
+    """A deployment keeps the capacity its load needed in each of the previous ``D =
+    options.scaling.scale_down_delay_slots`` slots, when D > 0 (a scale-down stabilisation window).
+
+    For every (r, c, t) and d = 1..D with t - d >= 0:
+        U (1 - loss[r,c]) replicas[r,c,t] - sum_k beta[k,t-d] assign[k,r,c,t-d] / cap[c,k] >= 0
+    """
+    if v.up is None or md.scenario.options.scaling.scale_down_delay_slots <= 0:
+        return
+    D = int(md.scenario.options.scaling.scale_down_delay_slots)
+    n = v.n.reset_index(drop=True)
+    U = md.scenario.options.max_utilization * (1.0 - md.spot_loss[n["r"].to_numpy(), n["c"].to_numpy()])
+    parts = []
+    for d in range(1, D + 1):
+        rows_n = n[n["t"] >= d][["r", "c", "t", "col"]].assign(U=U[(n["t"] >= d).to_numpy()], d=d)
+        parts.append(rows_n)
+    idx = pd.concat(parts, ignore_index=True)
+    if idx.empty:
+        return
+    idx = idx.sort_values(["t", "r", "c", "d"]).reset_index(drop=True)
+    idx["row"] = np.arange(len(idx))
+    ys = v.y[["k", "r", "c", "t", "beta", "cap", "col"]].rename(columns={"t": "ty", "col": "ycol"})
+    a = idx[["r", "c", "t", "d", "row"]].assign(ty=idx["t"] - idx["d"]).merge(ys, on=["r", "c", "ty"])
+    rows = np.concatenate([idx["row"].to_numpy(), a["row"].to_numpy()])
+    cols = np.concatenate([idx["col"].to_numpy(), a["ycol"].to_numpy()])
+    vals = np.concatenate([idx["U"].to_numpy(), -a["beta"].to_numpy() / a["cap"].to_numpy()])
+    labels = idx[["r", "c", "t", "d"]].to_numpy()
+    lm.add_constraints("scale_down_delay", ("region", "config", "slot", "level"), labels, rows, cols, vals, 0.0, INF,
+                       doc="capacity kept for the load of each of the previous scale_down_delay_slots slots")
+
+
+def replica_limits(lm: LinearModel, md: ModelData, v: Vars) -> None:
+    """Replicas of a model (in a region, on a GPU type, TP and PP, when stated) stay within
+    ``options.replica_limits[i]`` in every slot.
+
+    For every limit i and slot t:   min_i <= sum_{(r, c) matching i} replicas[r,c,t] <= max_i
+    (a min above 0 holds only in slots where some matching deployment can exist).
+    """
+    lims = md.scenario.options.replica_limits
+    if not lims:
+        return
+    rows, cols, lab, lo, hi = [], [], [], [], []
+    for i, L in enumerate(lims):
+        m = v.n.merge(limit_matches(md, L), on=["r", "c"])
+        for t, mt in m.groupby("t", sort=True):
+            rows.append(np.full(len(mt), len(lab)))
+            cols.append(mt["col"].to_numpy())
+            lab.append((i, int(t)))
+            lo.append(float(L.min))
+            hi.append(INF if L.max is None else float(L.max))
+    if not lab:
+        return
+    rows = np.concatenate(rows)
+    lm.add_constraints("replica_limits", ("limit", "slot"), np.array(lab), rows, np.concatenate(cols),
+                       np.ones(len(rows)), np.array(lo), np.array(hi), doc="replicas within the limit's min and max")
+
+
+def vm_packing(lm: LinearModel, md: ModelData, v: Vars) -> None:
+    """Replicas fit in the VMs rented (regions with ``vms``).
+
+    A replica's ``item_c`` GPUs (``tp x pp``, or ``tp`` per pipeline stage when its model allows
+    ``pipeline_across_vms``) sit in one VM. For every (r, g, market m, t) and every item size s among the
+    configs there:
+
+        sum_{c on (g, m): item_c >= s} gpus_c replicas[r,c,t]
+            - sum_{VM offers v of (r, g, m): gpus_v >= s or per-GPU} gpus_v vms[v,t] <= 0
+
+    With sizes that divide each other (the loader checks), these rows are exactly the condition for a
+    packing to exist: placing the largest items first, every VM's free space stays a multiple of the
+    next size. Per-GPU offers (VMs of one GPU that group freely) count at every size.
+    """
+    if v.vm is None:
+        return
+    cfg = md.configs[["c", "g", "market", "gpus", "item"]].rename(columns={"market": "mk"})
+    n = v.n.merge(cfg, on="c")
+    lev = n[["r", "g", "mk", "t", "item"]].drop_duplicates().rename(columns={"item": "s"})
+    lev = lev.sort_values(["t", "r", "g", "mk", "s"]).reset_index(drop=True)
+    lev["row"] = np.arange(len(lev))
+    a = n.merge(lev, on=["r", "g", "mk", "t"])
+    a = a[a["item"] >= a["s"]]
+    b = v.vm.merge(lev, on=["r", "g", "mk", "t"])
+    b = b[b["flexible"] | (b["gpus"] >= b["s"])]
+    rows = np.concatenate([a["row"].to_numpy(), b["row"].to_numpy()])
+    cols = np.concatenate([a["col"].to_numpy(), b["col"].to_numpy()])
+    vals = np.concatenate([a["gpus"].to_numpy(float), -b["gpus"].to_numpy(float)])
+    lm.add_constraints("vm_packing", ("region", "gpu", "slot", "gpus", "level"),
+                       lev[["r", "g", "t", "s", "mk"]].to_numpy(), rows, cols, vals, -INF, 0.0,
+                       doc="GPUs of replicas of at least s GPUs within the GPUs of VMs of at least s GPUs "
+                           "(level: market, 0 on demand, 1 spot)")
+
+
+def vm_flow(lm: LinearModel, md: ModelData, v: Vars) -> None:
+    """VMs started (with VMs and ``options.scaling``): at least the increase over the previous slot.
+
+    For every (v, t):   vms[v,t] - vms[v,t-1] - vm_starts[v,t] <= 0,  with vms[v,-1] = the initial VMs
+    (``sets.initial_vms``). A replica redeployed onto a VM that keeps running starts no VM and pays
+    only its loading time.
+    """
+    if v.vm_up is None:
+        return
+    vm = v.vm.reset_index(drop=True)
+    vm["row"] = np.arange(len(vm))
+    prev = vm[["v", "t", "col"]].assign(t=vm["t"] + 1).merge(vm[["v", "t", "row"]], on=["v", "t"])
+    rows = np.concatenate([vm["row"], prev["row"], vm["row"]])
+    cols = np.concatenate([vm["col"], prev["col"], v.vm_up["col"]])
+    vals = np.concatenate([np.ones(len(vm)), -np.ones(len(prev)), -np.ones(len(vm))])
+    rhs = np.zeros(len(vm))
+    ini = md.initial_vms
+    if ini is not None and len(ini):
+        first = vm[vm["t"] == vm["t"].min()].merge(ini, on="v") if len(vm) else vm
+        first = first[first["t"] == 0]
+        rhs[first["row"].to_numpy()] = first["count"].to_numpy(float)
+    lm.add_constraints("vm_flow", ("vm", "slot"), vm[["v", "t"]].to_numpy(), rows, cols, vals, -INF, rhs,
+                       doc="VMs started cover the increase in VMs rented")
+
+
+def ondemand_floor(lm: LinearModel, md: ModelData, v: Vars) -> None:
+    """On-demand capacity for a stated share of each spot-eligible class's traffic (``on_demand_floor``).
+
+    For every (k, r, t) with f_k > 0:   sum_{c on demand} fallback[k,r,c,t] - f_k sum_o route[k,o,r,t] >= 0
+    and for every on-demand (r, c, t) ("fallback_capacity"):
+        sum_{k: f_k > 0} beta[k,t] fallback[k,r,c,t] / cap[c,k]
+            + sum_{k not on spot} beta[k,t] assign[k,r,c,t] / cap[c,k] - U replicas[r,c,t] <= 0
+    (if every spot VM of the region were reclaimed, its on-demand replicas would still carry the classes
+    that never run on spot and f_k of each other class's traffic; other classes are shed).
+    """
+    if v.fb is None:
+        return
+    spec = md.scenario.spec
+    floor = np.array([kc.on_demand_floor if kc.spot else 0.0 for kc in spec.classes])
+    fb = v.fb
+    idx = fb[["k", "r", "t"]].drop_duplicates().sort_values(["t", "k", "r"]).reset_index(drop=True)
+    idx["row"] = np.arange(len(idx))
+    a = fb.merge(idx, on=["k", "r", "t"])
+    x = v.x.merge(idx, on=["k", "r", "t"])
+    rows = np.concatenate([a["row"].to_numpy(), x["row"].to_numpy()])
+    cols = np.concatenate([a["col"].to_numpy(), x["col"].to_numpy()])
+    vals = np.concatenate([np.ones(len(a)), -floor[x["k"].to_numpy()]])
+    lm.add_constraints("ondemand_floor", ("class", "region", "slot"), idx[["k", "r", "t"]].to_numpy(), rows, cols,
+                       vals, 0.0, INF, doc="on-demand fallback capacity for on_demand_floor of the traffic")
+    nospot = np.array([not kc.spot for kc in spec.classes])
+    n = v.n[v.n["c"].isin(md.configs.loc[md.configs["market"] == 0, "c"])].reset_index(drop=True)
+    n["row"] = np.arange(len(n))
+    a = fb.merge(n[["r", "c", "t", "row"]], on=["r", "c", "t"])
+    y = v.y[nospot[v.y["k"].to_numpy()]].merge(n[["r", "c", "t", "row"]], on=["r", "c", "t"])
+    keep = np.unique(a["row"].to_numpy())
+    n = n[n["row"].isin(keep)]
+    remap = np.full(len(v.n), -1)
+    remap[n["row"].to_numpy()] = np.arange(len(n))
+    a, y = a.assign(row=remap[a["row"]]), y[np.isin(y["row"], keep)]
+    y = y.assign(row=remap[y["row"]])
+    U = md.scenario.options.max_utilization
+    rows = np.concatenate([a["row"], y["row"], np.arange(len(n))])
+    cols = np.concatenate([a["col"], y["col"], n["col"]])
+    vals = np.concatenate([a["beta"] / a["cap"], y["beta"] / y["cap"], np.full(len(n), -U)])
+    lm.add_constraints("fallback_capacity", ("region", "config", "slot"), n[["r", "c", "t"]].to_numpy(), rows, cols,
+                       vals, -INF, 0.0, doc="on-demand replicas carry the fallback load within U")
+
+
 def gpu_availability(lm: LinearModel, md: ModelData, v: Vars) -> None:
-    """GPUs in use never exceed those available.
+    """GPUs in use never exceed those available (per-GPU offers, when no region states ``vms``; with VMs,
+    ``vm_packing`` and the VMs' bounds take its place).
 
     For every (r, g, t):   sum_{c: gpu(c) = g} gpus_c * replicas[r,c,t] <= A[r,g,t]
     """
+    if md.vms is not None:
+        return
     n = v.n.merge(md.configs[["c", "g", "gpus"]], on="c")
     if n.empty:
         return
@@ -337,44 +542,110 @@ def expressions(lm: LinearModel, md: ModelData, v: Vars) -> None:
     * electricity_cost_usd = sum energy_kwh[r,t] * elec_price[r,t] / 1000   (USD/MWh)
     * cost_usd     = gpu_cost_usd + electricity_cost_usd
     * unserved_requests = sum slot_seconds * unserved[k,o,t]
+
+    With VMs (``regions[].vms``), rental counts whole VMs: ``gpu_hours = sum gpus_v h vms[v,t]`` and
+    ``gpu_cost_usd = sum price_v h vms[v,t]``, and a VM's GPUs without a replica draw idle power
+    (``idle_gpu[g] (gpus_v vms - gpus_c replicas)``, ``idle_per_gpu``). A spot VM is expected to be
+    reclaimed ``rate_v h`` times per slot, each costing ``restart_h_v`` hours of its VM (rental, GPU-hours,
+    idle power; expression ``spot_restart_gpu_hours``). With ``options.scaling``, a started replica adds
+    its startup hours x its GPUs (at idle power, and at its GPUs' price); with VMs its loading hours only,
+    and each VM started adds ``provision_s`` of the VM (expression ``scaling_gpu_hours``).
     """
     sc = md.scenario
     h = sc.slot_hours
-    n = v.n.merge(md.configs[["c", "g", "gpus", "floor_w"]], on="c")
-    y = v.y
     pue = sc.pue
-    e_n = pue[n["r"]] * h * n["floor_w"].to_numpy() / 1000.0
-    e_y = pue[y["r"]] * h * (y["marg_w"].to_numpy() + y["act_w"].to_numpy()) / 1000.0
-    cols = np.concatenate([n["col"].to_numpy(), y["col"].to_numpy()])
-    e = np.concatenate([e_n, e_y])
-    rr = np.concatenate([n["r"].to_numpy(), y["r"].to_numpy()])
-    tt = np.concatenate([n["t"].to_numpy(), y["t"].to_numpy()])
+    n = v.n.merge(md.configs[["c", "g", "gpus", "floor_w", "market"]], on="c")
+    y = v.y
+    terms = []  # (cols, r, t, kWh, GPU-hours, USD of rental) per column, summed by expression
+    z = np.zeros
+
+    def add(cols, r, t, kwh, gh, usd):
+        terms.append((np.asarray(cols), np.asarray(r), np.asarray(t), np.asarray(kwh, float), np.asarray(gh, float),
+                      np.asarray(usd, float)))
+
+    vm_mode = v.vm is not None
+    idle_gpu = idle_per_gpu(md)
+    add(n["col"], n["r"], n["t"], pue[n["r"]] * h * n["floor_w"].to_numpy() / 1000.0,
+        z(len(n)) if vm_mode else n["gpus"].to_numpy() * h,
+        z(len(n)) if vm_mode else n["gpus"].to_numpy() * h * sc.gpu_price[n["r"].to_numpy(), n["g"].to_numpy()])
+    add(y["col"], y["r"], y["t"], pue[y["r"]] * h * (y["marg_w"].to_numpy() + y["act_w"].to_numpy()) / 1000.0,
+        z(len(y)), z(len(y)))
+    if vm_mode:
+        # VMs are rented whole; their GPUs without a replica draw idle power
+        vm = v.vm.merge(md.vms[["v", "price", "rate", "restart_h"]], on="v")
+        ig = idle_gpu[vm["g"].to_numpy()]
+        add(vm["col"], vm["r"], vm["t"], pue[vm["r"]] * h * vm["gpus"].to_numpy() * ig / 1000.0,
+            vm["gpus"].to_numpy() * h, vm["price"].to_numpy() * h)
+        add(n["col"], n["r"], n["t"], -pue[n["r"]] * h * n["gpus"].to_numpy() * idle_gpu[n["g"].to_numpy()] / 1000.0,
+            z(len(n)), z(len(n)))
+        # expected spot reclaims: each one's restart hours of its VM, paid again (idle power, rental)
+        sp = vm[vm["rate"] > 0]
+        rh = (sp["rate"] * h * sp["restart_h"]).to_numpy()
+        rgh = rh * sp["gpus"].to_numpy()
+        add(sp["col"], sp["r"], sp["t"], pue[sp["r"]] * rgh * idle_gpu[sp["g"].to_numpy()] / 1000.0, rgh,
+            rh * sp["price"].to_numpy())
+        lm.add_expression("spot_restart_gpu_hours", sp["col"].to_numpy(), rgh)
     if v.up is not None and len(v.up):
-        # a started replica is paid for its startup time (idle power, its GPUs) before the slot it serves
-        st = v.up.merge(md.configs[["c", "g", "gpus", "idle_w"]], on="c")
+        # a started replica is paid for its startup time (idle power, its GPUs) before the slot it serves;
+        # with VMs, for its loading time (provisioning is paid per VM started)
+        st = v.up.merge(md.configs[["c", "g", "gpus", "idle_w", "market"]], on="c")
         sh = md.startup_h[st["c"].to_numpy()]
-        cols = np.concatenate([cols, st["col"].to_numpy()])
-        e = np.concatenate([e, pue[st["r"]] * sh * st["idle_w"].to_numpy() / 1000.0])
-        rr = np.concatenate([rr, st["r"].to_numpy()])
-        tt = np.concatenate([tt, st["t"].to_numpy()])
+        sgh = st["gpus"].to_numpy() * sh
+        price = gpu_price_per_market(md)[st["r"].to_numpy(), st["g"].to_numpy(), st["market"].to_numpy()]
+        add(st["col"], st["r"], st["t"], pue[st["r"]] * sh * st["idle_w"].to_numpy() / 1000.0, sgh, sgh * price)
+        scols, sgh_all = [st["col"].to_numpy()], [sgh]
+        if v.vm_up is not None and len(v.vm_up):
+            vu = v.vm_up.merge(md.vms[["v", "g", "gpus", "price"]], on="v")
+            ph = float(sc.options.scaling.provision_s) / 3600.0
+            vgh = vu["gpus"].to_numpy() * ph
+            add(vu["col"], vu["r"], vu["t"], pue[vu["r"]] * vgh * idle_gpu[vu["g"].to_numpy()] / 1000.0, vgh,
+                vu["price"].to_numpy() * ph)
+            scols.append(vu["col"].to_numpy())
+            sgh_all.append(vgh)
+        lm.add_expression("scaling_gpu_hours", np.concatenate(scols), np.concatenate(sgh_all))
+    cols = np.concatenate([tm[0] for tm in terms])
+    rr = np.concatenate([tm[1] for tm in terms]).astype(np.int64)
+    tt = np.concatenate([tm[2] for tm in terms]).astype(np.int64)
+    e = np.concatenate([tm[3] for tm in terms])
+    gh = np.concatenate([tm[4] for tm in terms])
+    usd = np.concatenate([tm[5] for tm in terms])
     lm.add_expression("energy_kwh", cols, e)
     lm.add_expression("carbon_kg", cols, e * sc.carbon[rr, tt] / 1000.0)
-    gh = n["gpus"].to_numpy() * h
-    gcols = n["col"].to_numpy()
-    gr, gg = n["r"].to_numpy(), n["g"].to_numpy()
-    if v.up is not None and len(v.up):
-        sgh = st["gpus"].to_numpy() * md.startup_h[st["c"].to_numpy()]
-        lm.add_expression("scaling_gpu_hours", st["col"].to_numpy(), sgh)
-        gh = np.concatenate([gh, sgh])
-        gcols = np.concatenate([gcols, st["col"].to_numpy()])
-        gr, gg = np.concatenate([gr, st["r"].to_numpy()]), np.concatenate([gg, st["g"].to_numpy()])
-    lm.add_expression("gpu_hours", gcols, gh)
-    gcost = gh * sc.gpu_price[gr, gg]
-    lm.add_expression("gpu_cost_usd", gcols, gcost)
-    ecost = e * sc.elec_price[rr, tt] / 1000.0
-    lm.add_expression("electricity_cost_usd", cols, ecost)
+    lm.add_expression("gpu_hours", cols, gh)
+    lm.add_expression("gpu_cost_usd", cols, usd)
+    lm.add_expression("electricity_cost_usd", cols, e * sc.elec_price[rr, tt] / 1000.0)
     lm.expressions["cost_usd"] = snap(lm.expressions["gpu_cost_usd"] + lm.expressions["electricity_cost_usd"])
     lm.add_expression("unserved_requests", v.u["col"].to_numpy(), np.full(len(v.u), sc.slot_seconds))
+
+
+def idle_per_gpu(md: ModelData) -> np.ndarray:
+    """[G] idle power of one GPU of each type: over the profile table's configs of that type, the smallest
+    (largest ``idle_power_w`` of the config's rows) / (tp x pp); 0 where the type has no rows."""
+    sc = md.scenario
+    out = np.zeros(len(sc.gpus))
+    prof = sc.profiles
+    if len(prof):
+        cfg = prof.groupby(["gpu", "model", "tp", "pp", "freq_mhz"], as_index=False)["idle_power_w"].max()
+        per = (cfg["idle_power_w"] / (cfg["tp"] * cfg["pp"])).groupby(cfg["gpu"]).min()
+        gix = {g: i for i, g in enumerate(sc.gpus)}
+        for g, w in per.items():
+            if g in gix:
+                out[gix[g]] = float(w)
+    return out
+
+
+def gpu_price_per_market(md: ModelData) -> np.ndarray:
+    """[R, G, 2] USD per GPU-hour: the per-GPU price, or with VMs the cheapest offer's price per GPU."""
+    sc = md.scenario
+    R, G = len(sc.regions), len(sc.gpus)
+    out = np.full((R, G, 2), np.nan)
+    if md.vms is None:
+        out[:, :, 0] = sc.gpu_price
+        return out
+    for row in md.vms.itertuples(index=False):
+        cur = out[row.r, row.g, row.mk]
+        out[row.r, row.g, row.mk] = row.gpu_price if np.isnan(cur) else min(cur, row.gpu_price)
+    return out
 
 
 def repair_replicas(lm: LinearModel, x: np.ndarray, eps: float = 1e-7) -> np.ndarray:
@@ -438,7 +709,12 @@ def build(md: ModelData, coupling: bool = True) -> tuple[LinearModel, Vars]:
     replica_flow(lm, md, v)
     scale_change(lm, md, v)
     min_up_time(lm, md, v)
+    scale_down_delay(lm, md, v)
+    replica_limits(lm, md, v)
     gpu_availability(lm, md, v)
+    vm_packing(lm, md, v)
+    vm_flow(lm, md, v)
+    ondemand_floor(lm, md, v)
     if coupling:
         budget(lm, md, v)
         carbon_cap(lm, md, v)

@@ -32,6 +32,11 @@ from planner.scenario.schema import RATE_RESOLUTION, slo_statistic, statistic_ra
 TOL = 1e-9
 
 
+class ModelInputError(ValueError):
+    """The scenario asks for something no model can state (e.g. a replica minimum with no deployment
+    that matches it); the planner turns it into an input error."""
+
+
 
 @dataclass
 class Pruning:
@@ -70,6 +75,10 @@ class ModelData:
     u_index: pd.DataFrame = field(default=None)  # k, o, t, ub
     initial: pd.DataFrame = field(default=None)  # r, c, n0: replicas before the horizon (options.scaling)
     startup_h: np.ndarray = field(default=None)  # [C] hours a new replica of c is paid before it serves
+    supply: np.ndarray = field(default=None)  # [R, G, 2, T] GPUs available per market (0 on demand, 1 spot)
+    vms: pd.DataFrame = field(default=None)  # VM offers (Scenario.vm_offers) + v, gpu_price, restart_h; None: no VMs
+    spot_loss: np.ndarray = field(default=None)  # [R, C] expected share of time a spot replica is down
+    initial_vms: pd.DataFrame = field(default=None)  # v, count: VMs running before the horizon
     unroutable: pd.DataFrame = field(default=None)  # k, o, t, demand with no route at all
 
     @property
@@ -84,6 +93,10 @@ class ModelData:
             "config": list(self.configs["key"]),
             "slot": [str(t) for t in range(s.n_slots)],
             "level": [str(i) for i in range(64)],
+            "vm": [] if self.vms is None else [f"{r}/{n}/{m}" for r, n, m in
+                                                self.vms[["region", "name", "market"]].itertuples(index=False)],
+            "limit": [str(i) for i in range(len(s.options.replica_limits))],
+            "gpus": [str(i) for i in range(1025)],
         }
 
 
@@ -308,15 +321,99 @@ def prune_dominated(cfg: pd.DataFrame, pairs: pd.DataFrame, pruning: Pruning,
     return cfg.reset_index(drop=True), pairs.reset_index(drop=True)
 
 
-def placements(sc, cfg: pd.DataFrame) -> pd.DataFrame:
-    """(region r, config c) pairs where r offers c's GPU type with at least gpus_c GPUs in some slot."""
-    maxav = sc.availability.max(axis=2)  # [R, G]
+def markets(sc, cfg: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Configs per market. Every config gets ``market`` 0 (on demand) and its ``item``: the GPUs that must
+    share one VM (``tp x pp``, or ``tp`` when its model allows ``pipeline_across_vms``). When some region
+    rents spot VMs of a config's GPU type, the config gets a spot twin (``market`` 1, key suffix
+    ``|spot``) whose pairs are those of classes with ``spot: true``."""
+    cfg = cfg.assign(market=0)
+    across = {m.name: m.pipeline_across_vms for m in sc.spec.models}
+    cfg["item"] = np.where(cfg["model"].map(across).fillna(False).astype(bool), cfg["tp"], cfg["gpus"]).astype(np.int64)
+    vo = sc.vm_offers
+    if vo is None or not (vo["market"] == "spot").any():
+        return cfg, pairs
+    spot_g = set(vo.loc[vo["market"] == "spot", "g"])
+    ok_k = [k for k, kc in enumerate(sc.spec.classes) if kc.spot]
+    twins = cfg[cfg["g"].isin(spot_g)]
+    sp = pairs[pairs["c"].isin(twins["c"]) & pairs["k"].isin(ok_k)]
+    twins = twins[twins["c"].isin(sp["c"])]
+    if twins.empty:
+        return cfg, pairs
+    off = int(cfg["c"].max()) + 1
+    key = twins["key"].str.replace(r"(#[a-z]+)?$", r"|spot\1", regex=True)  # before a pool's suffix
+    tw = twins.assign(market=1, key=key, c=twins["c"] + off)
+    cfg = pd.concat([cfg, tw], ignore_index=True)
+    pairs = pd.concat([pairs, sp.assign(c=sp["c"] + off)], ignore_index=True)
+    order = cfg.sort_values(["model", "gpu", "tp", "pp", "freq_mhz", "pool", "market"], kind="stable")["c"]
+    return cfg.set_index("c").loc[order].reset_index(), pairs
+
+
+def supply(sc) -> np.ndarray:
+    """[R, G, 2, T] GPUs available per market: the per-GPU availability (on demand), or with VMs the
+    GPUs of every offer's VMs."""
+    R, G, T = sc.availability.shape
+    out = np.zeros((R, G, 2, T))
+    vo = sc.vm_offers
+    if vo is None:
+        out[:, :, 0, :] = sc.availability
+        return out
+    for row in vo.itertuples(index=False):
+        out[row.r, row.g, 1 if row.market == "spot" else 0] += row.gpus * np.asarray(row.avail, float)
+    return out
+
+
+def vm_table(sc, md: "ModelData") -> pd.DataFrame | None:
+    """The VM offers (``Scenario.vm_offers``) numbered ``v``, each with its price per GPU-hour and the hours
+    a reclaimed spot VM's GPUs are down (``spot_restart_s``, else provisioning plus the longest loading)."""
+    vo = sc.vm_offers
+    if vo is None:
+        return None
+    vo = vo.reset_index(drop=True).assign(v=np.arange(len(vo)))
+    vo["mk"] = (vo["market"] == "spot").astype(np.int64)
+    vo["gpu_price"] = vo["price"] / vo["gpus"]
+    scal = sc.options.scaling
+    prov = 0.0 if scal is None else float(scal.provision_s)
+    load = max((sc.startup_seconds(m) - prov for m in sc.models), default=0.0) if scal is not None else 0.0
+    vo["restart_h"] = vo["restart_s"].fillna(prov + load) / 3600.0
+    return vo
+
+
+def spot_loss(sc, md: "ModelData") -> np.ndarray:
+    """[R, C] expected share of time a replica of spot config c in region r is down: the largest
+    ``spot_interruptions_per_hour x restart hours`` among the region's spot VMs of c's GPU type (restart:
+    ``spot_restart_s``, else the config's model's startup time). 0 for on-demand configs."""
+    R, C = len(sc.regions), len(md.configs)
+    out = np.zeros((R, C))
+    vo = md.vms
+    if vo is None or C == 0 or not (vo["mk"] == 1).any():
+        return out
+    start = np.array([sc.startup_seconds(m) for m in md.configs["model"]]) / 3600.0
+    for row in vo[vo["mk"] == 1].itertuples(index=False):
+        sel = ((md.configs["g"] == row.g) & (md.configs["market"] == 1)).to_numpy()
+        rh = row.restart_s / 3600.0 if np.isfinite(row.restart_s) else start[sel]
+        out[row.r, sel] = np.maximum(out[row.r, sel], np.minimum(row.rate * rh, 0.99))
+    return out
+
+
+def placements(sc, cfg: pd.DataFrame, sup: np.ndarray, vms: pd.DataFrame | None = None) -> pd.DataFrame:
+    """(region r, config c) pairs where r offers c's GPU type on c's market with at least gpus_c GPUs in
+    some slot, and (with VMs) some VM type of that GPU and market holds c's ``item`` GPUs (or the GPU is
+    offered per GPU)."""
+    maxav = sup.max(axis=3)  # [R, G, 2]
     R = len(sc.regions)
     rr = np.repeat(np.arange(R), len(cfg))
     cc = np.tile(cfg["c"].to_numpy(), R)
     gg = np.tile(cfg["g"].to_numpy(), R)
+    mk = np.tile(cfg["market"].to_numpy(), R)
     need = np.tile(cfg["gpus"].to_numpy(), R)
-    ok = (maxav[rr, gg] >= need) & ~np.isnan(sc.gpu_price[rr, gg])
+    ok = maxav[rr, gg, mk] >= need
+    if vms is None:
+        ok &= ~np.isnan(sc.gpu_price[rr, gg])
+    else:
+        big = np.zeros((R, len(sc.gpus), 2))
+        for row in vms.itertuples(index=False):
+            big[row.r, row.g, row.mk] = max(big[row.r, row.g, row.mk], np.inf if row.flexible else row.gpus)
+        ok &= big[rr, gg, mk] >= np.tile(cfg["item"].to_numpy(), R)
     return pd.DataFrame({"r": rr[ok], "c": cc[ok]})
 
 
@@ -343,18 +440,20 @@ def initial_fleet(sc, md: ModelData) -> tuple[pd.DataFrame, np.ndarray]:
     model does not keep are stopped at the first slot (named in the plan's warnings)."""
     cfg = md.configs
     start_h = np.array([sc.startup_seconds(m) / 3600.0 for m in cfg["model"]]) if len(cfg) else np.zeros(0)
+    if md.vms is not None and sc.options.scaling is not None:
+        start_h = start_h - float(sc.options.scaling.provision_s) / 3600.0  # provisioning is paid per VM started
     empty = pd.DataFrame({"r": np.zeros(0, np.int64), "c": np.zeros(0, np.int64), "n0": np.zeros(0)})
     scal = sc.options.scaling
     if scal is None or not scal.initial:
         return empty, start_h
     rix = {r: i for i, r in enumerate(sc.regions)}
-    key = {(m, g, int(tp), int(pp), float(f"{f:.10g}")): int(c)
-           for m, g, tp, pp, f, c, pool in cfg[["model", "gpu", "tp", "pp", "freq_mhz", "c", "pool"]].itertuples(
-               index=False) if pool != "light"}
+    key = {(m, g, int(tp), int(pp), float(f"{f:.10g}"), int(mk)): int(c)
+           for m, g, tp, pp, f, c, pool, mk in cfg[["model", "gpu", "tp", "pp", "freq_mhz", "c", "pool", "market"]]
+           .itertuples(index=False) if pool != "light"}
     placed = set(zip(md.placements["r"], md.placements["c"]))
     rows, lost = [], []
     for x in scal.initial:
-        c = key.get((x.model, x.gpu, int(x.tp), int(x.pp), float(f"{x.freq_mhz:.10g}")))
+        c = key.get((x.model, x.gpu, int(x.tp), int(x.pp), float(f"{x.freq_mhz:.10g}"), int(x.market == "spot")))
         r = rix.get(x.region)
         if x.replicas == 0:
             continue
@@ -366,6 +465,51 @@ def initial_fleet(sc, md: ModelData) -> tuple[pd.DataFrame, np.ndarray]:
         md.warnings.append(f"{len(lost)} initial deployment(s) run configs the model does not keep (no SLO met, "
                            f"dominated or not offered) and are stopped at the first slot: {'; '.join(lost[:5])}")
     return (pd.DataFrame(rows, columns=["r", "c", "n0"]) if rows else empty), start_h
+
+
+def limit_matches(md: ModelData, limit) -> pd.DataFrame:
+    """The placements (r, c) an ``options.replica_limits`` entry counts."""
+    p = md.placements.merge(md.configs[["c", "model", "gpu", "tp", "pp"]], on="c")
+    sel = p["model"] == limit.model
+    if limit.region is not None:
+        sel &= p["r"] == md.scenario.regions.index(limit.region)
+    for f in ("gpu", "tp", "pp"):
+        if getattr(limit, f) is not None:
+            sel &= p[f] == getattr(limit, f)
+    return p.loc[sel, ["r", "c"]]
+
+
+def _kept_warm(md: ModelData) -> pd.DataFrame:
+    """Placements counted by a replica limit with a minimum above 0 (they get replica variables in every
+    slot, demand or not). ModelInputError when such a limit matches no placement."""
+    out = []
+    for i, lim in enumerate(md.scenario.options.replica_limits):
+        if lim.min > 0:
+            m = limit_matches(md, lim)
+            if m.empty:
+                raise ModelInputError(f"options.replica_limits[{i}]: min {lim.min} replicas of {lim.model} but no "
+                                      f"deployment matches it (none of its configs meets an SLO and is offered there)")
+            out.append(m)
+    return pd.concat(out).drop_duplicates() if out else pd.DataFrame({"r": [], "c": []}, dtype=np.int64)
+
+
+def initial_vms(sc, md: ModelData) -> pd.DataFrame:
+    """VMs running before the horizon (with VMs and ``options.scaling``): per (region, GPU type, market), the
+    fewest VMs of the largest type offered there that hold the initial replicas' GPUs (per-GPU offers:
+    exactly those GPUs). Columns v, count."""
+    empty = pd.DataFrame({"v": np.zeros(0, np.int64), "count": np.zeros(0)})
+    if md.vms is None or md.initial is None or not len(md.initial):
+        return empty
+    ini = md.initial.merge(md.configs[["c", "g", "market", "gpus"]], on="c")
+    ini["need"] = ini["n0"] * ini["gpus"]
+    rows = []
+    for (r, g, mk), grp in ini.groupby(["r", "g", "market"]):
+        offers = md.vms[(md.vms["r"] == r) & (md.vms["g"] == g) & (md.vms["mk"] == mk)]
+        if offers.empty:
+            continue
+        best = offers.sort_values(["gpus", "v"], ascending=[False, True]).iloc[0]
+        rows.append((int(best["v"]), float(np.ceil(grp["need"].sum() / best["gpus"] - 1e-9))))
+    return pd.DataFrame(rows, columns=["v", "count"]) if rows else empty
 
 
 def restrict_slots(md: ModelData, slots) -> ModelData:
@@ -389,9 +533,17 @@ def build_sets(sc) -> ModelData:
     remap = {old: new for new, old in enumerate(cfg["c"])}
     md.configs = cfg.assign(c=cfg["c"].map(remap))
     md.pairs = pairs.assign(c=pairs["c"].map(remap))
-    md.placements = placements(sc, md.configs)
+    md.configs, md.pairs = markets(sc, md.configs, md.pairs)
+    remap = {old: new for new, old in enumerate(md.configs["c"])}
+    md.configs = md.configs.assign(c=md.configs["c"].map(remap))
+    md.pairs = md.pairs.assign(c=md.pairs["c"].map(remap)).sort_values(["c", "k"]).reset_index(drop=True)
+    md.supply = supply(sc)
+    md.vms = vm_table(sc, md)
+    md.spot_loss = spot_loss(sc, md)
+    md.placements = placements(sc, md.configs, md.supply, md.vms)
     md.routes = routes(sc, md.pairs, md.placements)
     md.initial, md.startup_h = initial_fleet(sc, md)
+    md.initial_vms = initial_vms(sc, md)
     _time_indices(md)
     return md
 
@@ -425,19 +577,26 @@ def _time_indices(md: ModelData) -> None:
     cand = cand[cand["rtt"] <= cand["slack_ms"] + TOL]
     cfg = md.configs.set_index("c")
     g = cfg.loc[cand["c"].to_numpy(), "g"].to_numpy()
+    mk = cfg.loc[cand["c"].to_numpy(), "market"].to_numpy()
     need = cfg.loc[cand["c"].to_numpy(), "gpus"].to_numpy()
-    av = sc.availability[cand["r"].to_numpy(), g, cand["t"].to_numpy()]
+    av = md.supply[cand["r"].to_numpy(), g, mk, cand["t"].to_numpy()]
     cand = cand[av >= need]
     md.y_index = cand[["k", "r", "c", "t"]].sort_values(["t", "r", "c", "k"]).reset_index(drop=True)
     n = md.y_index[["r", "c", "t"]].drop_duplicates().sort_values(["t", "r", "c"]).reset_index(drop=True)
     if sc.options.scaling is not None:
         # replicas carry over: every (region, config) that serves in some slot, or runs at the start,
         # has a replica count in every slot
-        rc = pd.concat([n[["r", "c"]], md.initial[["r", "c"]]]).drop_duplicates()
+        rc = pd.concat([n[["r", "c"]], md.initial[["r", "c"]], _kept_warm(md)]).drop_duplicates()
         n = rc.merge(pd.DataFrame({"t": np.arange(T)}), how="cross").sort_values(["t", "r", "c"]).reset_index(drop=True)
+    else:
+        warm = _kept_warm(md)
+        if len(warm):  # a replica minimum holds in slots without demand too
+            n = pd.concat([n, warm.merge(pd.DataFrame({"t": np.arange(T)}), how="cross")]).drop_duplicates()
+            n = n.sort_values(["t", "r", "c"]).reset_index(drop=True)
     g = cfg.loc[n["c"].to_numpy(), "g"].to_numpy()
+    mk = cfg.loc[n["c"].to_numpy(), "market"].to_numpy()
     need = cfg.loc[n["c"].to_numpy(), "gpus"].to_numpy()
-    n["ub"] = sc.availability[n["r"].to_numpy(), g, n["t"].to_numpy()] // need
+    n["ub"] = md.supply[n["r"].to_numpy(), g, mk, n["t"].to_numpy()] // need
     md.n_index = n
     md.x_index = md.x_index.sort_values(["t", "k", "o", "r"]).reset_index(drop=True)
     # demand

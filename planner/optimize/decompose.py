@@ -100,7 +100,8 @@ class SlotRunner:
         for t in range(self.T):
             mdt = restrict_slots(md, [t])
             lmt, _ = build(mdt, coupling=False)
-            cols = np.concatenate([f["col"].to_numpy()[f["t"].to_numpy() == t] for f in (v.n, v.x, v.y, v.u)])
+            frames = [f for f in (v.n, v.x, v.y, v.u, v.up, v.down, v.vm, v.vm_up, v.fb) if f is not None]
+            cols = np.concatenate([f["col"].to_numpy()[f["t"].to_numpy() == t] for f in frames])
             assert len(cols) == lmt.ncols
             self.models.append(SlotModel(t, lmt, mdt, cols, objective_vector(lmt, mdt, obj)))
         self.md = md  # the whole model's sets

@@ -32,6 +32,7 @@ from planner.plan.schema import (
     Target,
     Totals,
     UnservedRate,
+    VmUse,
 )
 from planner.scenario.defaults import default_scenario_path
 from planner.scenario.loading import Scenario
@@ -66,7 +67,36 @@ def _scaling_from_replicas(md: ModelData, v: Vars, x: np.ndarray) -> np.ndarray:
     x = x.copy()
     x[up["col"].to_numpy()] = np.maximum(up["d"].to_numpy(), 0.0)
     x[down["col"].to_numpy()] = np.maximum(-down["d"].to_numpy(), 0.0)
+    if v.vm_up is not None and len(v.vm_up):
+        vm = v.vm.assign(val=x[v.vm["col"].to_numpy()]).merge(md.initial_vms, on="v", how="left")
+        vm = vm.fillna({"count": 0.0}).sort_values(["v", "t"])
+        prev = vm.groupby("v")["val"].shift(1)
+        prev = prev.where(vm["t"] > 0, vm["count"]).fillna(0.0).to_numpy(float)
+        d = vm[["v", "t"]].assign(d=vm["val"].to_numpy(float) - prev)
+        vu = v.vm_up.merge(d, on=["v", "t"])
+        x[vu["col"].to_numpy()] = np.maximum(vu["d"].to_numpy(), 0.0)
     return x
+
+
+def _vm_rows(md: ModelData, v: Vars, x: np.ndarray, t: int) -> list[VmUse]:
+    """The VMs rented in slot t (with VMs), with their starts and stops under ``options.scaling``."""
+    vm = v.vm[v.vm["t"] == t]
+    val = {int(a): int(round(x[c])) for a, c in zip(vm["v"], vm["col"])}
+    prev: dict[int, int] = {}
+    if t == 0:
+        prev = {int(a): int(round(c)) for a, c in zip(md.initial_vms["v"], md.initial_vms["count"])}
+    else:
+        pv = v.vm[v.vm["t"] == t - 1]
+        prev = {int(a): int(round(x[c])) for a, c in zip(pv["v"], pv["col"])}
+    out = []
+    for row in md.vms.itertuples(index=False):
+        now, before = val.get(int(row.v), 0), prev.get(int(row.v), 0)
+        if now == 0 and (v.vm_up is None or before == 0):
+            continue
+        moved = dict(started=max(now - before, 0), stopped=max(before - now, 0)) if v.vm_up is not None else {}
+        out.append(VmUse(region=row.region, vm=row.name, market=row.market, gpus_per_vm=int(row.gpus), count=now,
+                         **moved))
+    return out
 
 
 def _split_targets(xk: pd.DataFrame, yk: pd.DataFrame) -> dict[int, list[tuple[int, float]]]:
@@ -209,7 +239,8 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
                         surge[int(k)] = min(surge.get(int(k), np.inf), 1.0 + (1.0 - float(uk.sum())) / float(u_k))
             deps.append(Deployment(
                 id=did, region=R[r], model=cr["model"], gpu=cr["gpu"], tp=int(cr["tp"]), pp=int(cr["pp"]),
-                freq_mhz=float(cr["freq_mhz"]), pool=cr["pool"] or None, replicas=reps, gpus=reps * int(cr["gpus"]),
+                freq_mhz=float(cr["freq_mhz"]), pool=cr["pool"] or None,
+                market=None if md.vms is None else ("spot" if int(cr["market"]) else "on-demand"), replicas=reps, gpus=reps * int(cr["gpus"]),
                 utilization=util,
                 power_w=power,
                 classes=[ClassLoad(**{"class": K[k], "rate_rps": float(vv),
@@ -233,7 +264,9 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
                for k, o, val in sorted(zip(ut["k"], ut["o"], ut["val"]))]
         at = act_by_t.get(t)
         cols = np.concatenate([nt["col"].to_numpy(int), yt["col"].to_numpy(int),
-                               at["col"].to_numpy(int) if at is not None else np.zeros(0, int)])
+                               at["col"].to_numpy(int) if at is not None else np.zeros(0, int)]
+                              + ([] if v.vm is None else [v.vm.loc[v.vm["t"] == t, "col"].to_numpy(int)])
+                              + ([] if v.vm_up is None else [v.vm_up.loc[v.vm_up["t"] == t, "col"].to_numpy(int)]))
         actions = None
         if v.up is not None:
             moved = at[(at["started"] > 0.5) | (at["stopped"] > 0.5)] if at is not None else []
@@ -246,7 +279,8 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
             cost_usd=float(E["cost_usd"][cols] @ x[cols]), gpu_hours=float(E["gpu_hours"][cols] @ x[cols]),
         )
         slots.append(Slot(index=t, start=sc.slot_starts[t].strftime("%Y-%m-%dT%H:%M:%SZ"), deployments=deps,
-                          routing=routing, unserved=uns, totals=st, actions=actions, headroom=[
+                          routing=routing, unserved=uns, totals=st, actions=actions,
+                          vms=None if v.vm is None else _vm_rows(md, v, x, t), headroom=[
                               ClassHeadroom(**{"class": K[k]}, demand_rps=float(sc.demand[k, :, t].sum()),
                                             burst_factor=float(sc.burst[k, t]), surge=surge.get(k))
                               for k in range(len(K)) if sc.demand[k, :, t].sum() > 0]))
@@ -263,6 +297,17 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
             "scaling_gpu_hours": float(E["scaling_gpu_hours"] @ x) if "scaling_gpu_hours" in E else 0.0,
             "replicas_started": int(round(float(x[v.up["col"].to_numpy()].sum()))),
             "replicas_stopped": int(round(float(x[v.down["col"].to_numpy()].sum())))})
+    if v.vm is not None:
+        vmv = v.vm
+        vals = x[vmv["col"].to_numpy()]
+        upd = {"vm_hours": float(vals.sum() * sc.slot_hours),
+               "spot_gpu_hours": float((vals * vmv["gpus"].to_numpy() * (vmv["mk"] == 1).to_numpy()).sum()
+                                       * sc.slot_hours)}
+        if "spot_restart_gpu_hours" in E and E["spot_restart_gpu_hours"].any():
+            upd["spot_restart_gpu_hours"] = float(E["spot_restart_gpu_hours"] @ x)
+        if v.vm_up is not None:
+            upd["vms_started"] = int(round(float(x[v.vm_up["col"].to_numpy()].sum())))
+        totals = totals.model_copy(update=upd)
     obj_name = objective
     obj_val = float(primary @ x)
     opts = sc.options
@@ -278,6 +323,7 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
                             tie_break=opts.tie_break.value, demand_statistic=opts.demand_statistic,
                             burst_absorption=opts.burst_absorption,
                             scaling=None if opts.scaling is None else opts.scaling.model_dump(mode="json"),
+                            replica_limits=[q.model_dump(mode="json") for q in opts.replica_limits] or None,
                             capacity_factors=[CapacityFactor(**f.model_dump(by_alias=True))
                                               for f in opts.capacity_factors]),
         totals=totals,

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from formulations import build, build_sets
+from formulations.sets import ModelInputError
 from planner.errors import InfeasibleError, InputError
 from planner.limits import limits
 from planner.optimize.explain import explain_unroutable
@@ -25,6 +26,9 @@ def estimate_nonzeros(sc: Scenario) -> int:
     cls = pd.DataFrame({"model": [k.model for k in sc.spec.classes], "shape": [k.shape for k in sc.spec.classes]})
     per_gpu = prof.merge(cls, on=["model", "shape"]).groupby("gpu").size()
     offered = {g: int((~np.isnan(sc.gpu_price[:, i])).sum()) for i, g in enumerate(sc.gpus)}
+    if sc.vm_offers is not None:  # VM offers: regions x markets
+        vo = sc.vm_offers[["r", "gpu", "market"]].drop_duplicates()
+        offered = vo.groupby("gpu").size().to_dict()
     y = sum(int(n) * offered.get(g, 0) for g, n in per_gpu.items()) * sc.n_slots
     x = len(sc.classes) * len(sc.origins) * len(sc.regions) * sc.n_slots
     return 4 * y + 3 * x
@@ -66,9 +70,12 @@ def prepare(scenario: Scenario, objective: str | None, option_overrides: dict):
     t0 = time.perf_counter()
     sc, notes = _tiny_demand(sc)
     check_model_size(sc)
-    md = build_sets(sc)
-    md.warnings = notes + md.warnings
-    if len(md.unroutable) and not sc.options.unserved.allowed:
-        raise InfeasibleError(explain_unroutable(md))
-    lm, v = build(md)
+    try:
+        md = build_sets(sc)
+        md.warnings = notes + md.warnings
+        if len(md.unroutable) and not sc.options.unserved.allowed:
+            raise InfeasibleError(explain_unroutable(md))
+        lm, v = build(md)
+    except ModelInputError as e:
+        raise InputError(str(e)) from None
     return sc, md, lm, v, time.perf_counter() - t0

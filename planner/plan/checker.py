@@ -27,7 +27,14 @@ replica_flow      with options.scaling: replicas of consecutive slots change by 
 replica_capacity  sum_k beta_k x rate_k / (max_rps_k x factor_k) <= max_utilization x replicas (factor_k: the
                   plan's capacity_factors, 1 where none; beta_k: the class's burst factor in the slot, from
                   its arrivals table and the plan's burst_absorption, 1 without); reported utilisation
-gpu_availability  GPUs used per (region, GPU type, slot) within availability
+replica_limits    options.replica_limits: matching replicas per slot within min and max
+gpu_availability  GPUs used per (region, GPU type, slot) within availability (per-GPU offers)
+vm_packing        with VMs: the slot's VMs per (region, VM type, market) are offered, within their availability,
+                  and hold every replica (largest first, each replica's GPUs in one VM, or each stage's with
+                  pipeline_across_vms); VM starts and stops follow the counts (options.scaling)
+spot              with spot VMs: only classes with spot: true run on spot deployments; each region's on-demand
+                  replicas could carry on_demand_floor of each spot class's traffic there, plus the classes
+                  that never run on spot (a small LP per region and slot)
 power             reported power == base x replicas + sum_k max(busy_k - base, 0) x rate_k / max_rps_k,
                   base = the config's largest active_power_w (idle_power_w where empty); when some class
                   states arrivals: idle x replicas + the same load term + sum_k (base - idle) x rate_k x
@@ -73,8 +80,8 @@ from planner.scenario.schema import DEMAND_STATISTIC_PATTERN, RATE_RESOLUTION, s
 
 FAMILIES = (
     "fingerprint", "options", "reference", "integrality", "demand_served", "data_residency", "route_balance",
-    "latency_ttft", "latency_e2e", "latency_tbt", "replica_capacity", "replica_flow", "gpu_availability", "power",
-    "totals", "objective", "budget", "carbon_cap",
+    "latency_ttft", "latency_e2e", "latency_tbt", "replica_capacity", "replica_flow", "replica_limits",
+    "gpu_availability", "vm_packing", "spot", "power", "totals", "objective", "budget", "carbon_cap",
 )
 """Every family, in the order reports list them."""
 
@@ -420,7 +427,7 @@ def _slot_key(where: dict):
 
 def _flatten(p: Plan, over: dict) -> dict[str, pd.DataFrame]:
     sl = {c: [] for c in ("index", "start", *SLOT_TOTALS)}
-    dp = {c: [] for c in ("pos", "di", "id", "region", "model", "gpu", "tp", "pp", "freq", "pool", "replicas",
+    dp = {c: [] for c in ("pos", "di", "id", "region", "model", "gpu", "tp", "pp", "freq", "pool", "market", "replicas",
                           "gpus", "util", "power")}
     ld = {c: [] for c in ("drow", "class", "rate", "ttft", "tbt")}
     rt = {c: [] for c in ("pos", "class", "origin", "region", "rate", "share", "rtt")}
@@ -443,6 +450,7 @@ def _flatten(p: Plan, over: dict) -> dict[str, pd.DataFrame]:
             dp["pp"].append(d.pp)
             dp["freq"].append(d.freq_mhz)
             dp["pool"].append(d.pool or "")
+            dp["market"].append(d.market or "")
             dp["replicas"].append(over.get((si, di, "replicas"), d.replicas))
             dp["gpus"].append(over.get((si, di, "gpus"), d.gpus))
             dp["util"].append(d.utilization)
@@ -564,6 +572,15 @@ class _Checker:
         self.penalty = float(po.unserved_penalty_per_request)
         self.__dict__.update(_scenario_tables(sc))
         self._cols: dict = {}
+        self.scal = None  # the plan's options.scaling, parsed (check_scaling reports it when invalid)
+        if po.scaling is not None:
+            from planner.scenario.schema import Scaling
+
+            try:
+                self.scal = Scaling.model_validate(po.scaling)
+            except ValidationError:
+                self.scal = None
+        self.vm_add: dict = {}
 
     def c(self, df: pd.DataFrame, col: str) -> np.ndarray:
         """A frame's column as an array, cached (messages index it row by row)."""
@@ -598,6 +615,8 @@ class _Checker:
         self.check_headroom()
         self.check_availability()
         self.check_scaling()
+        self.check_vms()
+        self.check_replica_rules()
         rec = self.check_totals()
         self.check_objective()
         self.check_limits(rec)
@@ -706,16 +725,26 @@ class _Checker:
         r, g = D["r"].to_numpy(), D["g"].to_numpy()
         ok_rg = (r >= 0) & (g >= 0)
         offered = np.zeros(len(D), bool)
-        offered[ok_rg] = ~np.isnan(sc.gpu_price[r[ok_rg], g[ok_rg]])
+        vo = sc.vm_offers
+        if vo is None:
+            offered[ok_rg] = ~np.isnan(sc.gpu_price[r[ok_rg], g[ok_rg]])
+        else:  # with VMs: the region rents the GPU type on the deployment's market
+            have = set(zip(vo["region"], vo["gpu"], vo["market"]))
+            offered = np.array([(a, b, m or "on-demand") in have
+                                for a, b, m in zip(D["region"], D["gpu"], D["market"])], bool)
+            for row in D[D["market"] == ""].itertuples(index=False):
+                o.add("reference", {"slot": row.t, "deployment": row.id, "field": "market"},
+                      f"slot {row.t}: deployment {row.id} states no market (the scenario rents VMs)")
         D["offered"] = offered
         D["cfg_ok"] = D["ci"].to_numpy() >= 0
         o.count("reference", len(D))
-        expect = [f"{reg}/{_config_key(m, gp, tp, pp, f)}" + (f"#{pool}" if pool else "")
-                  for reg, m, gp, tp, pp, f, pool in
-                  zip(D["region"], D["model"], D["gpu"], D["tp"], D["pp"], D["freq"], D["pool"])]
+        expect = [f"{reg}/{_config_key(m, gp, tp, pp, f)}" + ("|spot" if mk == "spot" else "")
+                  + (f"#{pool}" if pool else "")
+                  for reg, m, gp, tp, pp, f, pool, mk in
+                  zip(D["region"], D["model"], D["gpu"], D["tp"], D["pp"], D["freq"], D["pool"], D["market"])]
         D["expect_id"] = np.array(expect, dtype=object)
         dup_id = D.duplicated(["t", "id"], keep="first").to_numpy()
-        dup_cfg = D.duplicated(["t", "region", "model", "gpu", "tp", "pp", "freqr", "pool"],
+        dup_cfg = D.duplicated(["t", "region", "model", "gpu", "tp", "pp", "freqr", "pool", "market"],
                                keep="first").to_numpy() & ~dup_id
         issue = ((r < 0) | ~D["cfg_ok"].to_numpy() | (ok_rg & ~offered)
                  | (D["id"].to_numpy() != D["expect_id"].to_numpy()))
@@ -729,7 +758,8 @@ class _Checker:
                 o.add("reference", w, f"slot {row.t}: deployment {row.id}: no profile for the config {cfgdesc}")
             if row.r >= 0 and row.g >= 0 and not row.offered:
                 o.add("reference", w | {"region": row.region, "gpu": row.gpu},
-                      f"slot {row.t}: deployment {row.id}: region {row.region} does not offer GPU type {row.gpu}")
+                      f"slot {row.t}: deployment {row.id}: region {row.region} does not offer GPU type {row.gpu}"
+                      + (f" on {row.market or 'on-demand'} VMs" if sc.vm_offers is not None else ""))
             if row.id != row.expect_id:
                 o.add("reference", w, f"slot {row.t}: deployment id {row.id!r} should be {row.expect_id!r}")
         for i in np.nonzero(dup_id)[0]:
@@ -1163,13 +1193,16 @@ class _Checker:
         self.D["power_rec"] = power
         o.count("replica_capacity", 2 * int(calc.sum()))
         o.count("power", int(calc.sum()))
-        cap = self.U * rep
+        self.D["loss"] = self.spot_loss(D)
+        cap = self.U * rep * (1.0 - self.D["loss"].to_numpy(float))
         for i in np.nonzero(calc & o.gt(load_cap, cap))[0]:
             t, did = self.c(D, "t")[i], self.c(D, "id")[i]
             derated = " with the plan's capacity factors" if abs(load_cap[i] - load[i]) > 1e-12 else ""
             o.add("replica_capacity", {"slot": t, "deployment": did},
                   f"slot {t}: deployment {did} carries {_n(load_cap[i])} replicas' worth of load{derated} on "
-                  f"{_n(rep[i])} replicas (max utilisation {_n(self.U)}: at most {_n(cap[i])})", load_cap[i] - cap[i])
+                  f"{_n(rep[i])} replicas (max utilisation {_n(self.U)}"
+                  + (f", spot time lost to reclaims {_n(D['loss'].iat[i])}" if D["loss"].iat[i] > 0 else "")
+                  + f": at most {_n(cap[i])})", load_cap[i] - cap[i])
         util = D["util"].to_numpy(float)
         with np.errstate(divide="ignore", invalid="ignore"):
             want = np.where(rep > 0, load / np.where(rep > 0, rep, 1.0), 0.0)
@@ -1185,6 +1218,35 @@ class _Checker:
             o.add("power", {"slot": t, "deployment": did},
                   f"slot {t}: deployment {did} reports {_n(pw[i])} W, base {_n(floor[i])} W x {_n(rep[i])} replicas "
                   + f"+ load-dependent {_n(marg[i])} W = {_n(power[i])} W", abs(pw[i] - power[i]))
+
+    def startup_s(self, model: str, with_provision: bool = True) -> float:
+        """Seconds a new replica of ``model`` takes (the plan's options.scaling: provisioning, plus the
+        weights at 2 bytes per parameter over load_gb_per_s); 0 without scaling."""
+        scal = self.scal
+        if scal is None:
+            return 0.0
+        secs = float(scal.provision_s) if with_provision else 0.0
+        size = {m.name: m.params_billion for m in self.sc.spec.models}.get(model)
+        if scal.load_gb_per_s is not None and size is not None:
+            secs += 2.0 * float(size) / float(scal.load_gb_per_s)
+        return secs
+
+    def spot_loss(self, D: pd.DataFrame) -> np.ndarray:
+        """Per deployment: the expected share of time its spot replicas are down, the largest
+        interruptions per hour x restart hours (spot_restart_s, else the model's startup) among the
+        region's spot VMs of its GPU type, at most 0.99; 0 on demand."""
+        out = np.zeros(len(D))
+        vo = self.sc.vm_offers
+        if vo is None or not len(D):
+            return out
+        spot = vo[vo["market"] == "spot"]
+        for i, (reg, gpu, mk, model) in enumerate(zip(D["region"], D["gpu"], D["market"], D["model"])):
+            if mk != "spot":
+                continue
+            for row in spot[(spot["region"] == reg) & (spot["gpu"] == gpu)].itertuples(index=False):
+                rs = row.restart_s if np.isfinite(row.restart_s) else self.startup_s(model)
+                out[i] = max(out[i], min(row.rate * rs / 3600.0, 0.99))
+        return out
 
     # ------------------------------------------------------------------ headroom
     def check_headroom(self) -> None:
@@ -1276,11 +1338,20 @@ class _Checker:
             return
         size = {m.name: m.params_billion for m in sc.spec.models}
 
-        def startup_h(model):
-            secs = float(scal.provision_s)
+        vm_mode = sc.vm_offers is not None
+
+        def startup_h(model):  # with VMs, provisioning is paid per VM started (check_vms)
+            secs = 0.0 if vm_mode else float(scal.provision_s)
             if scal.load_gb_per_s is not None and size.get(model) is not None:
                 secs += 2.0 * float(size[model]) / float(scal.load_gb_per_s)
             return secs / 3600.0
+
+        def gpu_price(r, g, market):
+            if not vm_mode:
+                return sc.gpu_price[r, g]
+            vo = sc.vm_offers
+            m = vo[(vo["r"] == r) & (vo["g"] == g) & (vo["market"] == market)]
+            return float((m["price"] / m["gpus"]).min()) if len(m) else float("nan")
 
         # replicas per (id, slot), and what each id is
         reps: dict[str, np.ndarray] = {}
@@ -1290,10 +1361,12 @@ class _Checker:
                 continue
             reps.setdefault(row.id, np.zeros(T))[row.t] += float(row.replicas)
             info[row.id] = (row.r, row.g, row.model, float(row.gpus_dec) / max(float(row.replicas), 1.0),
-                            float(row.idle) if row.cfg_ok else float("nan"))
+                            float(row.idle) if row.cfg_ok else float("nan"), row.market or "on-demand")
         init: dict[str, float] = {}
         for x in scal.initial:
             base = f"{x.region}/{_config_key(x.model, x.gpu, x.tp, x.pp, x.freq_mhz)}"
+            if x.market == "spot":
+                base += "|spot"
             key = f"{base}#saturated" if f"{base}#saturated" in reps else base
             init[key] = init.get(key, 0.0) + float(x.replicas)
         stated: dict[tuple[int, str], tuple[int, int]] = {}
@@ -1336,19 +1409,21 @@ class _Checker:
                               f"slot {t}: deployment {i} runs {_n(n[t])} replicas but started {_n(recent)} in the last "
                               f"{L} slots (min_up_slots)", recent - n[t])
             if i in info and up.any():
-                r, g, model, per, idle = info[i]
+                r, g, model, per, idle, market = info[i]
                 hrs = startup_h(model) * per * up          # GPU-hours spent starting, per slot
                 sgh += float(hrs.sum())
                 add["gpu_hours"] += hrs
-                if r >= 0 and g >= 0 and not np.isnan(sc.gpu_price[r, g]):
-                    add["gpu_cost_usd"] += hrs * sc.gpu_price[r, g]
+                if r >= 0 and g >= 0 and not np.isnan(gpu_price(r, g, market)):
+                    add["gpu_cost_usd"] += hrs * gpu_price(r, g, market)
                 if r >= 0 and np.isfinite(idle):
                     e = sc.pue[r] * startup_h(model) * idle * up / 1000.0
                     add["energy_kwh"] += e
                     add["carbon_kg"] += e * sc.carbon[r, :T] / 1000.0
                     add["electricity_cost_usd"] += e * sc.elec_price[r, :T] / 1000.0
         self.scaling_add = add
-        for fld, val in (("scaling_gpu_hours", sgh), ("replicas_started", started_tot),
+        self.scaling_gpu_hours = sgh
+        # with VMs, check_vms adds the VMs' provisioning and checks scaling_gpu_hours
+        for fld, val in (() if vm_mode else (("scaling_gpu_hours", sgh),)) + ( ("replicas_started", started_tot),
                          ("replicas_stopped", stopped_tot)):
             o.count("totals", 1)
             got = getattr(p.totals, fld)
@@ -1356,9 +1431,280 @@ class _Checker:
                 o.add("totals", {"scope": "horizon", "quantity": fld},
                       f"totals.{fld} is {got}, recomputed {_n(val)}", abs((got or 0) - val))
 
+    # ------------------------------------------------------------------ VMs and spot
+    def check_vms(self) -> None:
+        """With VM offers: the slot's VM rows, their packing, VM starts, the rental totals and spot rules."""
+        o, sc, D, p, T, h = self.o, self.sc, self.D, self.p, self.T, self.h
+        vo = sc.vm_offers
+        if vo is None:
+            for t, sl in enumerate(p.slots[:T]):
+                if sl.vms is not None:
+                    o.add("options", {"slot": t, "field": "vms"}, f"slot {t} lists VMs but the scenario rents none")
+            return
+        offers = {(row.region, row.name, row.market): row for row in vo.itertuples(index=False)}
+        across = {m.name: m.pipeline_across_vms for m in sc.spec.models}
+        prof = sc.profiles
+        if len(prof):
+            cfg = prof.groupby(["gpu", "model", "tp", "pp", "freq_mhz"], as_index=False)["idle_power_w"].max()
+            idle_gpu = (cfg["idle_power_w"] / (cfg["tp"] * cfg["pp"])).groupby(cfg["gpu"]).min().to_dict()
+        else:
+            idle_gpu = {}
+        add = {q: np.zeros(T) for q in ("energy_kwh", "carbon_kg", "gpu_hours", "gpu_cost_usd", "electricity_cost_usd")}
+
+        def energy(r, t, kwh):
+            add["energy_kwh"][t] += kwh
+            add["carbon_kg"][t] += kwh * sc.carbon[r, t] / 1000.0
+            add["electricity_cost_usd"][t] += kwh * sc.elec_price[r, t] / 1000.0
+
+        counts = np.zeros((len(vo), T))
+        index = {key: i for i, key in enumerate(offers)}
+        vm_hours = spot_gh = restart_gh = 0.0
+        for t, sl in enumerate(p.slots[:T]):
+            if sl.vms is None:
+                o.add("options", {"slot": t, "field": "vms"}, f"slot {t} has no vms list (the scenario rents VMs)")
+                continue
+            seen = set()
+            for q in sl.vms:
+                key = (q.region, q.vm, q.market)
+                o.count("vm_packing", 1)
+                w = {"slot": t, "region": q.region, "vm": q.vm, "market": q.market}
+                if key not in offers:
+                    o.add("reference", w, f"slot {t}: region {q.region} does not rent {q.vm} {q.market}")
+                    continue
+                if key in seen:
+                    o.add("reference", w, f"slot {t}: VMs {q.region}/{q.vm}/{q.market} listed more than once")
+                    continue
+                seen.add(key)
+                off = offers[key]
+                if q.gpus_per_vm != off.gpus:
+                    o.add("reference", w | {"field": "gpus_per_vm"},
+                          f"slot {t}: {q.vm} has {off.gpus} GPUs per VM, the plan says {q.gpus_per_vm}")
+                if q.count < 0 or q.count > int(off.avail[t]):
+                    o.add("vm_packing", w, f"slot {t}: {q.count} {q.vm} VMs ({q.market}) in {q.region}, "
+                          f"{int(off.avail[t])} available", max(q.count - int(off.avail[t]), -q.count))
+                counts[index[key], t] = q.count
+        # packing: per (region, GPU type, market, slot), largest replica (or stage) first, best fit
+        for t in range(T):
+            Dt = D[(D["t"] == t) & D["offered"].to_numpy(bool)]
+            for (reg, gpu, mk), grp in Dt.groupby(["region", "gpu", "market"]):
+                mk = mk or "on-demand"
+                items = []
+                for row in grp.itertuples(index=False):
+                    n = int(round(float(row.replicas)))
+                    if across.get(row.model, False):
+                        items += [int(row.tp)] * (n * int(row.pp))
+                    else:
+                        items += [int(row.tp) * int(row.pp)] * n
+                bins, pool = [], 0
+                for i, (key, off) in enumerate(offers.items()):
+                    if key[0] == reg and off.gpu == gpu and key[2] == mk:
+                        if off.flexible:
+                            pool += int(counts[i, t])
+                        else:
+                            bins += [int(off.gpus)] * int(counts[i, t])
+                bins.sort()
+                left = []
+                for s_ in sorted(items, reverse=True):
+                    j = next((j for j, b in enumerate(bins) if b >= s_), None)
+                    if j is not None:
+                        bins[j] -= s_
+                        bins.sort()
+                    elif pool >= s_:
+                        pool -= s_
+                    else:
+                        left.append(s_)
+                o.count("vm_packing", 1)
+                if left:
+                    o.add("vm_packing", {"slot": t, "region": reg, "gpu": gpu, "market": mk},
+                          f"slot {t}: {len(left)} replica(s) or stage(s) of {gpu} ({mk}) in {reg} do not fit the "
+                          f"VMs rented (largest {max(left)} GPUs)", float(sum(left)))
+        # rental, idle GPUs, spot restarts
+        r_of = {n: i for i, n in enumerate(sc.regions)}
+        for i, (key, off) in enumerate(offers.items()):
+            r = r_of[key[0]]
+            for t in range(T):
+                c = counts[i, t]
+                if c <= 0:
+                    continue
+                add["gpu_hours"][t] += c * off.gpus * h
+                add["gpu_cost_usd"][t] += c * off.price * h
+                vm_hours += c * h
+                if off.market == "spot":
+                    spot_gh += c * off.gpus * h
+                energy(r, t, sc.pue[r] * h * c * off.gpus * idle_gpu.get(off.gpu, 0.0) / 1000.0)
+                if off.rate > 0:
+                    rs = off.restart_s if np.isfinite(off.restart_s) else (
+                        max((self.startup_s(m) for m in sc.models), default=0.0))
+                    rh = off.rate * h * rs / 3600.0 * c
+                    restart_gh += rh * off.gpus
+                    add["gpu_hours"][t] += rh * off.gpus
+                    add["gpu_cost_usd"][t] += rh * off.price
+                    energy(r, t, sc.pue[r] * rh * off.gpus * idle_gpu.get(off.gpu, 0.0) / 1000.0)
+        # replicas' GPUs are not idle
+        for row in D[D["offered"].to_numpy(bool)].itertuples(index=False):
+            if 0 <= row.t < T and row.r >= 0:
+                energy(row.r, row.t, -sc.pue[row.r] * h * float(row.gpus_dec) * idle_gpu.get(row.gpu, 0.0) / 1000.0)
+        # VM starts (options.scaling): from the previous slot, or the fewest VMs of the largest type per
+        # (region, GPU type, market) that hold the initial replicas
+        started_vms = 0
+        sgh = getattr(self, "scaling_gpu_hours", 0.0)
+        if self.scal is not None:
+            init = np.zeros(len(vo))
+            need: dict[tuple, float] = {}
+            for x in self.scal.initial:
+                need[(x.region, x.gpu, x.market)] = need.get((x.region, x.gpu, x.market), 0.0) + x.replicas * x.tp * x.pp
+            for (reg, gpu, mk), gpus in need.items():
+                cand = [(-off.gpus, i) for i, (key, off) in enumerate(offers.items())
+                        if key[0] == reg and off.gpu == gpu and key[2] == mk]
+                if cand:
+                    neg, i = min(cand)
+                    init[i] = math.ceil(gpus / -neg - 1e-9)
+            ph = float(self.scal.provision_s) / 3600.0
+            for i, (key, off) in enumerate(offers.items()):
+                prev = np.concatenate([[init[i]], counts[i, :-1]])
+                up, down = np.maximum(counts[i] - prev, 0), np.maximum(prev - counts[i], 0)
+                started_vms += int(up.sum())
+                r = r_of[key[0]]
+                for t in range(T):
+                    sl = p.slots[t] if t < len(p.slots) else None
+                    row = next((q for q in (sl.vms or []) if (q.region, q.vm, q.market) == key), None) if sl else None
+                    got = (row.started or 0, row.stopped or 0) if row is not None else (0, 0)
+                    o.count("vm_packing", 1)
+                    if got != (int(up[t]), int(down[t])):
+                        o.add("vm_packing", {"slot": t, "region": key[0], "vm": key[1], "market": key[2]},
+                              f"slot {t}: {key[1]} ({key[2]}) in {key[0]} goes from {int(prev[t])} to "
+                              f"{int(counts[i, t])} VMs, so {int(up[t])} started and {int(down[t])} stopped, but the "
+                              f"plan states {got[0]} and {got[1]}", abs(got[0] - up[t]) + abs(got[1] - down[t]))
+                    if up[t] > 0 and ph > 0:
+                        add["gpu_hours"][t] += up[t] * off.gpus * ph
+                        add["gpu_cost_usd"][t] += up[t] * off.price * ph
+                        sgh += up[t] * off.gpus * ph
+                        energy(r, t, sc.pue[r] * up[t] * off.gpus * ph * idle_gpu.get(off.gpu, 0.0) / 1000.0)
+        self.vm_add = add
+        checks = [("vm_hours", vm_hours), ("spot_gpu_hours", spot_gh)]
+        if restart_gh > 0 or p.totals.spot_restart_gpu_hours is not None:
+            checks.append(("spot_restart_gpu_hours", restart_gh))
+        if self.scal is not None:
+            checks += [("vms_started", started_vms), ("scaling_gpu_hours", sgh)]
+        for fld, val in checks:
+            o.count("totals", 1)
+            got = getattr(p.totals, fld)
+            if got is None or o.ne(float(got), float(val)):
+                o.add("totals", {"scope": "horizon", "quantity": fld},
+                      f"totals.{fld} is {got}, recomputed {_n(val)}", abs((got or 0) - val))
+        self.check_spot()
+
+    def check_spot(self) -> None:
+        """Spot eligibility and the on-demand floor (a transportation LP per region and slot)."""
+        o, sc, D, L = self.o, self.sc, self.D, self.L
+        spot_ok = {k.name: k.spot for k in sc.spec.classes}
+        floor = {k.name: (k.on_demand_floor if k.spot else 0.0) for k in sc.spec.classes}
+        P = L[L["pair_ok"]].copy()
+        P["market"] = D.loc[P["drow"].to_numpy(), "market"].to_numpy() if len(P) else []
+        P["region"] = D.loc[P["drow"].to_numpy(), "region"].to_numpy() if len(P) else []
+        for i in np.nonzero((P["market"] == "spot").to_numpy())[0]:
+            cls = P["class"].iat[i]
+            o.count("spot", 1)
+            if not spot_ok.get(cls, False):
+                o.add("spot", {"slot": P["t"].iat[i], "deployment": P["id"].iat[i], "class": cls},
+                      f"slot {P['t'].iat[i]}: spot deployment {P['id'].iat[i]} serves class {cls}, which may not run "
+                      "on spot (spot: false)")
+        if not any(v > 0 for v in floor.values()):
+            return
+        import highspy
+
+        Rt = self.f["routes"]
+        for (t, reg), grp in P[P["market"] != "spot"].groupby(["t", "region"]):
+            routed = {}
+            rr = Rt[(self.c(Rt, "pos") == t) & (Rt["region"] == reg)] if len(Rt) else Rt
+            for cls, rate in zip(rr["class"], rr["rate"]):
+                if floor.get(cls, 0) > 0:
+                    routed[cls] = routed.get(cls, 0.0) + float(rate) * floor[cls]
+            if not routed:
+                continue
+            kk = {n: i for i, n in enumerate(sc.classes)}
+            # capacity left on each on-demand deployment after the classes that never run on spot
+            deps = grp.groupby("drow")
+            cap_left, arcs = {}, []
+            for drow, g2 in deps:
+                rep = float(D.at[drow, "replicas"])
+                used = sum(sc.burst[kk[c], t] * r_ / (m * f) for c, r_, m, f in
+                           zip(g2["class"], g2["rate"], g2["mu"], g2["fac"]) if not spot_ok.get(c, False))
+                cap_left[drow] = self.U * rep - used
+                for c, m, f in zip(g2["class"], g2["mu"], g2["fac"]):
+                    if c in routed:
+                        arcs.append((drow, c, sc.burst[kk[c], t] / (m * f)))
+            hs = highspy.Highs()
+            hs.setOptionValue("output_flag", False)
+            n = len(arcs)
+            inf = highspy.kHighsInf
+            for _ in range(n):
+                hs.addVar(0.0, inf)
+            for drow, cl in cap_left.items():
+                idx = [j for j, a in enumerate(arcs) if a[0] == drow]
+                if idx:
+                    hs.addRow(-inf, cl + 1e-9, len(idx), np.array(idx, np.int32), np.array([arcs[j][2] for j in idx]))
+            short = []
+            for cls, need in routed.items():
+                idx = [j for j, a in enumerate(arcs) if a[1] == cls]
+                if not idx:
+                    short.append(cls)
+                    continue
+                hs.addRow(need * (1 - 1e-6) - 1e-9, inf, len(idx), np.array(idx, np.int32), np.ones(len(idx)))
+            o.count("spot", 1)
+            ok = not short
+            if ok and n:
+                hs.run()
+                ok = hs.getModelStatus() == highspy.HighsModelStatus.kOptimal
+            if not ok:
+                o.add("spot", {"slot": int(t), "region": reg},
+                      f"slot {int(t)}: the on-demand replicas in {reg} cannot carry the on_demand_floor share of "
+                      f"{', '.join(sorted(routed))} if every spot VM is reclaimed", 0.0)
+
+    def check_replica_rules(self) -> None:
+        """options.replica_limits per slot, and scale_down_delay_slots per deployment."""
+        o, sc, D, p, T = self.o, self.sc, self.D, self.p, self.T
+        for i, lim in enumerate(sc.options.replica_limits):
+            sel = D["model"] == lim.model
+            for f_, col in (("region", "region"), ("gpu", "gpu"), ("tp", "tp"), ("pp", "pp")):
+                if getattr(lim, f_) is not None:
+                    sel &= D[col] == getattr(lim, f_)
+            per = D[sel].groupby("t")["replicas"].sum().reindex(range(T), fill_value=0.0)
+            for t, n in per.items():
+                o.count("replica_limits", 1)
+                if n < lim.min - 1e-9 or (lim.max is not None and n > lim.max + 1e-9):
+                    o.add("replica_limits", {"slot": int(t), "limit": i},
+                          f"slot {t}: {_n(n)} replicas match replica_limits[{i}] ({lim.model}), outside "
+                          f"[{lim.min}, {lim.max if lim.max is not None else 'inf'}]",
+                          max(lim.min - n, n - (lim.max if lim.max is not None else n)))
+        if self.scal is None or self.scal.scale_down_delay_slots <= 0 or not hasattr(self, "P"):
+            return
+        Dd = self.scal.scale_down_delay_slots
+        P = self.P
+        need = (P.assign(q=P["ucap"]).groupby("drow")["q"].sum())
+        by_id: dict[str, dict[int, tuple[float, float]]] = {}
+        for drow, row in D.iterrows():
+            cap = self.U * float(row["replicas"]) * (1.0 - float(row.get("loss", 0.0)))
+            by_id.setdefault(row["id"], {})[int(row["t"])] = (cap, float(need.get(drow, 0.0)))
+        for did, ts_ in by_id.items():
+            for t in range(T):
+                cap = ts_.get(t, (0.0, 0.0))[0]
+                for d in range(1, Dd + 1):
+                    if t - d < 0 or (t - d) not in ts_:
+                        continue
+                    o.count("replica_flow", 1)
+                    prev_need = ts_[t - d][1]
+                    if prev_need > cap + 1e-6 * max(1.0, prev_need):
+                        o.add("replica_flow", {"slot": t, "deployment": did},
+                              f"slot {t}: deployment {did} keeps capacity for {_n(cap)} replicas' worth of load, "
+                              f"below the {_n(prev_need)} slot {t - d} needed (scale_down_delay_slots {Dd})",
+                              prev_need - cap)
+
     # ------------------------------------------------------------------ availability
     def check_availability(self) -> None:
         o, sc, D = self.o, self.sc, self.D
+        if sc.vm_offers is not None:
+            return  # VMs: check_vms
         m = D["offered"].to_numpy(bool)
         X = D[m]
         if not len(X):
@@ -1395,7 +1741,11 @@ class _Checker:
         ecost[rk] = energy[rk] * sc.elec_price[r[rk], t[rk]] / 1000.0
         gh = D["gpus_dec"].to_numpy(float) * h
         gcost = np.zeros(len(D))
-        gcost[priced] = gh[priced] * sc.gpu_price[r[priced], g[priced]]
+        if sc.vm_offers is None:
+            gcost[priced] = gh[priced] * sc.gpu_price[r[priced], g[priced]]
+        else:  # VMs are rented whole (check_vms adds them); replicas' GPUs count there
+            gh = np.zeros(len(D))
+            priced = np.ones(len(D), bool)
 
         def per_slot(v, mask=None):
             a = np.zeros(T)
@@ -1411,6 +1761,8 @@ class _Checker:
             "gpu_cost_usd": per_slot(gcost), "electricity_cost_usd": per_slot(ecost),
         }
         for q, add in self.scaling_add.items():  # startup of replicas (options.scaling)
+            S[q] = S[q] + add
+        for q, add in self.vm_add.items():  # VMs rented, their idle GPUs, spot restarts, VM starts
             S[q] = S[q] + add
         S["cost_usd"] = S["gpu_cost_usd"] + S["electricity_cost_usd"]
         unknown = {"energy_kwh": no_energy, "carbon_kg": no_energy, "gpu_hours": np.zeros(T, bool),

@@ -65,6 +65,15 @@ class Totals(_Out):
     """With ``options.scaling``: replicas started over the horizon (from the initial fleet)."""
     replicas_stopped: int | None = None
     """With ``options.scaling``: replicas stopped over the horizon."""
+    vm_hours: float | None = None
+    """With VMs: VM-hours rented (whole VMs, spot and on demand)."""
+    spot_gpu_hours: float | None = None
+    """With VMs: GPU-hours of spot VMs (included in gpu_hours)."""
+    spot_restart_gpu_hours: float | None = None
+    """With spot VMs that may be reclaimed: the expected GPU-hours lost to restarts (included in gpu_hours,
+    their cost and idle energy in the other totals)."""
+    vms_started: int | None = None
+    """With VMs and ``options.scaling``: VMs started over the horizon."""
 
 
 class SolverInfo(_Out):
@@ -120,6 +129,9 @@ class Deployment(_Out):
     holds under one request on average at its operating point) and saturated ones runs them on two
     pools of replicas, ``light`` and ``saturated``, each its own deployment (id suffix ``#pool``); None
     otherwise. See docs/formulation.md, "Power of a deployment"."""
+    market: Literal["on-demand", "spot"] | None = None
+    """With VMs (``regions[].vms``): the market of the VMs the replicas run on (a spot deployment's id
+    ends in ``|spot``); None without VMs (on demand)."""
     replicas: int
     gpus: int
     utilization: float
@@ -172,6 +184,23 @@ class ScaleAction(_Out):
     """Replicas stopped at the start of this slot (drained)."""
 
 
+class VmUse(_Out):
+    """VMs of one type and market rented in a region in a slot (``regions[].vms``)."""
+
+    region: str
+    vm: str
+    """The VM type (a per-GPU offer appears under its GPU type's name, as VMs of one GPU)."""
+    market: Literal["on-demand", "spot"]
+    gpus_per_vm: int
+    count: int
+    """VMs rented for the slot."""
+    started: int | None = None
+    """With ``options.scaling``: VMs started for the slot (provisioned before it), from the previous slot
+    or the initial fleet."""
+    stopped: int | None = None
+    """With ``options.scaling``: VMs released at the start of the slot."""
+
+
 class ClassHeadroom(_Out):
     """The margin a slot's fleet carries for one class."""
 
@@ -200,6 +229,8 @@ class Slot(_Out):
     actions: list[ScaleAction] | None = None
     """With ``options.scaling``: the replicas started and stopped per deployment at the start of the slot
     (relative to the previous slot, or to the initial fleet); None otherwise."""
+    vms: list[VmUse] | None = None
+    """With VMs (``regions[].vms``): the VMs rented per (region, VM type, market); None otherwise."""
 
 
 class CapacityFactor(_Out):
@@ -231,6 +262,8 @@ class PlanOptions(_Out):
     capacity_factors: list[CapacityFactor] = []
     """Deratings applied to ``replica_capacity`` (from the scenario's options or from ``--verify``);
     ``plan check`` applies them too."""
+    replica_limits: list[dict] | None = None
+    """``options.replica_limits`` as the plan was solved with (None when there are none)."""
     scaling: dict | None = None
     """``options.scaling`` as the plan was solved with (provision_s, load_gb_per_s, max_change,
     min_up_slots, initial); ``plan check`` verifies the plan's actions against it. None: slots sized on
@@ -314,13 +347,22 @@ class Plan(_Out):
             for d in sl.get("deployments", []):
                 if d.get("pool") is None:
                     d.pop("pool", None)
-            if sl.get("actions") is None:  # actions and scaling totals only with options.scaling
-                sl.pop("actions", None)
-        for f in ("scaling_gpu_hours", "replicas_started", "replicas_stopped"):
+                if d.get("market") is None:  # market only with VMs
+                    d.pop("market", None)
+            for f in ("actions", "vms"):  # actions only with options.scaling, VMs only with VM offers
+                if sl.get(f) is None:
+                    sl.pop(f, None)
+            for vm in sl.get("vms") or []:
+                for f in ("started", "stopped"):
+                    if vm.get(f) is None:
+                        vm.pop(f)
+        for f in ("scaling_gpu_hours", "replicas_started", "replicas_stopped", "vm_hours", "spot_gpu_hours",
+                  "spot_restart_gpu_hours", "vms_started"):
             if data.get("totals", {}).get(f, 0) is None:
                 data["totals"].pop(f)
-        if data.get("options", {}).get("scaling", 0) is None:
-            data["options"].pop("scaling")
+        for f in ("scaling", "replica_limits"):
+            if data.get("options", {}).get(f, 0) is None:
+                data["options"].pop(f)
         return json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
     @classmethod

@@ -65,7 +65,9 @@ the row was computed for). A class whose SLO states a ``percentile`` uses only r
 CARBON_COLUMNS = {"timestamp": "time", "region": "str", "gco2_per_kwh": "float"}
 DEMAND_COLUMNS = {"timestamp": "time", "class": "str", "origin": "str", "rate_rps": "float"}
 PRICE_COLUMNS = {"timestamp": "time", "region": "str", "usd_per_mwh": "float"}
-AVAIL_COLUMNS = {"timestamp": "time", "region": "str", "gpu": "str", "count": "int"}
+AVAIL_COLUMNS = {"timestamp": "time", "region": "str", "gpu": "str", "count": "int", "market": "str?"}
+MARKETS = ("on-demand", "spot")
+"""The markets a VM is rented on (``Deployment.market``, ``regions[].vms``)."""
 OPTIONAL_COLUMNS = {"source"}
 SHAPE_COLUMNS = {"input_tokens": "int", "output_tokens": "int", "weight": "float?", "quantile": "float?"}
 """Columns of a shape's ``distribution`` table (exactly one of ``weight`` and ``quantile``)."""
@@ -124,6 +126,9 @@ class Scenario:
     """The folder table paths are relative to."""
     document: str | None = None
     """The scenario document's path (None for a scenario built in memory)."""
+    vm_offers: pd.DataFrame | None = field(default=None, repr=False)
+    """Every (region, VM type, market) offer when some region states ``vms`` (None otherwise): see
+    :func:`_vm_offers`. Per-GPU offers then appear as flexible VMs of one GPU."""
 
     # ---- convenient views
     @property
@@ -1009,13 +1014,16 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str, allow_dirs: tuple[
     for name, arr in _read_arrivals(reader, spec, problems).items():
         tables[f"arrivals:{name}"] = arr
 
+    vm_names = sorted({v.name for r in spec.regions for v in r.vms})
+
     def series(field_name, value, columns, keycols, valcol, how, required_keys=None):
         frame, where, label = reader.read(field_name, value, columns)
         if frame is None:
             return None
         ok = np.ones(len(frame), bool)
         refs = {"region": (reg, "region"), "class": (classes, "class"), "origin": (origins, "origin"),
-                "gpu": (gpus, "GPU type")}
+                "gpu": (gpus + vm_names, "GPU or VM type" if vm_names else "GPU type"),
+                "market": (["", *MARKETS], "market (on-demand or spot)")}
         for c in keycols:
             known, what = refs[c]
             ok = ok & _check_refs(frame, c, known, label, problems, what)
@@ -1070,10 +1078,30 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str, allow_dirs: tuple[
             if g.type in gix:
                 avail[i, gix[g.type]] = g.count
                 gprice[i, gix[g.type]] = g.price_usd_per_gpu_hour
+    vm_offers = _vm_offers(spec, avail, gprice, T, source, problems)
+    if vm_offers is not None and "profiles" in tables:
+        problems.extend(_packing_problems(spec, tables["profiles"], source))
     if spec.availability is not None:
-        av = series("availability", spec.availability, AVAIL_COLUMNS, ["region", "gpu"], "count", "min")
+        av = series("availability", spec.availability, AVAIL_COLUMNS, ["region", "gpu", "market"], "count", "min")
+        if "availability" in tables and (tables["availability"]["market"] == "").all():
+            tables["availability"] = tables["availability"].drop(columns="market")
         if av:
-            for (r, g), v in av.items():
+            for (r, g, mk), v in av.items():
+                if g not in gix:  # a VM type: its on-demand or spot VMs
+                    mk = mk or "on-demand"
+                    hit = [] if vm_offers is None else vm_offers.index[
+                        (vm_offers["region"] == r) & (vm_offers["name"] == g) & (vm_offers["market"] == mk)]
+                    if not len(hit):
+                        problems.append(Problem(f"{source}: availability", f"VM type {g!r} is not offered {mk} in "
+                                                f"region {r!r} (add it to regions[{rix[r]}].vms)"))
+                        continue
+                    vm_offers.at[hit[0], "avail"] = np.minimum(vm_offers.at[hit[0], "avail"],
+                                                               np.floor(v + 1e-9).astype(np.int64))
+                    continue
+                if mk not in ("", "on-demand"):
+                    problems.append(Problem(f"{source}: availability", f"GPU type {g!r} in region {r!r}: market "
+                                            f"{mk!r} applies only to VM types (per-GPU offers are on demand)"))
+                    continue
                 if np.isnan(gprice[rix[r], gix[g]]):
                     problems.append(
                         Problem(f"{source}: availability", f"GPU type {g!r} is not offered in region {r!r} "
@@ -1081,6 +1109,11 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str, allow_dirs: tuple[
                     )
                     continue
                 avail[rix[r], gix[g]] = np.floor(v + 1e-9).astype(np.int64)
+                if vm_offers is not None:
+                    hit = vm_offers.index[(vm_offers["region"] == r) & (vm_offers["name"] == g)
+                                          & vm_offers["flexible"]]
+                    for i in hit:
+                        vm_offers.at[i, "avail"] = avail[rix[r], gix[g]].copy()
 
     rtt = np.full((O, R), np.nan)
     allowed = np.zeros((O, R), bool)
@@ -1112,4 +1145,63 @@ def _resolve(spec: ScenarioSpec, base_dir: Path, source: str, allow_dirs: tuple[
         input_files=tuple(([document] if document else []) + reader.files),
         base_dir=str(base_dir),
         document=document,
+        vm_offers=vm_offers,
     )
+
+
+def _packing_problems(spec: ScenarioSpec, prof: pd.DataFrame, source: str) -> list[Problem]:
+    """VM packing (``formulations.constraints.vm_packing``) is exact when, per region and GPU type, the GPU
+    counts of the VM types and of the replicas that fit in them divide each other (1, 2, 4, 8, ...)."""
+    across = {m.name: m.pipeline_across_vms for m in spec.models}
+    problems = []
+    for i, r in enumerate(spec.regions):
+        for gname in sorted({v.gpu for v in r.vms}):
+            vm_sizes = {int(v.gpus) for v in r.vms if v.gpu == gname}
+            rows = prof[prof["gpu"] == gname]
+            items = {int(tp) if across.get(m, False) else int(tp) * int(pp)
+                     for m, tp, pp in rows[["model", "tp", "pp"]].itertuples(index=False)}
+            sizes = sorted({s for s in items if s <= max(vm_sizes)} | vm_sizes)
+            bad = [(a, b) for a, b in zip(sizes, sizes[1:]) if b % a]
+            if bad:
+                a, b = bad[0]
+                problems.append(Problem(f"{source}: regions[{i}].vms", f"{gname}: VMs and replicas of {a} and {b} GPUs "
+                                        "do not divide each other; VM packing needs GPU counts that do (1, 2, 4, 8, "
+                                        "...): drop those profile rows or VM types"))
+    return problems
+
+
+def _vm_offers(spec: ScenarioSpec, avail: np.ndarray, gprice: np.ndarray, T: int, source: str,
+               problems: list[Problem]) -> pd.DataFrame | None:
+    """Every (region, VM type, market) offer as a row, when some region states ``vms`` (None otherwise):
+    region, r, name, gpu, g, gpus, market, price (USD per VM-hour), avail ([T] VMs), flexible (a per-GPU
+    offer: VMs of one GPU that group freely), rate (reclaims per VM-hour), restart_s (NaN: startup)."""
+    if not any(r.vms for r in spec.regions):
+        return None
+    gix = {g.name: i for i, g in enumerate(spec.gpu_types)}
+    gnames = set(gix)
+    rows = []
+    for i, r in enumerate(spec.regions):
+        for g in r.gpus:
+            if g.type in gix:
+                rows.append(dict(region=r.name, r=i, name=g.type, gpu=g.type, g=gix[g.type], gpus=1, market="on-demand",
+                                 price=float(g.price_usd_per_gpu_hour), avail=avail[i, gix[g.type]].copy(),
+                                 flexible=True, rate=0.0, restart_s=np.nan))
+        for j, v in enumerate(r.vms):
+            at = f"{source}: regions[{i}].vms[{j}]"
+            if v.gpu not in gix:
+                problems.append(Problem(f"{at}.gpu", f"unknown GPU type {token(v.gpu, 32)}"))
+                continue
+            if v.name in gnames:
+                problems.append(Problem(f"{at}.name", f"{v.name!r} is a GPU type's name; name VM types apart"))
+                continue
+            base = dict(region=r.name, r=i, name=v.name, gpu=v.gpu, g=gix[v.gpu], gpus=int(v.gpus), flexible=False,
+                        restart_s=np.nan if v.spot_restart_s is None else float(v.spot_restart_s))
+            rows.append(base | dict(market="on-demand", price=float(v.price_usd_per_hour),
+                                    avail=np.full(T, int(v.count), dtype=np.int64), rate=0.0))
+            if v.spot_price_usd_per_hour is not None and v.spot_count > 0:
+                rows.append(base | dict(market="spot", price=float(v.spot_price_usd_per_hour),
+                                        avail=np.full(T, int(v.spot_count), dtype=np.int64),
+                                        rate=float(v.spot_interruptions_per_hour)))
+    out = pd.DataFrame(rows, columns=["region", "r", "name", "gpu", "g", "gpus", "market", "price", "avail",
+                                      "flexible", "rate", "restart_s"])
+    return out.astype({"r": np.int64, "g": np.int64, "gpus": np.int64, "flexible": bool})

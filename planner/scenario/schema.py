@@ -84,7 +84,11 @@ class Model(_Frozen):
     name: Name
     """Model name, as used in the profile table (e.g. llama-3.1-8b)."""
     params_billion: float | None = Field(None, gt=0, le=1e6)
-    """Parameter count in billions (informational)."""
+    """Parameter count in billions (informational; with ``options.scaling.load_gb_per_s`` it gives the
+    time to load the weights, 2 bytes per parameter)."""
+    pipeline_across_vms: bool = False
+    """Whether a replica's pipeline stages may sit on different VMs (each stage's ``tp`` GPUs in one
+    VM), for regions that offer ``vms``. False: all ``tp x pp`` GPUs of a replica share one VM."""
 
 
 class Shape(_Frozen):
@@ -140,6 +144,13 @@ class RequestClass(_Frozen):
     --arrivals CLASS`` writes one from a trace. With it, every (config, class) is sized for the class's
     bursts (``burst_factor``, docs/formulation.md) and replicas count idle power while they have no
     work (the time-weighted rates); without it, arrivals are taken as Poisson at the demand's rate."""
+    spot: bool = False
+    """Whether this class may be served by replicas on spot VMs (``regions[].vms`` with a spot market).
+    False: only on-demand capacity serves it."""
+    on_demand_floor: float = Field(0.0, ge=0, le=1)
+    """For a class that may run on spot: the fraction of its traffic in each region that the region's
+    on-demand replicas must be able to serve if every spot VM there is reclaimed at once (the
+    ``ondemand_floor`` family); 0: no floor."""
 
 
 class RegionGpu(_Frozen):
@@ -151,6 +162,41 @@ class RegionGpu(_Frozen):
     """Rental price of one GPU for one hour, in USD."""
 
 
+class VmType(_Frozen):
+    """A VM type a region rents out: whole VMs of ``gpus`` GPUs of one type, on demand and optionally on
+    spot. Replicas are packed into VMs (a replica's GPUs within one VM; docs/formulation.md, "VMs")."""
+
+    name: Name
+    """Instance type, e.g. a3-highgpu-8g or Standard_ND96isr_H100_v5 (unique within the region, and not
+    the name of a GPU type)."""
+    gpu: Name
+    """The GPU type inside."""
+    gpus: int = Field(ge=1, le=1024)
+    """GPUs per VM."""
+    price_usd_per_hour: float = Field(ge=0, le=1e7)
+    """On-demand price of one VM for one hour, USD."""
+    count: int = Field(ge=0, le=10_000_000)
+    """VMs available on demand in every slot (the availability table may lower it per slot)."""
+    spot_price_usd_per_hour: float | None = Field(None, ge=0, le=1e7)
+    """Spot price of one VM-hour, USD; None: no spot market."""
+    spot_count: int = Field(0, ge=0, le=10_000_000)
+    """Spot VMs available in every slot (the availability table, with ``market: spot``, may lower it)."""
+    spot_interruptions_per_hour: float = Field(0.0, ge=0, le=100)
+    """Expected reclaims per spot VM per hour; each costs a restart (``options.scaling``'s provisioning
+    and loading times, or ``spot_restart_s``) of lost capacity, paid and planned for."""
+    spot_restart_s: float | None = Field(None, ge=0, le=86_400)
+    """Seconds a reclaimed spot VM's replicas are down before a replacement serves; None: the scaling
+    options' startup time (provisioning plus loading), or 0 without them."""
+    source: str | None = None
+    """Where the prices and shape come from."""
+
+    @model_validator(mode="after")
+    def _spot(self):
+        if self.spot_count > 0 and self.spot_price_usd_per_hour is None:
+            raise ValueError("spot_count > 0 needs spot_price_usd_per_hour")
+        return self
+
+
 class Region(_Frozen):
     name: Name
     """Region (data center) name, used in the carbon, price and availability tables."""
@@ -159,7 +205,11 @@ class Region(_Frozen):
     location: str | None = None
     """Free-text location (e.g. 'us-west, California'); informational."""
     gpus: list[RegionGpu] = Field(default_factory=list)
-    """GPU types offered in the region, with availability and price."""
+    """GPU types offered in the region per GPU, with availability and price (any number of a type's
+    GPUs form a replica; with ``vms`` elsewhere, such an offer counts as VMs of one GPU that group
+    freely)."""
+    vms: list[VmType] = Field(default_factory=list)
+    """VM types offered in the region (whole VMs rented, on demand and on spot)."""
 
     @model_validator(mode="after")
     def _unique_gpus(self):
@@ -167,6 +217,13 @@ class Region(_Frozen):
         dup = sorted({t for t in seen if seen.count(t) > 1})
         if dup:
             raise ValueError(f"GPU type listed twice: {', '.join(dup)}")
+        names = [v.name for v in self.vms]
+        dup = sorted({t for t in names if names.count(t) > 1})
+        if dup:
+            raise ValueError(f"VM type listed twice: {', '.join(dup)}")
+        both = sorted({v.gpu for v in self.vms} & set(seen))
+        if both:
+            raise ValueError(f"GPU type offered both per GPU and in VMs: {', '.join(both)} (use one)")
         return self
 
 
@@ -247,6 +304,29 @@ class InitialReplicas(_Frozen):
     pp: int = Field(ge=1, le=1024)
     freq_mhz: float = Field(gt=0, le=1e5)
     replicas: int = Field(ge=0, le=10_000_000)
+    market: Literal["on-demand", "spot"] = "on-demand"
+    """The market of the VMs they run on."""
+
+
+class ReplicaLimit(_Frozen):
+    """Bounds on the replicas of a model (optionally in one region, on one GPU type, TP and PP) in every
+    slot: ``min <= sum of the matching replicas <= max`` (family ``replica_limits``)."""
+
+    model: Name
+    region: Name | None = None
+    """None: summed over every region."""
+    gpu: Name | None = None
+    """None: every GPU type."""
+    tp: int | None = Field(None, ge=1, le=1024)
+    pp: int | None = Field(None, ge=1, le=1024)
+    min: int = Field(0, ge=0, le=10_000_000)
+    max: int | None = Field(None, ge=0, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
 
 
 class Scaling(_Frozen):
@@ -267,6 +347,9 @@ class Scaling(_Frozen):
     """Most replicas started plus stopped per (region, config) in one slot; None: no cap."""
     min_up_slots: int = Field(1, ge=1, le=100_000)
     """A started replica runs at least this many slots (1: no constraint beyond its own slot)."""
+    scale_down_delay_slots: int = Field(0, ge=0, le=63)
+    """A deployment keeps, in every slot, the capacity its load needed in each of the previous this many
+    slots (a scale-down stabilisation window, as Kubernetes' HPA has); 0: none."""
     initial: list[InitialReplicas] = Field(default_factory=list, max_length=100_000)
     """What runs before the first slot (e.g. the last slot of the plan in force); the first slot's
     starts and stops are counted from it. Empty: nothing runs."""
@@ -297,6 +380,9 @@ class Options(_Frozen):
     the class's percentile over every window, which gives its burst factor (docs/formulation.md). The
     default 1 is calibrated on the default scenario replayed with its traces (README); lower it for a
     margin."""
+    replica_limits: list[ReplicaLimit] = Field(default_factory=list, max_length=100_000)
+    """Min and max replicas per model, deployment (region, GPU type, TP, PP) or anything between, in
+    every slot (``ReplicaLimit``)."""
     scaling: Scaling | None = None
     """Plan the fleet over time (``Scaling``): replicas carry over between slots with startup costs and
     optional limits on change. None (default): every slot is sized on its own, as before."""
