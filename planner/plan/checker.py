@@ -1614,9 +1614,10 @@ class _Checker:
         import highspy
 
         Rt = self.f["routes"]
-        for (t, reg), grp in P[P["market"] != "spot"].groupby(["t", "region"]):
+        od = P[P["market"] != "spot"]
+        for (t, reg), rr in Rt.groupby(["pos", "region"]):
+            grp = od[(od["t"] == t) & (od["region"] == reg)]
             routed = {}
-            rr = Rt[(self.c(Rt, "pos") == t) & (Rt["region"] == reg)] if len(Rt) else Rt
             for cls, rate in zip(rr["class"], rr["rate"]):
                 if floor.get(cls, 0) > 0:
                     routed[cls] = routed.get(cls, 0.0) + float(rate) * floor[cls]
