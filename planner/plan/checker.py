@@ -425,6 +425,53 @@ def _slot_key(where: dict):
 # flattening
 
 
+def _transport_feasible(cap: dict, need: dict, arcs: list, tol: float = 1e-7) -> bool:
+    """Whether rates z >= 0 on ``arcs`` (deployment, class, capacity used per req/s) exist with, per
+    deployment, sum a z <= cap and, per class, sum z >= need: phase 1 of a dense simplex (Bland's rule),
+    written here so that the checker needs no solver."""
+    arcs = [a for a in arcs if a[0] in cap and a[1] in need]
+    if any(need[k] > tol and not any(a[1] == k for a in arcs) for k in need):
+        return False
+    deps, cls = list(cap), list(need)
+    n, m1, m2 = len(arcs), len(deps), len(cls)
+    if n == 0:
+        return all(v <= tol for v in need.values())
+    scale = max([1.0] + [abs(v) for v in need.values()] + [abs(v) for v in cap.values()])
+    # columns: z (n), slack per deployment (m1), surplus per class (m2), artificial per class (m2)
+    ncol = n + m1 + 2 * m2
+    A = np.zeros((m1 + m2, ncol + 1))
+    for j, (d, k, a) in enumerate(arcs):
+        A[deps.index(d), j] = a
+        A[m1 + cls.index(k), j] = 1.0
+    for i, d in enumerate(deps):
+        A[i, n + i] = 1.0
+        A[i, -1] = cap[d] / scale
+    for i, k in enumerate(cls):
+        A[m1 + i, n + m1 + i] = -1.0
+        A[m1 + i, n + m1 + m2 + i] = 1.0
+        A[m1 + i, -1] = need[k] / scale
+    basis = list(range(n, n + m1)) + list(range(n + m1 + m2, ncol))
+    cost = np.zeros(ncol)
+    cost[n + m1 + m2:] = 1.0
+    for _ in range(50 * (m1 + m2 + ncol)):
+        red = cost - cost[basis] @ A[:, :-1]
+        enter = next((j for j in range(ncol) if red[j] < -1e-12), None)
+        if enter is None:
+            break
+        col = A[:, enter]
+        ratios = [(A[i, -1] / col[i], basis[i], i) for i in range(len(basis)) if col[i] > 1e-12]
+        if not ratios:
+            break
+        _, _, row = min(ratios)
+        A[row] /= A[row, enter]
+        for i in range(len(basis)):
+            if i != row and A[i, enter] != 0.0:
+                A[i] -= A[i, enter] * A[row]
+        basis[row] = enter
+    art = sum(A[i, -1] for i, b in enumerate(basis) if b >= n + m1 + m2)
+    return art * scale <= tol * max(1.0, sum(need.values()))
+
+
 def _flatten(p: Plan, over: dict) -> dict[str, pd.DataFrame]:
     sl = {c: [] for c in ("index", "start", *SLOT_TOTALS)}
     dp = {c: [] for c in ("pos", "di", "id", "region", "model", "gpu", "tp", "pp", "freq", "pool", "market", "replicas",
@@ -1611,10 +1658,9 @@ class _Checker:
                       "on spot (spot: false)")
         if not any(v > 0 for v in floor.values()):
             return
-        import highspy
-
         Rt = self.f["routes"]
         od = P[P["market"] != "spot"]
+        kk = {n: i for i, n in enumerate(sc.classes)}
         for (t, reg), rr in Rt.groupby(["pos", "region"]):
             grp = od[(od["t"] == t) & (od["region"] == reg)]
             routed = {}
@@ -1623,41 +1669,18 @@ class _Checker:
                     routed[cls] = routed.get(cls, 0.0) + float(rate) * floor[cls]
             if not routed:
                 continue
-            kk = {n: i for i, n in enumerate(sc.classes)}
             # capacity left on each on-demand deployment after the classes that never run on spot
-            deps = grp.groupby("drow")
             cap_left, arcs = {}, []
-            for drow, g2 in deps:
+            for drow, g2 in grp.groupby("drow"):
                 rep = float(D.at[drow, "replicas"])
                 used = sum(sc.burst[kk[c], t] * r_ / (m * f) for c, r_, m, f in
                            zip(g2["class"], g2["rate"], g2["mu"], g2["fac"]) if not spot_ok.get(c, False))
-                cap_left[drow] = self.U * rep - used
+                cap_left[drow] = max(self.U * rep - used, 0.0)
                 for c, m, f in zip(g2["class"], g2["mu"], g2["fac"]):
                     if c in routed:
                         arcs.append((drow, c, sc.burst[kk[c], t] / (m * f)))
-            hs = highspy.Highs()
-            hs.setOptionValue("output_flag", False)
-            n = len(arcs)
-            inf = highspy.kHighsInf
-            for _ in range(n):
-                hs.addVar(0.0, inf)
-            for drow, cl in cap_left.items():
-                idx = [j for j, a in enumerate(arcs) if a[0] == drow]
-                if idx:
-                    hs.addRow(-inf, cl + 1e-9, len(idx), np.array(idx, np.int32), np.array([arcs[j][2] for j in idx]))
-            short = []
-            for cls, need in routed.items():
-                idx = [j for j, a in enumerate(arcs) if a[1] == cls]
-                if not idx:
-                    short.append(cls)
-                    continue
-                hs.addRow(need * (1 - 1e-6) - 1e-9, inf, len(idx), np.array(idx, np.int32), np.ones(len(idx)))
             o.count("spot", 1)
-            ok = not short
-            if ok and n:
-                hs.run()
-                ok = hs.getModelStatus() == highspy.HighsModelStatus.kOptimal
-            if not ok:
+            if not _transport_feasible(cap_left, routed, arcs):
                 o.add("spot", {"slot": int(t), "region": reg},
                       f"slot {int(t)}: the on-demand replicas in {reg} cannot carry the on_demand_floor share of "
                       f"{', '.join(sorted(routed))} if every spot VM is reclaimed", 0.0)

@@ -54,6 +54,16 @@ def plan_summary(plan: Plan, slot: int | None = None) -> Group:
             parts.append(f"{cls} {burst}" + (f", surge x{min(sg):.2f}" if sg else ""))
         head.add_row("headroom", "; ".join(parts) + " (burst: each req/s counted that many times; surge: demand "
                      "growth until a deployment reaches its profiled capacity, lowest slot)")
+    if t.replicas_started is not None:
+        n_act = sum(len(sl.actions or []) for sl in plan.slots)
+        head.add_row("scaling", f"{t.replicas_started} replicas started, {t.replicas_stopped} stopped in {n_act} "
+                     f"action(s); {_fmt(t.scaling_gpu_hours)} GPU-h starting up"
+                     + (f"; {t.vms_started} VMs started" if t.vms_started is not None else ""))
+    if t.vm_hours is not None:
+        spot = 100.0 * (t.spot_gpu_hours or 0.0) / t.gpu_hours if t.gpu_hours else 0.0
+        head.add_row("VMs", f"{_fmt(t.vm_hours)} VM-hours, {spot:.1f} % of GPU-hours on spot"
+                     + (f", {_fmt(t.spot_restart_gpu_hours)} GPU-h expected lost to reclaims"
+                        if t.spot_restart_gpu_hours else ""))
     if plan.options.capacity_factors:
         head.add_row("derated", f"{len(plan.options.capacity_factors)} (config, class) capacity factor(s), "
                      f"lowest {min(f.factor for f in plan.options.capacity_factors):.3g}")
@@ -90,6 +100,20 @@ def plan_summary(plan: Plan, slot: int | None = None) -> Group:
             ctxt += f"; +{len(top) - 3} more"
         regions.add_row(r, gtxt, ctxt)
     parts = [head, regions]
+    if any(sl.actions for sl in plan.slots):
+        at = Table(title="scaling actions (replicas started +, stopped -, per slot)", show_edge=False)
+        for c in ("slot", "start", "actions", "VMs"):
+            at.add_column(c)
+        for sl in plan.slots:
+            acts = "; ".join(f"{a.deployment} " + " ".join(x for x in (f"+{a.started}" if a.started else "",
+                                                                      f"-{a.stopped}" if a.stopped else "") if x)
+                             for a in sl.actions or [])
+            vms = "; ".join(f"{q.region}/{q.vm}/{q.market} " + " ".join(
+                x for x in (f"+{q.started}" if q.started else "", f"-{q.stopped}" if q.stopped else "") if x)
+                for q in sl.vms or [] if q.started or q.stopped)
+            if acts or vms:
+                at.add_row(str(sl.index), sl.start, acts, vms)
+        parts.append(at)
     if slot is not None:
         sl = plan.slots[slot]
         dt = Table(title=f"slot {sl.index} ({sl.start}) deployments", show_edge=False)
@@ -104,6 +128,13 @@ def plan_summary(plan: Plan, slot: int | None = None) -> Group:
         for r in sl.routing:
             rt.add_row(r.class_, r.origin, r.region, _fmt(r.rate_rps), f"{r.share:.3f}", _fmt(r.rtt_ms))
         parts += [dt, rt]
+        if sl.vms:
+            vt = Table(title=f"slot {sl.index} VMs", show_edge=False)
+            for c in ("region", "VM type", "market", "GPUs/VM", "VMs"):
+                vt.add_column(c)
+            for q in sl.vms:
+                vt.add_row(q.region, q.vm, q.market, str(q.gpus_per_vm), str(q.count))
+            parts.append(vt)
     return Group(*parts)
 
 

@@ -196,6 +196,16 @@ class Scenario:
             for fld in ("attainment", "percentile"):
                 if cls.get("slo", {}).get(fld) is None:
                     cls.get("slo", {}).pop(fld, None)
+            if not cls.get("spot"):
+                cls.pop("spot", None)
+                if not cls.get("on_demand_floor"):
+                    cls.pop("on_demand_floor", None)
+        for m in doc.get("models", []):
+            if not m.get("pipeline_across_vms"):
+                m.pop("pipeline_across_vms", None)
+        for r in doc.get("regions", []):
+            if not r.get("vms"):
+                r.pop("vms", None)
         h.update(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
         for name in sorted(self.tables):
             h.update(f"\n#{name}\n".encode())
