@@ -89,6 +89,52 @@ def per_slot_bound(scenario, objective, backend, opts: SolveOptions, solve):
     return plan, b
 
 
+def plan_columns(plan, sc, md, v, ncols: int) -> np.ndarray:
+    """A plan's decisions as column values of the coupled model (``v``): replicas, assignments, routes,
+    unserved rates, VMs; starts and stops from their changes (the initial fleet before the first slot).
+    Columns the plan does not state (fallback rates) stay 0. Used as the windows' starting point."""
+    x = np.zeros(ncols)
+    rix = {r: i for i, r in enumerate(sc.regions)}
+    kix = {k: i for i, k in enumerate(sc.classes)}
+    oix = {o: i for i, o in enumerate(sc.origins)}
+    cix = {f"{sc.regions[r]}/{key}": (r, c) for r in range(len(sc.regions))
+           for c, key in zip(md.configs["c"], md.configs["key"])}
+    ncol = {k: c for k, c in zip(zip(v.n["r"], v.n["c"], v.n["t"]), v.n["col"])}
+    ycol = {k: c for k, c in zip(zip(v.y["k"], v.y["r"], v.y["c"], v.y["t"]), v.y["col"])}
+    xcol = {k: c for k, c in zip(zip(v.x["k"], v.x["o"], v.x["r"], v.x["t"]), v.x["col"])}
+    ucol = {k: c for k, c in zip(zip(v.u["k"], v.u["o"], v.u["t"]), v.u["col"])}
+    for t, sl in enumerate(plan.slots):
+        for d in sl.deployments:
+            rc = cix.get(d.id)
+            if rc is None:
+                continue
+            if (rc[0], rc[1], t) in ncol:
+                x[ncol[(rc[0], rc[1], t)]] = d.replicas
+            for cl in d.classes:
+                col = ycol.get((kix[cl.class_], rc[0], rc[1], t))
+                if col is not None:
+                    x[col] = cl.rate_rps
+        for r in sl.routing:
+            col = xcol.get((kix[r.class_], oix[r.origin], rix[r.region], t))
+            if col is not None:
+                x[col] = r.rate_rps
+        for u in sl.unserved:
+            col = ucol.get((kix[u.class_], oix[u.origin], t))
+            if col is not None:
+                x[col] = u.rate_rps
+    if v.vm is not None:
+        vix = {(row.region, row.name, row.market): row.v for row in md.vms.itertuples(index=False)}
+        vcol = {k: c for k, c in zip(zip(v.vm["v"], v.vm["t"]), v.vm["col"])}
+        for t, sl in enumerate(plan.slots):
+            for q in sl.vms or []:
+                col = vcol.get((vix.get((q.region, q.vm, q.market)), t))
+                if col is not None:
+                    x[col] = q.count
+    from planner.optimize.extract import _scaling_from_replicas
+
+    return _scaling_from_replicas(md, v, x)
+
+
 def solve_rolling(sc, md, lm, v, obj: str, backend: str, opts: SolveOptions, build_secs: float, solve,
                   window: int = DEFAULT_WINDOW, commit: int = DEFAULT_COMMIT):
     """Steps 1-3 of the module docstring; ``solve`` is the planner's solve entry point (for the bound)."""
@@ -100,6 +146,7 @@ def solve_rolling(sc, md, lm, v, obj: str, backend: str, opts: SolveOptions, bui
     share = None if opts.time_limit is None else 0.3 * opts.time_limit
     bopts = replace(opts, time_limit=share, progress=None)
     base_plan, lower = per_slot_bound(sc, obj, backend, bopts, solve)
+    x0 = plan_columns(base_plan, sc, md, v, lm.ncols)
     # 2. windows
     primary = objective_vector(lm, md, obj)
     col_slot = _slot_of(lm, lm.var_blocks, lm.ncols)
@@ -125,7 +172,7 @@ def solve_rolling(sc, md, lm, v, obj: str, backend: str, opts: SolveOptions, bui
         if deadline is not None:
             limit = max(0.5, (deadline - time.perf_counter()) * 0.9 / (n_windows - i))
         be = get_backend(backend)(sub, primary[cols])
-        r = be.solve(replace(opts, time_limit=limit, progress=None))
+        r = be.solve(replace(opts, time_limit=limit, progress=None), start=np.where(past, x, x0)[cols])
         solve_secs += r.solve_seconds
         if r.status in (INFEASIBLE, UNBOUNDED, NO_SOLUTION) or not r.has_solution:
             raise_for(r, sc, opts, where=f" (rolling-horizon window of slots {a}-{b - 1})")
