@@ -21,7 +21,8 @@ def _vm(name, gpus, price, count, **kw):
 
 def _sc(vms, demand, classes=None, profiles=None, models=None, **options):
     doc = scenario(regions={"A": {"pue": 1.0, "vms": vms}}, slots=len(demand), demand={("k", "o"): demand},
-                   profiles=profiles or [profile(max_rps=10.0)], classes=classes, options={"objective": "cost", **options})
+                   profiles=profiles or [profile(max_rps=10.0)], classes=classes,
+                   options={"objective": "cost", **options})
     if models:
         doc["models"] = models
     return planner.scenario_from_dict(doc)

@@ -1599,7 +1599,8 @@ class _Checker:
             init = np.zeros(len(vo))
             need: dict[tuple, float] = {}
             for x in self.scal.initial:
-                need[(x.region, x.gpu, x.market)] = need.get((x.region, x.gpu, x.market), 0.0) + x.replicas * x.tp * x.pp
+                key = (x.region, x.gpu, x.market)
+                need[key] = need.get(key, 0.0) + x.replicas * x.tp * x.pp
             for (reg, gpu, mk), gpus in need.items():
                 cand = [(-off.gpus, i) for i, (key, off) in enumerate(offers.items())
                         if key[0] == reg and off.gpu == gpu and key[2] == mk]
@@ -1687,7 +1688,7 @@ class _Checker:
 
     def check_replica_rules(self) -> None:
         """options.replica_limits per slot, and scale_down_delay_slots per deployment."""
-        o, sc, D, p, T = self.o, self.sc, self.D, self.p, self.T
+        o, sc, D, T = self.o, self.sc, self.D, self.T
         for i, lim in enumerate(sc.options.replica_limits):
             sel = D["model"] == lim.model
             for f_, col in (("region", "region"), ("gpu", "gpu"), ("tp", "tp"), ("pp", "pp")):
