@@ -151,6 +151,23 @@ def test_init_writes_default_and_refuses_overwrite(tmp_path, capsys):
     assert code == 0 and (d / "carbon.csv").read_text() != "edited"
 
 
+def test_init_and_solve_name_the_week_example(tmp_path, capsys):
+    """``plan init --example week`` writes the shared folder and points at week.yaml, which loads with its
+    VM offers and 168 slots; unknown examples are refused by name (exit 2, nothing written)."""
+    d = tmp_path / "wk"
+    code, _, err = run(["init", d, "--example", "week"], capsys)
+    assert code == 0 and "week.yaml" in err
+    sc = planner.load_scenario(d / "week.yaml")
+    assert sc.n_slots == 168 and sc.vm_offers is not None and (sc.vm_offers["market"] == "spot").any()
+    assert sc.options.scaling is not None
+    code, _, err = run(["init", tmp_path / "x", "--example", "month"], capsys)
+    assert code == 2 and "month" in err and "week" in err and not (tmp_path / "x").exists()
+    code, _, err = run(["solve", "--example", "month"], capsys)
+    assert code == 2 and "unknown example" in err
+    code, _, err = run(["solve", d / "week.yaml", "--example", "week"], capsys)
+    assert code == 2 and "not both" in err
+
+
 def test_infeasible_exit_3_with_explanation(tmp_path, capsys):
     doc = two_region_doc(demand={("k", "o"): [8.0, 500.0, 14.0]})
     p = tmp_path / "s.yaml"

@@ -606,7 +606,11 @@ def main(argv: list[str] | None = None) -> int:
         summarize(profiles, carbon, prices_ts, demand, cc, shapes, shares, stats, clipped)
         print(f"\nwrote {out}: scenario.yaml, profiles.csv ({len(profiles)} rows), carbon.csv ({len(carbon)}), "
               f"demand.csv ({len(demand)}), electricity_price.csv ({len(prices_ts)})")
-    return 0
+    # the week example shares this folder's tables (tools/build_week.py)
+    import build_week
+
+    argv_week = ["--shared", str(shared), "--out", str(out)] + (["--quiet"] if args.quiet else [])
+    return build_week.main(argv_week)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shared", type=Path, default=bd.default_shared())
     ap.add_argument("--out", type=Path, default=HERE.parent / "data" / "default")
+    ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     shared = args.shared.resolve()
     bd.DAY, bd.SLOTS = START, 24 * DAYS
@@ -123,8 +124,9 @@ def main(argv=None) -> int:
     carbon.to_csv(args.out / "week_carbon.csv", **opts)
     demand.to_csv(args.out / "week_demand.csv", **opts)
     prices_ts.to_csv(args.out / "week_electricity_price.csv", **opts)
-    print(f"wrote {args.out}/week.yaml, week_carbon.csv ({len(carbon)}), week_demand.csv ({len(demand)}), "
-          f"week_electricity_price.csv ({len(prices_ts)})")
+    if not args.quiet:
+        print(f"wrote {args.out}/week.yaml, week_carbon.csv ({len(carbon)}), week_demand.csv ({len(demand)}), "
+              f"week_electricity_price.csv ({len(prices_ts)})")
     return 0
 
 

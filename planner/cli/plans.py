@@ -37,6 +37,13 @@ def _scenario_for_plan(plan, plan_file: Path, scenario: Optional[Path], allow_di
         if src is None:
             raise InputError([Problem(str(plan_file), "the plan records no scenario file (it was made from a "
                                                       "scenario built in memory): give --scenario")])
+        if src.startswith("<example:") and src.endswith(">"):
+            from planner.scenario.defaults import example_path
+
+            try:
+                src = str(example_path(src[len("<example:"):-1]))
+            except ValueError as e:
+                raise InputError([Problem(where, str(e))]) from None
         if src != "<default>" and not Path(src).exists():
             raise InputError([Problem(where, f"the plan's scenario {src} does not exist here: give --scenario")])
         scenario = None if src == "<default>" else Path(src)
@@ -72,7 +79,8 @@ def solve(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Plan JSON file (default: stdout)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary on stderr."),
     demand_statistic: Optional[str] = typer.Option(None, "--demand-statistic", metavar="mean|peak|pNN", help="Size each slot for this statistic of a demand table finer than the slot: mean (default), peak, or a time-weighted percentile such as p95 (overrides the scenario)."),
-    whole_model: bool = typer.Option(False, "--whole-model", help="Solve all slots as one model (default: slot by slot when no budget or cap couples them)."),
+    whole_model: bool = typer.Option(False, "--whole-model", help="Solve all slots as one model (default: slot by slot when no budget or cap couples them, a rolling horizon with options.scaling)."),
+    example: Optional[str] = typer.Option(None, "--example", metavar="NAME", help="Solve an embedded example instead of a file: default, or week (7 days, VMs on demand and spot, the fleet over time)."),
     allow_dir: Optional[list[Path]] = typer.Option(None, "--allow-dir", help=ALLOW_DIR_HELP),
     verify: bool = typer.Option(False, "--verify", help="Simulate the plan and, where a (config, class) misses its class's attainment target (slo.attainment, default 0.99), derate that capacity and re-solve, until every (class, origin) meets its target in simulation."),
     trace: Optional[list[str]] = typer.Option(None, "--trace", help="With --verify: replay this request trace (PATH or PATH=CLASS,CLASS; repeatable). Default: Poisson arrivals at the planned rates."),
@@ -109,6 +117,15 @@ def solve(
     finite("--verify-minutes", verify_minutes, positive=True)
     finite("--verify-load", verify_load, positive=True)
     check_outputs({"-o": output, "--write-model": write_model})  # before loading: fail fast
+    if example is not None:
+        from planner.scenario.defaults import example_path
+
+        if scenario is not None:
+            raise InputError("give a SCENARIO or --example, not both")
+        try:
+            scenario = example_path(example)
+        except ValueError as e:
+            raise InputError(f"--example: {e}") from None
     sc = load_scenario(scenario, allow_dirs=allow_dir or ())
     from planner.sim.arrivals import TraceSource, load_traces
 

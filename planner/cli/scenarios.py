@@ -36,10 +36,13 @@ def validate(scenario: Optional[Path] = typer.Argument(None, help="Scenario file
 def init(
     directory: Path = typer.Argument(..., help="Folder to write the default scenario into."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
+    example: str = typer.Option("default", "--example", metavar="NAME", help="The example to start from: default (one day) or week (7 days, VMs on demand and spot, the fleet over time); the folder holds both, which share their tables."),
 ):
     """Write the embedded default scenario (YAML + CSV tables) to DIRECTORY for editing."""
-    from planner.scenario.defaults import default_scenario_dir
+    from planner.scenario.defaults import EXAMPLES, default_scenario_dir
 
+    if example not in EXAMPLES:
+        raise InputError(f"--example: unknown example {example!r}; the embedded examples are {', '.join(EXAMPLES)}")
     src = default_scenario_dir()
     files = sorted(p for p in src.iterdir() if p.suffix in (".yaml", ".csv", ".md"))
     if directory.exists() and not directory.is_dir():
@@ -50,7 +53,7 @@ def init(
     directory.mkdir(parents=True, exist_ok=True)
     for p in files:
         atomic_write_text(directory / p.name, p.read_text(encoding="utf-8"))
-    err.print(f"wrote {len(files)} files to {directory}; try: plan solve {directory / 'scenario.yaml'}")
+    err.print(f"wrote {len(files)} files to {directory}; try: plan solve {directory / EXAMPLES[example]}")
 
 
 def generate(

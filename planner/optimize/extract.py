@@ -34,7 +34,7 @@ from planner.plan.schema import (
     UnservedRate,
     VmUse,
 )
-from planner.scenario.defaults import default_scenario_path
+from planner.scenario.defaults import EXAMPLES, default_scenario_path, example_path
 from planner.scenario.loading import Scenario
 
 UNITS = {"carbon": "kgCO2e", "energy": "kWh", "cost": "USD", "gpu-hours": "GPU-h"}
@@ -137,6 +137,9 @@ def scenario_source(sc: Scenario) -> str | None:
     doc = os.path.realpath(sc.document)
     if doc == os.path.realpath(default_scenario_path()):
         return "<default>"
+    for name in EXAMPLES:
+        if name != "default" and doc == os.path.realpath(example_path(name)):
+            return f"<example:{name}>"
     return doc
 
 

@@ -13,3 +13,14 @@ def default_scenario_dir() -> Path:
 
 def default_scenario_path() -> Path:
     return default_scenario_dir() / "scenario.yaml"
+
+
+EXAMPLES = {"default": "scenario.yaml", "week": "week.yaml"}
+"""Embedded examples: name -> document in the default folder (they share its tables)."""
+
+
+def example_path(name: str) -> Path:
+    """The document of an embedded example; ValueError naming the examples for an unknown one."""
+    if name not in EXAMPLES:
+        raise ValueError(f"unknown example {name!r}; the embedded examples are {', '.join(EXAMPLES)}")
+    return default_scenario_dir() / EXAMPLES[name]
