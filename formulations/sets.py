@@ -340,7 +340,7 @@ def markets(sc, cfg: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataFrame, p
     if twins.empty:
         return cfg, pairs
     off = int(cfg["c"].max()) + 1
-    key = twins["key"].str.replace(r"(#[a-z]+)?$", r"|spot\1", regex=True)  # before a pool's suffix
+    key = twins["key"].str.replace(r"^(.*?)(#[a-z]+)?$", r"\1|spot\2", regex=True)  # before a pool's suffix
     tw = twins.assign(market=1, key=key, c=twins["c"] + off)
     cfg = pd.concat([cfg, tw], ignore_index=True)
     pairs = pd.concat([pairs, sp.assign(c=sp["c"] + off)], ignore_index=True)

@@ -319,3 +319,26 @@ def test_trace_with_unknown_names_is_rejected_with_its_line(solved, tmp_path, co
     with pytest.raises(planner.InputError) as e:
         simulate(plan, sc, traces=[str(trace)], minutes=0.5)
     assert needle in str(e.value) and "t.csv" in str(e.value)
+
+
+def test_a_plan_on_vms_simulates_with_its_vm_rental():
+    """The same fleet rented as 8-GPU VMs (on demand 24 USD/h, spot 8 USD/h; the class may run on spot
+    with half its traffic kept servable on demand): the plan simulates, every request completes or is
+    dropped, and GPU rental (simulated = planned) is the slot's VMs x price x window."""
+    doc = sim_doc(rate=600.0, count=80)
+    doc["regions"][0].pop("gpus")
+    doc["regions"][0]["vms"] = [{"name": "vm8", "gpu": "H100-80GB", "gpus": 8, "price_usd_per_hour": 24.0,
+                                 "count": 10, "spot_price_usd_per_hour": 8.0, "spot_count": 10}]
+    doc["classes"][0] |= {"spot": True, "on_demand_floor": 0.5}
+    sc = planner.scenario_from_dict(doc)
+    plan = planner.solve(sc, objective="cost", mip_gap=0.0)
+    assert planner.check(plan, sc).ok
+    assert {d.market for d in plan.slots[0].deployments} == {"on-demand", "spot"}
+    rep = simulate(plan, sc, minutes=6.0)
+    price = {"on-demand": 24.0, "spot": 8.0}
+    rent = sum(q.count * price[q.market] for q in plan.slots[0].vms) * 0.1
+    assert rep.simulated.gpu_cost_usd == pytest.approx(rent)
+    assert rep.planned.gpu_cost_usd == pytest.approx(rent)
+    r = rep.requests
+    assert r.arrived > 0 and r.arrived == r.completed + r.dropped_unrouted + r.dropped_too_long
+    assert rep.attainment.slo >= 0.99  # the spot and on-demand deployments hold the SLO at the planned load

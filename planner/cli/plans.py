@@ -192,7 +192,11 @@ def solve(
             err.print(f"plan written to {output}")
     if plan.status != "optimal":
         gap = "unknown" if plan.solver.gap is None else f"{100 * plan.solver.gap:.2f}%"
-        err.print(f"[yellow]note:[/] stopped at a limit; the best plan found has a gap of {gap} to the bound")
+        if plan.solver.status.startswith("rolling horizon"):
+            err.print(f"[yellow]note:[/] rolling horizon: the plan is within {gap} of the bound (the slots solved "
+                      "without coupling, which leaves out startup costs); --whole-model solves it exactly")
+        else:
+            err.print(f"[yellow]note:[/] stopped at a limit; the best plan found has a gap of {gap} to the bound")
 
 
 def show(

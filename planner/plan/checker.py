@@ -1670,21 +1670,40 @@ class _Checker:
                     routed[cls] = routed.get(cls, 0.0) + float(rate) * floor[cls]
             if not routed:
                 continue
-            # capacity left on each on-demand deployment after the classes that never run on spot
+            # capacity left on each on-demand deployment after the classes that never run on spot; in the
+            # fallback a deployment may carry any floor class its config serves within the SLO (zero RTT)
             cap_left, arcs = {}, []
-            for drow, g2 in grp.groupby("drow"):
-                rep = float(D.at[drow, "replicas"])
+            deps = D[(D["t"] == t) & (D["region"] == reg) & (D["market"] != "spot") & D["cfg_ok"].to_numpy(bool)]
+            for drow, dep in deps.iterrows():
+                g2 = grp[grp["drow"] == drow]
                 used = sum(sc.burst[kk[c], t] * r_ / (m * f) for c, r_, m, f in
                            zip(g2["class"], g2["rate"], g2["mu"], g2["fac"]) if not spot_ok.get(c, False))
-                cap_left[drow] = max(self.U * rep - used, 0.0)
-                for c, m, f in zip(g2["class"], g2["mu"], g2["fac"]):
-                    if c in routed:
-                        arcs.append((drow, c, sc.burst[kk[c], t] / (m * f)))
+                cap_left[drow] = max(self.U * float(dep["replicas"]) - used, 0.0)
+                for c in routed:
+                    k = kk[c]
+                    kc = sc.spec.classes[k]
+                    if kc.model != dep["model"]:
+                        continue
+                    row = self.prof[(self.prof["model"] == dep["model"]) & (self.prof["gpu"] == dep["gpu"])
+                                    & (self.prof["tp"] == dep["tp"]) & (self.prof["pp"] == dep["pp"])
+                                    & (self.prof["freqr"] == dep["freqr"]) & (self.prof["shape"] == kc.shape)]
+                    if row.empty or row["tbt_ms"].iat[0] > kc.slo.tbt_ms or row["ttft_ms"].iat[0] > kc.slo.ttft_ms:
+                        continue
+                    fac = self._pair_factor(dep, c)
+                    arcs.append((drow, c, sc.burst[k, t] / (float(row["max_rps"].iat[0]) * fac)))
             o.count("spot", 1)
             if not _transport_feasible(cap_left, routed, arcs):
                 o.add("spot", {"slot": int(t), "region": reg},
                       f"slot {int(t)}: the on-demand replicas in {reg} cannot carry the on_demand_floor share of "
                       f"{', '.join(sorted(routed))} if every spot VM is reclaimed", 0.0)
+
+    def _pair_factor(self, dep, cls: str) -> float:
+        """The plan's capacity factor of a deployment's config for a class (1 where none)."""
+        for f in self.p.options.capacity_factors:
+            if (f.model, f.gpu, f.tp, f.pp, f.class_) == (dep["model"], dep["gpu"], dep["tp"], dep["pp"], cls) and \
+                    abs(f.freq_mhz - float(dep["freq"])) <= 1e-9 * max(1.0, abs(f.freq_mhz)):
+                return float(f.factor)
+        return 1.0
 
     def check_replica_rules(self) -> None:
         """options.replica_limits per slot, and scale_down_delay_slots per deployment."""

@@ -256,7 +256,7 @@ def simulate(plan, scenario, *, traces: Sequence[TraceSource | str] | None = Non
             sim_e += fac_kwh
             sim_c += fac_kwh * ci[d.region] / 1000.0
             sim_el += fac_kwh / 1000.0 * price[d.region]
-            sim_gpu += nr * d.gpus * float(sc.gpu_price[d.region, d.gpu]) * slot_h
+            sim_gpu += nr * d.gpus * _gpu_price(sc, d) * slot_h
             nreq = int(admitted_per_dep[j])
             has_mu = np.isfinite(d.mu) & (np.nan_to_num(d.mu) > 0)
             load = float(np.sum(done_per_dep_class[j, has_mu] / d.mu[has_mu])) / (window_ms / 1000.0)
@@ -273,8 +273,14 @@ def simulate(plan, scenario, *, traces: Sequence[TraceSource | str] | None = Non
                                          met=int(met_per_dep_class[j, k]))
                          for k in range(K) if routed_per_dep_class[j, k] > 0]))
         st = plan.slots[t].totals
-        gpu_cost_planned = sum(d.spec.replicas * d.gpus * float(sc.gpu_price[d.region, d.gpu])
-                               for d in deps) * sc.slot_hours
+        if sc.vm_offers is None:
+            gpu_cost_planned = sum(d.spec.replicas * d.gpus * float(sc.gpu_price[d.region, d.gpu])
+                                   for d in deps) * sc.slot_hours
+        else:  # whole VMs rented (their idle GPUs, restarts and starts are in the plan's other figures)
+            price_of = {(row.region, row.name, row.market): row.price for row in sc.vm_offers.itertuples(index=False)}
+            gpu_cost_planned = sum(q.count * price_of.get((q.region, q.vm, q.market), 0.0)
+                                   for q in plan.slots[t].vms or []) * sc.slot_hours
+            sim_gpu = gpu_cost_planned * frac  # the simulation runs the same VMs over its window
         planned = Figures(energy_kwh=st.energy_kwh * frac, carbon_kg=st.carbon_kg * frac, cost_usd=st.cost_usd * frac,
                           gpu_cost_usd=gpu_cost_planned * frac,
                           electricity_cost_usd=(st.cost_usd - gpu_cost_planned) * frac)
@@ -328,3 +334,11 @@ def simulate(plan, scenario, *, traces: Sequence[TraceSource | str] | None = Non
         fairness=fair, groups=groups, slots=slot_reports, deployments=dep_reports, notes=notes,
         timing=Timing(wall_seconds=wall, engine_seconds=engine_s,
                       requests_per_second=n_total / engine_s if engine_s > 0 else 0.0, events=events))
+
+
+def _gpu_price(sc, d) -> float:
+    """USD per GPU-hour of a simulated deployment's GPUs: the per-GPU price; 0 with VMs, where the slot's
+    VM rental (from the plan's ``vms``) replaces the deployments' sum."""
+    if sc.vm_offers is None:
+        return float(sc.gpu_price[d.region, d.gpu])
+    return 0.0
