@@ -169,3 +169,22 @@ def test_bad_vm_input_is_named():
     with pytest.raises(planner.ScenarioError) as e:
         planner.scenario_from_dict(doc)
     assert "GPU type's name" in str(e.value)
+
+
+def test_spot_twins_of_pooled_configs_keep_the_pool_suffix_last():
+    """A config split into pools (ids ending in #light / #saturated) gets spot twins whose market comes
+    before the pool: ``...|1000MHz|spot#saturated`` (found when a twin read ``...#saturated|spot``)."""
+    import pandas as pd
+
+    from formulations.sets import markets
+
+    cls = {"name": "k", "model": "m", "shape": "s", "slo": {"ttft_ms": 500, "tbt_ms": 50}, "spot": True}
+    sc = _sc([_vm("vm1", 1, 1.0, 10, **SPOT)], [25.0], classes=[cls])
+    base = "m|G|tp1|pp1|1000MHz"
+    cfg = pd.DataFrame({"c": [0, 1], "model": "m", "gpu": "G", "g": 0, "tp": 1, "pp": 1, "gpus": 1,
+                        "freq_mhz": 1000.0, "pool": ["light", "saturated"],
+                        "key": [f"{base}#light", f"{base}#saturated"]})
+    pairs = pd.DataFrame({"c": [0, 1], "k": [0, 0]})
+    out, _ = markets(sc, cfg, pairs)
+    assert sorted(out["key"]) == sorted([f"{base}#light", f"{base}#saturated", f"{base}|spot#light",
+                                         f"{base}|spot#saturated"])
