@@ -251,7 +251,8 @@ def replica_capacity(lm: LinearModel, md: ModelData, v: Vars) -> None:
     idx = n[["r", "c", "t"]].reset_index(drop=True)
     idx["row"] = np.arange(len(idx))
     a = y.merge(idx, on=["r", "c", "t"])
-    U = md.scenario.options.max_utilization * (1.0 - md.spot_loss[n["r"].to_numpy(), n["c"].to_numpy()])
+    loss = md.spot_loss[n["r"].to_numpy(np.int64), n["c"].to_numpy(np.int64)]  # int: n may be empty
+    U = md.scenario.options.max_utilization * (1.0 - loss)
     rows = np.concatenate([a["row"].to_numpy(), idx["row"].to_numpy()])
     cols = np.concatenate([a["col"].to_numpy(), n["col"].to_numpy()])
     vals = np.concatenate([a["beta"].to_numpy() / a["cap"].to_numpy(), -U])
@@ -330,7 +331,8 @@ def scale_down_delay(lm: LinearModel, md: ModelData, v: Vars) -> None:
         return
     D = int(md.scenario.options.scaling.scale_down_delay_slots)
     n = v.n.reset_index(drop=True)
-    U = md.scenario.options.max_utilization * (1.0 - md.spot_loss[n["r"].to_numpy(), n["c"].to_numpy()])
+    loss = md.spot_loss[n["r"].to_numpy(np.int64), n["c"].to_numpy(np.int64)]  # int: n may be empty
+    U = md.scenario.options.max_utilization * (1.0 - loss)
     parts = []
     for d in range(1, D + 1):
         rows_n = n[n["t"] >= d][["r", "c", "t", "col"]].assign(U=U[(n["t"] >= d).to_numpy()], d=d)

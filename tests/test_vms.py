@@ -188,3 +188,16 @@ def test_spot_twins_of_pooled_configs_keep_the_pool_suffix_last():
     out, _ = markets(sc, cfg, pairs)
     assert sorted(out["key"]) == sorted([f"{base}#light", f"{base}#saturated", f"{base}|spot#light",
                                          f"{base}|spot#saturated"])
+
+
+def test_a_model_without_replicas_still_builds():
+    """Nothing can serve (the only row misses the TBT target, no GPU available) and unserved demand is
+    allowed: the model has no replica columns at all and the plan leaves the 8 req/s unserved (28,800
+    requests in the hour); found by the property tests (an empty replica index)."""
+    doc = scenario(regions={"r0": {"pue": 1.0, "gpus": [{"type": "G", "count": 0, "price_usd_per_gpu_hour": 1.0}]}},
+                   origins={"o": {"rtt_ms": {"r0": 1.0}}}, profiles=[profile(tbt=31.0)],
+                   options={"unserved": {"allowed": True}})
+    doc["classes"][0]["slo"]["tbt_ms"] = 30
+    sc = planner.scenario_from_dict(doc)
+    plan = planner.solve(sc)
+    assert plan.totals.unserved_requests == pytest.approx(28_800.0) and planner.check(plan, sc).ok
