@@ -1383,15 +1383,11 @@ class _Checker:
         except ValidationError as e:
             o.add("options", {"field": "scaling"}, f"options.scaling is invalid: {e.errors()[0]['msg']}")
             return
-        size = {m.name: m.params_billion for m in sc.spec.models}
 
         vm_mode = sc.vm_offers is not None
 
         def startup_h(model):  # with VMs, provisioning is paid per VM started (check_vms)
-            secs = 0.0 if vm_mode else float(scal.provision_s)
-            if scal.load_gb_per_s is not None and size.get(model) is not None:
-                secs += 2.0 * float(size[model]) / float(scal.load_gb_per_s)
-            return secs / 3600.0
+            return self.startup_s(model, with_provision=not vm_mode) / 3600.0
 
         def gpu_price(r, g, market):
             if not vm_mode:
