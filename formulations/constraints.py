@@ -26,8 +26,8 @@ class Vars:
     x: pd.DataFrame  # k, o, r, t, col   routed rate (req/s)
     y: pd.DataFrame  # k, r, c, t, col   rate assigned to a config (req/s)
     u: pd.DataFrame  # k, o, t, col      unserved rate (req/s)
-    up: pd.DataFrame | None = None    # r, c, t, col   replicas started (options.scaling only)
-    down: pd.DataFrame | None = None  # r, c, t, col   replicas stopped (options.scaling only)
+    up: pd.DataFrame | None = None    # r, b, t, col   replicas of base b started (options.scaling only)
+    down: pd.DataFrame | None = None  # r, b, t, col   replicas of base b stopped (options.scaling only)
     vm: pd.DataFrame | None = None    # v, r, g, mk, t, col   VMs rented (regions with vms only)
     vm_up: pd.DataFrame | None = None  # v, r, t, col   VMs started (vms and options.scaling)
     fb: pd.DataFrame | None = None    # k, r, c, t, col   fallback rate on on-demand replicas (on-demand floors)
@@ -51,8 +51,9 @@ def variables(lm: LinearModel, md: ModelData) -> Vars:
     * ``route[k,o,r,t]`` in [0, D[k,o,t]]: rate of class k from origin o served in region r
     * ``assign[k,r,c,t]`` >= 0: rate of class k in region r served by config c
     * ``unserved[k,o,t]`` in [0, D[k,o,t]] (only when unserved demand is allowed)
-    * with ``options.scaling``: ``scale_out[r,c,t]`` in {0, ..., ub(replicas)} and ``scale_in[r,c,t]`` in
-      {0, 1, ...}, over every slot of each (region, config) that serves or runs at the start
+    * with ``options.scaling``: ``scale_out[r,b,t]`` in {0, ..., sum_{c in b} ub(replicas[r,c,t])} and
+      ``scale_in[r,b,t]`` in {0, 1, ...} per deployment base b (model, GPU type, TP, PP, market:
+      ``sets.deployment_bases``), over every slot of each (region, base) that serves or runs at the start
     """
     n = md.n_index
     b = lm.add_vars("replicas", ("region", "config", "slot"), n[["r", "c", "t"]].to_numpy(), 0.0,
@@ -75,12 +76,14 @@ def variables(lm: LinearModel, md: ModelData) -> Vars:
     uv = u[["k", "o", "t"]].assign(col=b.cols)
     upv = downv = None
     if md.scenario.options.scaling is not None:
-        b = lm.add_vars("scale_out", ("region", "config", "slot"), n[["r", "c", "t"]].to_numpy(), 0.0,
-                        n["ub"].to_numpy(float), integer=True, doc="replicas of config c started for slot t in region r")
-        upv = n[["r", "c", "t"]].assign(col=b.cols)
-        b = lm.add_vars("scale_in", ("region", "config", "slot"), n[["r", "c", "t"]].to_numpy(), 0.0, INF,
-                        integer=True, doc="replicas of config c stopped at the start of slot t in region r")
-        downv = n[["r", "c", "t"]].assign(col=b.cols)
+        nb = _base_index(md, n)
+        b = lm.add_vars("scale_out", ("region", "base", "slot"), nb[["r", "b", "t"]].to_numpy(), 0.0,
+                        nb["ub"].to_numpy(float), integer=True,
+                        doc="replicas of deployment base b started for slot t in region r")
+        upv = nb[["r", "b", "t"]].assign(col=b.cols)
+        b = lm.add_vars("scale_in", ("region", "base", "slot"), nb[["r", "b", "t"]].to_numpy(), 0.0, INF,
+                        integer=True, doc="replicas of deployment base b stopped at the start of slot t in region r")
+        downv = nb[["r", "b", "t"]].assign(col=b.cols)
     vmv = vmupv = fbv = None
     if md.vms is not None:
         vmv = _vm_index(md, n)
@@ -98,6 +101,17 @@ def variables(lm: LinearModel, md: ModelData) -> Vars:
                                           "if every spot VM were reclaimed")
             fbv = fbi.assign(col=b.cols)
     return Vars(nv, xv, yv, uv, upv, downv, vmv, vmupv, fbv)
+
+
+def _base_index(md: ModelData, n: pd.DataFrame) -> pd.DataFrame:
+    """(r, b, t) of every deployment base with replica variables in slot t; ub = the sum of its configs'."""
+    nb = n[["r", "c", "t", "ub"]].merge(md.configs[["c", "b"]], on="c")
+    return nb.groupby(["t", "r", "b"], as_index=False)["ub"].sum()[["r", "b", "t", "ub"]]
+
+
+def _replicas_by_base(md: ModelData, v: Vars) -> pd.DataFrame:
+    """The replica columns with their base: r, c, b, t, col."""
+    return v.n.merge(md.configs[["c", "b"]], on="c")
 
 
 def _vm_index(md: ModelData, n: pd.DataFrame) -> pd.DataFrame:
@@ -261,34 +275,39 @@ def replica_capacity(lm: LinearModel, md: ModelData, v: Vars) -> None:
 
 
 def replica_flow(lm: LinearModel, md: ModelData, v: Vars) -> None:
-    """Replicas carry over between slots (``options.scaling``).
+    """Replicas carry over between slots (``options.scaling``), per deployment base b (model, GPU type,
+    TP, PP, market): a replica may change its clock or pool between slots for free.
 
-    For every (r, c, t):   replicas[r,c,t] - replicas[r,c,t-1] - scale_out[r,c,t] + scale_in[r,c,t] = 0,
+    For every (r, b, t):   sum_{c in b} replicas[r,c,t] - sum_{c in b} replicas[r,c,t-1]
+                           - scale_out[r,b,t] + scale_in[r,b,t] = 0,
     with ``replicas[r,c,-1] = n0[r,c]``, the initial fleet (``options.scaling.initial``; 0 where none).
     """
     if v.up is None:
         return
-    n = v.n.reset_index(drop=True)
-    n["row"] = np.arange(len(n))
-    prev = n[["r", "c", "t", "col"]].assign(t=n["t"] + 1).merge(n[["r", "c", "t", "row"]], on=["r", "c", "t"])
-    up = v.up.merge(n[["r", "c", "t", "row"]], on=["r", "c", "t"])
-    down = v.down.merge(n[["r", "c", "t", "row"]], on=["r", "c", "t"])
-    rows = np.concatenate([n["row"], prev["row"], up["row"], down["row"]])
-    cols = np.concatenate([n["col"], prev["col"], up["col"], down["col"]])
-    vals = np.concatenate([np.ones(len(n)), -np.ones(len(prev)), -np.ones(len(up)), np.ones(len(down))])
-    rhs = np.zeros(len(n))
+    idx = v.up[["r", "b", "t"]].reset_index(drop=True)
+    idx["row"] = np.arange(len(idx))
+    n = _replicas_by_base(md, v)
+    cur = n.merge(idx, on=["r", "b", "t"])
+    prev = n.assign(t=n["t"] + 1).merge(idx, on=["r", "b", "t"])
+    up = v.up.merge(idx, on=["r", "b", "t"])
+    down = v.down.merge(idx, on=["r", "b", "t"])
+    rows = np.concatenate([cur["row"], prev["row"], up["row"], down["row"]])
+    cols = np.concatenate([cur["col"], prev["col"], up["col"], down["col"]])
+    vals = np.concatenate([np.ones(len(cur)), -np.ones(len(prev)), -np.ones(len(up)), np.ones(len(down))])
+    rhs = np.zeros(len(idx))
     init = md.initial
     if init is not None and len(init):
-        first = n[n["t"] == 0].merge(init, on=["r", "c"])
+        n0 = init.merge(md.configs[["c", "b"]], on="c").groupby(["r", "b"], as_index=False)["n0"].sum()
+        first = idx[idx["t"] == 0].merge(n0, on=["r", "b"])
         rhs[first["row"].to_numpy()] = first["n0"].to_numpy(float)
-    lm.add_constraints("replica_flow", ("region", "config", "slot"), n[["r", "c", "t"]].to_numpy(), rows, cols,
-                       vals, rhs, rhs, doc="replicas = previous slot's + started - stopped")
+    lm.add_constraints("replica_flow", ("region", "base", "slot"), idx[["r", "b", "t"]].to_numpy(), rows, cols,
+                       vals, rhs, rhs, doc="replicas of a base = previous slot's + started - stopped")
 
 
 def scale_change(lm: LinearModel, md: ModelData, v: Vars) -> None:
-    """At most ``options.scaling.max_change`` replicas started plus stopped per (r, c, t), when set.
+    """At most ``options.scaling.max_change`` replicas started plus stopped per (r, b, t), when set.
 
-    For every (r, c, t):   scale_out[r,c,t] + scale_in[r,c,t] <= max_change
+    For every (r, b, t):   scale_out[r,b,t] + scale_in[r,b,t] <= max_change
     """
     if v.up is None or md.scenario.options.scaling.max_change is None:
         return
@@ -296,60 +315,60 @@ def scale_change(lm: LinearModel, md: ModelData, v: Vars) -> None:
     n = len(v.up)
     rows = np.concatenate([np.arange(n), np.arange(n)])
     cols = np.concatenate([v.up["col"].to_numpy(), v.down["col"].to_numpy()])
-    lm.add_constraints("scale_change", ("region", "config", "slot"), v.up[["r", "c", "t"]].to_numpy(), rows, cols,
+    lm.add_constraints("scale_change", ("region", "base", "slot"), v.up[["r", "b", "t"]].to_numpy(), rows, cols,
                        np.ones(2 * n), -INF, cap, doc="replicas started plus stopped within max_change")
 
 
 def min_up_time(lm: LinearModel, md: ModelData, v: Vars) -> None:
     """A started replica runs at least ``L = options.scaling.min_up_slots`` slots, when L > 1.
 
-    For every (r, c, t):   sum_{tau = t-L+1 .. t} scale_out[r,c,tau] - replicas[r,c,t] <= 0
-    (the replicas started in the last L slots are all still running).
+    For every (r, b, t):   sum_{tau = t-L+1 .. t} scale_out[r,b,tau] - sum_{c in b} replicas[r,c,t] <= 0
+    (the replicas of a base started in the last L slots are all still running, at any clock).
     """
     if v.up is None or md.scenario.options.scaling.min_up_slots <= 1:
         return
     L = int(md.scenario.options.scaling.min_up_slots)
-    n = v.n.reset_index(drop=True)
-    n["row"] = np.arange(len(n))
-    parts = [v.up[["r", "c", "t", "col"]].assign(t=v.up["t"] + lag) for lag in range(L)]
-    ups = pd.concat(parts).merge(n[["r", "c", "t", "row"]], on=["r", "c", "t"])
+    idx = v.up[["r", "b", "t"]].reset_index(drop=True)
+    idx["row"] = np.arange(len(idx))
+    parts = [v.up[["r", "b", "t", "col"]].assign(t=v.up["t"] + lag) for lag in range(L)]
+    ups = pd.concat(parts).merge(idx, on=["r", "b", "t"])
+    n = _replicas_by_base(md, v).merge(idx, on=["r", "b", "t"])
     rows = np.concatenate([ups["row"], n["row"]])
     cols = np.concatenate([ups["col"], n["col"]])
     vals = np.concatenate([np.ones(len(ups)), -np.ones(len(n))])
-    lm.add_constraints("min_up_time", ("region", "config", "slot"), n[["r", "c", "t"]].to_numpy(), rows, cols, vals,
+    lm.add_constraints("min_up_time", ("region", "base", "slot"), idx[["r", "b", "t"]].to_numpy(), rows, cols, vals,
                        -INF, 0.0, doc="replicas started in the last min_up_slots slots still run")
 
 
 def scale_down_delay(lm: LinearModel, md: ModelData, v: Vars) -> None:
-    """A deployment keeps the capacity its load needed in each of the previous ``D =
+    """A deployment base keeps the replicas its load needed in each of the previous ``D =
     options.scaling.scale_down_delay_slots`` slots, when D > 0 (a scale-down stabilisation window).
 
-    For every (r, c, t) and d = 1..D with t - d >= 0:
-        U (1 - loss[r,c]) replicas[r,c,t] - sum_k beta[k,t-d] assign[k,r,c,t-d] / cap[c,k] >= 0
+    For every (r, b, t) and d = 1..D with t - d >= 0:
+        sum_{c in b} replicas[r,c,t] - sum_{c in b} sum_k beta[k,t-d] assign[k,r,c,t-d] / (U (1 - loss[r,c]) cap[c,k]) >= 0
+    (the load of slot t-d, counted in replicas of the configs that served it).
     """
     if v.up is None or md.scenario.options.scaling.scale_down_delay_slots <= 0:
         return
     D = int(md.scenario.options.scaling.scale_down_delay_slots)
-    n = v.n.reset_index(drop=True)
-    loss = md.spot_loss[n["r"].to_numpy(np.int64), n["c"].to_numpy(np.int64)]  # int: n may be empty
-    U = md.scenario.options.max_utilization * (1.0 - loss)
-    parts = []
-    for d in range(1, D + 1):
-        rows_n = n[n["t"] >= d][["r", "c", "t", "col"]].assign(U=U[(n["t"] >= d).to_numpy()], d=d)
-        parts.append(rows_n)
-    idx = pd.concat(parts, ignore_index=True)
+    base = v.up[["r", "b", "t"]]
+    idx = pd.concat([base[base["t"] >= d].assign(d=d) for d in range(1, D + 1)], ignore_index=True)
     if idx.empty:
         return
-    idx = idx.sort_values(["t", "r", "c", "d"]).reset_index(drop=True)
+    idx = idx.sort_values(["t", "r", "b", "d"]).reset_index(drop=True)
     idx["row"] = np.arange(len(idx))
-    ys = v.y[["k", "r", "c", "t", "beta", "cap", "col"]].rename(columns={"t": "ty", "col": "ycol"})
-    a = idx[["r", "c", "t", "d", "row"]].assign(ty=idx["t"] - idx["d"]).merge(ys, on=["r", "c", "ty"])
-    rows = np.concatenate([idx["row"].to_numpy(), a["row"].to_numpy()])
-    cols = np.concatenate([idx["col"].to_numpy(), a["ycol"].to_numpy()])
-    vals = np.concatenate([idx["U"].to_numpy(), -a["beta"].to_numpy() / a["cap"].to_numpy()])
-    labels = idx[["r", "c", "t", "d"]].to_numpy()
-    lm.add_constraints("scale_down_delay", ("region", "config", "slot", "level"), labels, rows, cols, vals, 0.0, INF,
-                       doc="capacity kept for the load of each of the previous scale_down_delay_slots slots")
+    n = _replicas_by_base(md, v).merge(idx, on=["r", "b", "t"])
+    ys = v.y[["k", "r", "c", "t", "beta", "cap", "col"]].merge(md.configs[["c", "b"]], on="c")
+    loss = md.spot_loss[ys["r"].to_numpy(np.int64), ys["c"].to_numpy(np.int64)]
+    ys = ys.assign(w=ys["beta"] / (md.scenario.options.max_utilization * (1.0 - loss) * ys["cap"]))
+    ys = ys.rename(columns={"t": "ty", "col": "ycol"})
+    a = idx.assign(ty=idx["t"] - idx["d"]).merge(ys[["r", "b", "ty", "w", "ycol"]], on=["r", "b", "ty"])
+    rows = np.concatenate([n["row"].to_numpy(), a["row"].to_numpy()])
+    cols = np.concatenate([n["col"].to_numpy(), a["ycol"].to_numpy()])
+    vals = np.concatenate([np.ones(len(n)), -a["w"].to_numpy()])
+    labels = idx[["r", "b", "t", "d"]].to_numpy()
+    lm.add_constraints("scale_down_delay", ("region", "base", "slot", "level"), labels, rows, cols, vals, 0.0, INF,
+                       doc="replicas kept for the load of each of the previous scale_down_delay_slots slots")
 
 
 def replica_limits(lm: LinearModel, md: ModelData, v: Vars) -> None:
@@ -590,8 +609,8 @@ def expressions(lm: LinearModel, md: ModelData, v: Vars) -> None:
     if v.up is not None and len(v.up):
         # a started replica is paid for its startup time (idle power, its GPUs) before the slot it serves;
         # with VMs, for its loading time (provisioning is paid per VM started)
-        st = v.up.merge(md.configs[["c", "g", "gpus", "idle_w", "market"]], on="c")
-        sh = md.startup_h[st["c"].to_numpy()]
+        st = v.up.merge(md.bases[["b", "g", "gpus", "idle_w", "market", "startup_h"]], on="b")
+        sh = st["startup_h"].to_numpy(float)
         sgh = st["gpus"].to_numpy() * sh
         price = gpu_price_per_market(md)[st["r"].to_numpy(), st["g"].to_numpy(), st["market"].to_numpy()]
         add(st["col"], st["r"], st["t"], pue[st["r"]] * sh * st["idle_w"].to_numpy() / 1000.0, sgh, sgh * price)

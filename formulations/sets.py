@@ -80,6 +80,7 @@ class ModelData:
     spot_loss: np.ndarray = field(default=None)  # [R, C] expected share of time a spot replica is down
     initial_vms: pd.DataFrame = field(default=None)  # v, count: VMs running before the horizon
     unroutable: pd.DataFrame = field(default=None)  # k, o, t, demand with no route at all
+    bases: pd.DataFrame = field(default=None)  # b, model, gpu, tp, pp, market, m, g, gpus, key, idle_w, startup_h
 
     @property
     def labels(self) -> dict[str, list[str]]:
@@ -91,6 +92,7 @@ class ModelData:
             "class": s.classes,
             "origin": s.origins,
             "config": list(self.configs["key"]),
+            "base": [] if self.bases is None else list(self.bases["key"]),
             "slot": [str(t) for t in range(s.n_slots)],
             "level": [str(i) for i in range(64)],
             "vm": [] if self.vms is None else [f"{r}/{n}/{m}" for r, n, m in
@@ -467,6 +469,34 @@ def initial_fleet(sc, md: ModelData) -> tuple[pd.DataFrame, np.ndarray]:
     return (pd.DataFrame(rows, columns=["r", "c", "n0"]) if rows else empty), start_h
 
 
+def base_key(model, gpu, tp, pp, spot) -> str:
+    """Label of a deployment base (what a replica is, whatever its clock and pool): ``model|gpu|tpN|ppN``,
+    with ``|spot`` on the spot market. Scaling actions name ``region/base key``."""
+    return f"{model}|{gpu}|tp{int(tp)}|pp{int(pp)}" + ("|spot" if spot else "")
+
+
+def deployment_bases(sc, cfg: pd.DataFrame, startup_h: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Group configs into deployment bases ``b`` = (model, GPU type, TP, PP, market): the replicas the
+    fleet over time starts, stops and carries over. A replica changes its GPU clock or latency pool from
+    one slot to the next for free (a clock is set in milliseconds, with no reload), so only a base's
+    replica count carries a startup cost. Returns the configs with column ``b`` and the bases table
+    (b, model, gpu, tp, pp, market, m, g, gpus, item, key, idle_w: the largest ``idle_power_w`` among the
+    profile rows of its model, GPU, TP and PP, startup_h)."""
+    keys = ["model", "gpu", "tp", "pp", "market"]
+    first = cfg.sort_values("c").drop_duplicates(keys)[keys + ["m", "g", "gpus", "item", "c"]]
+    first = first.sort_values(["m", "g", "tp", "pp", "market"]).reset_index(drop=True)
+    first["b"] = np.arange(len(first))
+    out = cfg.drop(columns=[c for c in ("b",) if c in cfg]).merge(first[keys + ["b"]], on=keys, how="left")
+    prof = sc.profiles
+    idle = (prof.groupby(["model", "gpu", "tp", "pp"])["idle_power_w"].max() if len(prof)
+            else pd.Series(dtype=float))
+    first["idle_w"] = [float(idle.get((m, g, int(tp), int(pp)), np.nan))
+                       for m, g, tp, pp in first[["model", "gpu", "tp", "pp"]].itertuples(index=False)]
+    first["key"] = [base_key(m, g, tp, pp, mk == 1) for m, g, tp, pp, mk in first[keys].itertuples(index=False)]
+    first["startup_h"] = startup_h[first["c"].to_numpy()] if len(first) else np.zeros(0)
+    return out, first.drop(columns="c")
+
+
 def limit_matches(md: ModelData, limit) -> pd.DataFrame:
     """The placements (r, c) an ``options.replica_limits`` entry counts."""
     p = md.placements.merge(md.configs[["c", "model", "gpu", "tp", "pp"]], on="c")
@@ -543,6 +573,7 @@ def build_sets(sc) -> ModelData:
     md.placements = placements(sc, md.configs, md.supply, md.vms)
     md.routes = routes(sc, md.pairs, md.placements)
     md.initial, md.startup_h = initial_fleet(sc, md)
+    md.configs, md.bases = deployment_bases(sc, md.configs, md.startup_h)
     md.initial_vms = initial_vms(sc, md)
     _time_indices(md)
     return md

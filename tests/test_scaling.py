@@ -13,7 +13,7 @@ from builders import profile, scenario
 import planner
 
 BACKENDS = ["highs", "pyomo", "pulp"]
-DEP = "A/m|G|tp1|pp1|1000MHz"
+DEP = "A/m|G|tp1|pp1"  # actions name the deployment base: clock and pool changes are free
 
 
 def _sc(demand, **scaling):
@@ -127,3 +127,23 @@ def test_rolling_horizon_against_the_whole_model(demand, provision_s):
     assert roll.solver.bound <= opt + 1e-6
     assert roll.solver.gap == pytest.approx((roll.objective.value - roll.solver.bound) / roll.objective.value)
     assert roll.objective.value == pytest.approx(opt)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_changing_the_clock_restarts_nothing(backend):
+    """Energy objective; one GPU type, idle 400 W, two clocks: 1000 MHz (10 req/s, 600 W busy: 20 W per
+    req/s above idle) and 1500 MHz (20 req/s, 1000 W busy: 30 W per req/s). Demand 18 then 8 req/s.
+    Slot 0: one replica at 1500 MHz (400 + 30 x 18 = 940 W) beats two at 1000 MHz (800 + 20 x 18 = 1160 W).
+    Slot 1: at 1000 MHz (400 + 20 x 8 = 560 W) beats 1500 MHz (640 W). A start costs 1800 s at idle
+    (0.2 kWh). The same replica changes its clock: one start, 0.94 + 0.56 + 0.2 = 1.70 kWh. (Were a
+    clock change a restart, it would stay at 1500 MHz: 0.94 + 0.64 + 0.2 = 1.78 kWh.)"""
+    profs = [profile(freq=1000, max_rps=10.0, busy=600.0, idle=400.0),
+             profile(freq=1500, max_rps=20.0, busy=1000.0, idle=400.0)]
+    sc = planner.scenario_from_dict(scenario(slots=2, demand={("k", "o"): [18.0, 8.0]}, profiles=profs,
+                                             options={"objective": "energy", "scaling": {"provision_s": 1800}}))
+    plan = planner.solve(sc, backend=backend, mip_gap=0.0)
+    assert [[(d.freq_mhz, d.replicas) for d in s.deployments] for s in plan.slots] == [[(1500, 1)], [(1000, 1)]]
+    assert plan.totals.energy_kwh == pytest.approx(1.70)
+    assert plan.totals.replicas_started == 1 and plan.totals.replicas_stopped == 0
+    assert [[(a.deployment, a.started, a.stopped) for a in s.actions] for s in plan.slots] == [[(DEP, 1, 0)], []]
+    assert planner.check(plan, sc).ok

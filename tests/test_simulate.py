@@ -342,3 +342,54 @@ def test_a_plan_on_vms_simulates_with_its_vm_rental():
     r = rep.requests
     assert r.arrived > 0 and r.arrived == r.completed + r.dropped_unrouted + r.dropped_too_long
     assert rep.attainment.slo >= 0.99  # the spot and on-demand deployments hold the SLO at the planned load
+
+
+def _spot_plan(restart_s=120):
+    doc = sim_doc(rate=600.0, count=80)
+    doc["regions"][0].pop("gpus")
+    doc["regions"][0]["vms"] = [{"name": "vm8", "gpu": "H100-80GB", "gpus": 8, "price_usd_per_hour": 24.0,
+                                 "count": 10, "spot_price_usd_per_hour": 8.0, "spot_count": 10,
+                                 "spot_interruptions_per_hour": 0.5, "spot_restart_s": restart_s}]
+    doc["classes"][0] |= {"spot": True, "on_demand_floor": 0.5}
+    sc = planner.scenario_from_dict(doc)
+    return planner.solve(sc, objective="cost", mip_gap=0.0), sc
+
+
+def test_injected_spot_reclaims_hit_requests_and_are_seeded():
+    """Spot VMs reclaimed 0.5 times per VM-hour, injected at 20x (10 per VM-hour) over a 6-minute window:
+    each spot VM expects one reclaim, its replicas down 120 s each time. Reclaims happen, requests on the
+    reclaimed replicas are hit (and started again elsewhere, so every request still completes), the
+    on-demand half keeps serving, and the same seed gives the same report; no injection, no disruption."""
+    plan, sc = _spot_plan()
+    spot_vms = sum(q.count for q in plan.slots[0].vms if q.market == "spot")
+    assert spot_vms >= 1
+    base = simulate(plan, sc, minutes=6.0)
+    assert base.disruptions is None and "disruptions" not in json.loads(base.to_json())
+    rep = simulate(plan, sc, minutes=6.0, interruptions=20.0)
+    q = rep.disruptions
+    assert q.spot_reclaims >= 1 and q.requests_hit > 0 and q.late_replicas == 0
+    assert 0 < q.down_replica_seconds <= q.spot_reclaims * 120.0 * 8 + 1e-6
+    assert rep.requests.completed == base.requests.completed  # retried, not lost
+    assert sum(s.disruptions.requests_hit for s in rep.slots) == q.requests_hit
+    again = simulate(plan, sc, minutes=6.0, interruptions=20.0)
+    assert again.without_timings() == rep.without_timings()
+    assert rep.attainment.slo <= base.attainment.slo
+
+
+def test_late_starts_delay_the_replicas_a_slot_starts():
+    """With options.scaling, the first slot starts every replica. Planned ahead (the plan's assumption)
+    they serve from the slot's start; with late_starts they serve only after their startup time (155 s
+    + 16 GB at 1 GB/s = 171 s), so with every replica down, the requests of the first 171 s wait and
+    miss a 1 s TTFT."""
+    doc = sim_doc(rate=60.0)
+    doc["options"]["scaling"] = {"provision_s": 155, "load_gb_per_s": 1.0}
+    doc["models"] = [{"name": MODEL, "params_billion": 8.0}]
+    sc = planner.scenario_from_dict(doc)
+    plan = planner.solve(sc, mip_gap=0.0)
+    assert plan.slots[0].actions and sum(a.started for a in plan.slots[0].actions) >= 1
+    ahead = simulate(plan, sc, minutes=6.0)
+    late = simulate(plan, sc, minutes=6.0, late_starts=True)
+    q = late.disruptions
+    assert q.late_replicas == sum(a.started for a in plan.slots[0].actions)
+    assert q.down_replica_seconds == pytest.approx(171.0 * q.late_replicas)
+    assert late.attainment.slo < ahead.attainment.slo - 0.3  # about half the window's requests miss

@@ -254,6 +254,8 @@ def simulate(
     minutes: Optional[float] = typer.Option(None, "--minutes", help="Simulate the first MINUTES of each slot (default: the whole slot)."),
     predict: PredictOpt = typer.Option(PredictOpt.class_, "--predict", help="Output lengths the policies assume: class (the class's shape) or oracle (the true ones)."),
     trace_rate: TraceRateOpt = typer.Option(TraceRateOpt.plan, "--trace-rate", help="plan: compress each trace to the planned rate of its classes; trace: keep its own rate."),
+    interruptions: float = typer.Option(0.0, "--interruptions", help="Inject spot VM reclaims (seeded) at this multiple of the scenario's rates (spot_interruptions_per_hour; 1: as stated, 0: none); reclaimed replicas are down for spot_restart_s and their requests start again elsewhere."),
+    late_starts: bool = typer.Option(False, "--late-starts", help="Replicas a slot's actions start serve only after their startup time (as if started at the slot's start, not ahead of it as planned)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report as JSON here (atomically)."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON report instead of tables."),
     allow_violations: bool = typer.Option(False, "--allow-violations", help="Simulate a plan that fails `plan check` (with a warning) instead of refusing it."),
@@ -268,6 +270,7 @@ def simulate(
 
     finite("--load-scale", load_scale, positive=True)
     finite("--minutes", minutes, positive=True)
+    finite("--interruptions", interruptions, minimum=0.0)
     if output is not None and str(output) == "-":
         output, as_json = None, True
     from planner.sim.arrivals import TraceSource
@@ -288,7 +291,8 @@ def simulate(
                              "plan fails the checker")
         err.print(f"[yellow]warning:[/] {esc(msg)}")
     rep = _simulate(plan, sc, traces=sources or None, policy=policy.value, seed=seed, slots=slots,
-                    load_scale=load_scale, minutes=minutes, predict=predict.value, trace_rate=trace_rate.value)
+                    load_scale=load_scale, minutes=minutes, predict=predict.value, trace_rate=trace_rate.value,
+                    interruptions=interruptions, late_starts=late_starts)
     text = rep.to_json()
     if output is not None:
         emit_json(text, output)

@@ -55,15 +55,19 @@ def _scaling_from_replicas(md: ModelData, v: Vars, x: np.ndarray) -> np.ndarray:
     holds exactly after rounding and no replica is both started and stopped."""
     if v.up is None or not len(v.up):
         return x
-    n = v.n.assign(val=x[v.n["col"].to_numpy()])
-    n = n.merge(md.initial, on=["r", "c"], how="left").fillna({"n0": 0.0})
-    n = n.sort_values(["r", "c", "t"])
-    prev = n.groupby(["r", "c"])["val"].shift(1)
+    bof = md.configs[["c", "b"]]
+    n = v.n.assign(val=x[v.n["col"].to_numpy()]).merge(bof, on="c")
+    n = n.groupby(["r", "b", "t"], as_index=False)["val"].sum()
+    n0 = md.initial.merge(bof, on="c").groupby(["r", "b"], as_index=False)["n0"].sum()
+    n = v.up[["r", "b", "t"]].merge(n, on=["r", "b", "t"], how="left").fillna({"val": 0.0})
+    n = n.merge(n0, on=["r", "b"], how="left").fillna({"n0": 0.0})
+    n = n.sort_values(["r", "b", "t"])
+    prev = n.groupby(["r", "b"])["val"].shift(1)
     prev = prev.where(n["t"] > 0, n["n0"]).to_numpy(float)
     delta = n["val"].to_numpy(float) - prev
-    key = n[["r", "c", "t"]].assign(d=delta)
-    up = v.up.merge(key, on=["r", "c", "t"])
-    down = v.down.merge(key, on=["r", "c", "t"])
+    key = n[["r", "b", "t"]].assign(d=delta)
+    up = v.up.merge(key, on=["r", "b", "t"])
+    down = v.down.merge(key, on=["r", "b", "t"])
     x = x.copy()
     x[up["col"].to_numpy()] = np.maximum(up["d"].to_numpy(), 0.0)
     x[down["col"].to_numpy()] = np.maximum(-down["d"].to_numpy(), 0.0)
@@ -212,8 +216,8 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
     u_by_t = {t: g for t, g in u.groupby("t")}
     act_by_t: dict[int, pd.DataFrame] = {}
     if v.up is not None:
-        acts = v.up[["r", "c", "t", "col"]].assign(started=x[v.up["col"].to_numpy()]).merge(
-            v.down[["r", "c", "t", "col"]].rename(columns={"col": "dcol"}), on=["r", "c", "t"])
+        acts = v.up[["r", "b", "t", "col"]].assign(started=x[v.up["col"].to_numpy()]).merge(
+            v.down[["r", "b", "t", "col"]].rename(columns={"col": "dcol"}), on=["r", "b", "t"])
         acts["stopped"] = x[acts["dcol"].to_numpy()]
         act_by_t = {t: g for t, g in acts.groupby("t")}
     empty = pd.DataFrame(columns=["k", "o", "r", "c", "t", "val", "col", "rtt", "slack_ms", "mu", "marg_w", "resid_s",
@@ -273,7 +277,8 @@ def make_plan(sc: Scenario, md: ModelData, lm: LinearModel, v: Vars, objective: 
         actions = None
         if v.up is not None:
             moved = at[(at["started"] > 0.5) | (at["stopped"] > 0.5)] if at is not None else []
-            actions = sorted((ScaleAction(deployment=f"{R[int(a.r)]}/{cfg.loc[int(a.c), 'key']}",
+            bkey = md.bases["key"].to_numpy()
+            actions = sorted((ScaleAction(deployment=f"{R[int(a.r)]}/{bkey[int(a.b)]}",
                                           started=int(round(a.started)), stopped=int(round(a.stopped)))
                               for a in (moved.itertuples(index=False) if len(moved) else [])),
                              key=lambda q: q.deployment)

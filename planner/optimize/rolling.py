@@ -11,7 +11,13 @@ within minutes for a week of hourly slots. :func:`solve_rolling`:
    ``commit`` of each: the rows of the window's slots, over the window's columns and the earlier columns
    they reference (fixed at their committed values: the fleet running before the window, recent starts
    for ``min_up_time``, recent loads for ``scale_down_delay``). Each window is a MILP of a few slots; the
-   uncommitted tail is the overlap that lets a window see the demand ahead.
+   uncommitted tail is the overlap that lets a window see the demand ahead. When the per-slot plan is
+   itself a plan of the coupled model (no ``max_change``, ``min_up_slots`` or scale-down delay binds it:
+   checked row by row), the windows start from it and may only use the configs it runs within
+   ``SUPPORT_REACH`` slots (their replica counts free; clock and pool changes cost nothing): small MILPs
+   that decide which replicas to keep running rather than stop and restart. Each window then starts
+   from a feasible solution, so the rolling horizon is *anytime*: at the time limit the slots not yet
+   committed keep the per-slot plan. Otherwise the windows range over every config.
 3. The assembled solution is a plan of the whole coupled model (every row holds: each window enforced
    its own rows with the earlier columns fixed); its gap is measured against the bound of step 1.
 
@@ -24,6 +30,7 @@ import time
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 
 from formulations import OBJECTIVE_EXPRESSION, SECONDARY, LinearModel, objective_vector
 from planner.optimize.backends import SolveOptions, get_backend
@@ -35,6 +42,12 @@ DEFAULT_WINDOW = 6
 """Slots per window of the rolling horizon."""
 DEFAULT_COMMIT = 3
 """Slots each window commits (the rest is the overlap with the next)."""
+BOUND_SHARE = 0.6
+"""Share of the time limit the per-slot solve (bound and starting plan) may take."""
+SUPPORT_REACH = 1
+"""Windows over a per-slot plan may use the configs it runs within this many slots."""
+RESERVE_S = 3.0
+"""Seconds kept for the tie-break and the plan when windows stop at the time limit."""
 
 
 def _slot_of(lm: LinearModel, blocks, size: int) -> np.ndarray:
@@ -135,30 +148,88 @@ def plan_columns(plan, sc, md, v, ncols: int) -> np.ndarray:
     return _scaling_from_replicas(md, v, x)
 
 
+def _feasible(lm: LinearModel, trow, tcol, tval, x: np.ndarray, tol: float = 1e-6) -> bool:
+    """Whether ``x`` satisfies every bound and row of ``lm`` (within ``tol``, relative to the row's size)."""
+    if (x < lm.lower - tol).any() or (x > lm.upper + tol).any():
+        return False
+    act = np.bincount(trow, weights=tval * x[tcol], minlength=lm.nrows)
+    scale = 1.0 + np.abs(act)
+    return bool(((act >= lm.row_lower - tol * scale) & (act <= lm.row_upper + tol * scale)).all())
+
+
+def _complete(lm: LinearModel, trow, tcol, x0: np.ndarray, backend: str, opts: SolveOptions) -> np.ndarray:
+    """Fill the columns a plan does not state (``fallback`` rates) for ``x0``: a small LP over the rows
+    that use them, every other column fixed at ``x0``. Returns ``x0`` unchanged when it has none or the
+    LP finds nothing."""
+    blk = next((b for b in lm.var_blocks if b.name == "fallback"), None)
+    if blk is None or blk.size == 0:
+        return x0
+    free = np.zeros(lm.ncols, bool)
+    free[blk.start:blk.start + blk.size] = True
+    rows = np.zeros(lm.nrows, bool)
+    rows[trow[free[tcol]]] = True
+    cols = np.zeros(lm.ncols, bool)
+    cols[tcol[rows[trow]]] = True
+    cols |= free
+    lo, up = lm.lower.copy(), lm.upper.copy()
+    fixed = cols & ~free
+    lo[fixed] = up[fixed] = x0[fixed]
+    sub = submodel(lm, cols, rows, lo, up)
+    r = get_backend(backend)(sub, np.zeros(sub.ncols)).solve(replace(opts, time_limit=None, progress=None))
+    if not r.has_solution:
+        return x0
+    out = x0.copy()
+    out[np.nonzero(cols)[0][free[cols]]] = r.x[free[cols]]
+    return out
+
+
+def _support(md, v, x0: np.ndarray, ncols: int, reach: int) -> np.ndarray:
+    """Replica columns a window may use: (r, c, t) whose config runs in the per-slot plan within ``reach``
+    slots of t (any other replica column is fixed at 0). Everything else stays free."""
+    n = v.n.assign(on=x0[v.n["col"].to_numpy()] > 0.5)
+    used = n.loc[n["on"], ["r", "c", "t"]]
+    near = pd.concat([used.assign(t=used["t"] + d) for d in range(-reach, reach + 1)]).drop_duplicates()
+    ok = n[["r", "c", "t", "col"]].merge(near, on=["r", "c", "t"])["col"].to_numpy()
+    allowed = np.ones(ncols, bool)
+    allowed[v.n["col"].to_numpy()] = False
+    allowed[ok] = True
+    return allowed
+
+
 def solve_rolling(sc, md, lm, v, obj: str, backend: str, opts: SolveOptions, build_secs: float, solve,
                   window: int = DEFAULT_WINDOW, commit: int = DEFAULT_COMMIT):
     """Steps 1-3 of the module docstring; ``solve`` is the planner's solve entry point (for the bound)."""
+    from planner.optimize.extract import _scaling_from_replicas
+
     t_start = time.perf_counter()
     deadline = None if opts.time_limit is None else t_start + opts.time_limit
     T = sc.n_slots
     window, commit = max(1, int(window)), max(1, min(int(commit), int(window)))
     # 1. the bound (and the per-slot plan), on a share of the time
-    share = None if opts.time_limit is None else 0.3 * opts.time_limit
+    share = None if opts.time_limit is None else BOUND_SHARE * opts.time_limit
     bopts = replace(opts, time_limit=share, progress=None)
     base_plan, lower = per_slot_bound(sc, obj, backend, bopts, solve)
-    x0 = plan_columns(base_plan, sc, md, v, lm.ncols)
-    # 2. windows
     primary = objective_vector(lm, md, obj)
+    trow, tcol, tval = lm.triplets()
+    x0 = _complete(lm, trow, tcol, plan_columns(base_plan, sc, md, v, lm.ncols), backend, opts)
+    # the per-slot plan is a plan of the coupled model too when no rule binds it (startup costs only):
+    # then the windows only ever improve on it, over the configs it runs nearby, and may stop any time
+    restricted = _feasible(lm, trow, tcol, tval, x0)
+    # 2. windows
     col_slot = _slot_of(lm, lm.var_blocks, lm.ncols)
     row_slot = _slot_of(lm, lm.con_blocks, lm.nrows)
-    trow, tcol, _ = lm.triplets()
     lo, up = lm.lower.copy(), lm.upper.copy()
-    x = np.zeros(lm.ncols)
+    if restricted:
+        up[~_support(md, v, x0, lm.ncols, SUPPORT_REACH)] = 0.0
+    x = x0.copy() if restricted else np.zeros(lm.ncols)
     starts = list(range(0, T, commit))
     n_windows = len(starts)
     solve_secs = 0.0
     worst_gap = 0.0
+    done = 0
     for i, a in enumerate(starts):
+        if restricted and deadline is not None and deadline - time.perf_counter() < RESERVE_S:
+            break  # out of time: the per-slot plan stands for the slots left
         b = min(T, a + window)
         rows = (row_slot >= a) & (row_slot < b)
         ref = np.zeros(lm.ncols, bool)
@@ -170,20 +241,29 @@ def solve_rolling(sc, md, lm, v, obj: str, backend: str, opts: SolveOptions, bui
         sub = submodel(lm, cols, rows, wlo, wup)
         limit = None
         if deadline is not None:
-            limit = max(0.5, (deadline - time.perf_counter()) * 0.9 / (n_windows - i))
+            left = deadline - time.perf_counter() - (RESERVE_S if restricted else 0.0)
+            limit = max(0.5, left * 0.9 / (n_windows - i))
+        start = np.where(col_slot < a, x, x0)
+        if restricted:  # the committed slots, then the per-slot plan: starts and stops re-derived across
+            start = _scaling_from_replicas(md, v, start)
         be = get_backend(backend)(sub, primary[cols])
-        r = be.solve(replace(opts, time_limit=limit, progress=None), start=np.where(past, x, x0)[cols])
+        r = be.solve(replace(opts, time_limit=limit, progress=None), start=start[cols])
         solve_secs += r.solve_seconds
         if r.status in (INFEASIBLE, UNBOUNDED, NO_SOLUTION) or not r.has_solution:
+            if restricted:
+                break  # keep the per-slot plan from here on
             raise_for(r, sc, opts, where=f" (rolling-horizon window of slots {a}-{b - 1})")
         if r.gap is not None:
             worst_gap = max(worst_gap, float(r.gap))
         last = b if b == T else min(T, a + commit)
         keep = (col_slot >= a) & (col_slot < last)
         x[np.nonzero(cols)[0][keep[cols]]] = r.x[keep[cols]]
+        done = last
         if opts.progress is not None:
             opts.progress({"incumbent": None, "bound": lower, "gap": None, "elapsed": time.perf_counter() - t_start,
                            "slots_done": last, "slots": T})
+    if restricted:
+        x = _scaling_from_replicas(md, v, np.where(col_slot < done, x, x0))
     total = float(primary @ x)
     gap = None
     if lower is not None:
@@ -201,10 +281,12 @@ def solve_rolling(sc, md, lm, v, obj: str, backend: str, opts: SolveOptions, bui
         else:
             sec = None
     ok = gap is not None and gap <= opts.mip_gap + 1e-12
+    how = "over the configs the per-slot plan runs nearby" if restricted else "over every config"
+    tail = "" if done >= T else f"; slots {done}-{T - 1} keep the per-slot plan (time limit)"
     info = dict(
         backend=backend,
-        status=(f"rolling horizon: {n_windows} window(s) of {window} slots committing {commit}; worst window gap "
-                f"{worst_gap:.2e}; bound from the {T} slots solved without coupling"),
+        status=(f"rolling horizon: {n_windows} window(s) of {window} slots committing {commit}, {how}; worst window "
+                f"gap {worst_gap:.2e}; bound from the {T} slots solved without coupling{tail}"),
         gap=gap, bound=lower, mip_gap=opts.mip_gap, time_limit=opts.time_limit, threads=opts.threads,
         seed=opts.seed, tie_break=tie, variables=lm.ncols, constraints=lm.nrows,
         integer_variables=int(lm.integrality.sum()),

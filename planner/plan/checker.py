@@ -347,6 +347,12 @@ def _config_key(model, gpu, tp, pp, freq) -> str:
     return f"{model}|{gpu}|tp{int(tp)}|pp{int(pp)}|{fs}MHz"
 
 
+def base_key(model, gpu, tp, pp, spot: bool) -> str:
+    """A deployment base's label (scaling actions name ``region/base``): what a replica is whatever its
+    clock and pool."""
+    return f"{model}|{gpu}|tp{int(tp)}|pp{int(pp)}" + ("|spot" if spot else "")
+
+
 def _parse_time(s) -> datetime | None:
     if not isinstance(s, str):
         return None
@@ -1360,7 +1366,8 @@ class _Checker:
 
     # ------------------------------------------------------------------ fleet over time
     def check_scaling(self) -> None:
-        """With the plan's ``options.scaling``: per deployment id, the replicas of consecutive slots (0
+        """With the plan's ``options.scaling``: per deployment base (region, model, GPU, TP, PP, market:
+        the actions' ids; a replica changing only its clock or pool is not restarted), the replicas of consecutive slots (0
         where it is absent; the initial fleet before the first) change by exactly the slot's actions
         (started = increase, stopped = decrease), within ``max_change``; the replicas started in the last
         ``min_up_slots`` slots still run; and each start costs its startup time (provision_s plus the
@@ -1396,21 +1403,22 @@ class _Checker:
             m = vo[(vo["r"] == r) & (vo["g"] == g) & (vo["market"] == market)]
             return float((m["price"] / m["gpus"]).min()) if len(m) else float("nan")
 
-        # replicas per (id, slot), and what each id is
+        # replicas per (deployment base, slot), and what each base is: clock and pool changes are free
+        prof = sc.profiles
+        base_idle = (prof.groupby(["model", "gpu", "tp", "pp"])["idle_power_w"].max().to_dict() if len(prof) else {})
         reps: dict[str, np.ndarray] = {}
         info: dict[str, tuple] = {}
         for row in D.itertuples(index=False):
             if not (0 <= row.t < T):
                 continue
-            reps.setdefault(row.id, np.zeros(T))[row.t] += float(row.replicas)
-            info[row.id] = (row.r, row.g, row.model, float(row.gpus_dec) / max(float(row.replicas), 1.0),
-                            float(row.idle) if row.cfg_ok else float("nan"), row.market or "on-demand")
+            bid = f"{row.region}/{base_key(row.model, row.gpu, row.tp, row.pp, row.market == 'spot')}"
+            reps.setdefault(bid, np.zeros(T))[row.t] += float(row.replicas)
+            info[bid] = (row.r, row.g, row.model, float(row.gpus_dec) / max(float(row.replicas), 1.0),
+                         float(base_idle.get((row.model, row.gpu, int(row.tp), int(row.pp)), np.nan)),
+                         row.market or "on-demand")
         init: dict[str, float] = {}
         for x in scal.initial:
-            base = f"{x.region}/{_config_key(x.model, x.gpu, x.tp, x.pp, x.freq_mhz)}"
-            if x.market == "spot":
-                base += "|spot"
-            key = f"{base}#saturated" if f"{base}#saturated" in reps else base
+            key = f"{x.region}/{base_key(x.model, x.gpu, x.tp, x.pp, x.market == 'spot')}"
             init[key] = init.get(key, 0.0) + float(x.replicas)
         stated: dict[tuple[int, str], tuple[int, int]] = {}
         for t, a in acts:
@@ -1722,23 +1730,26 @@ class _Checker:
         Dd = self.scal.scale_down_delay_slots
         P = self.P
         need = (P.assign(q=P["ucap"]).groupby("drow")["q"].sum())
-        by_id: dict[str, dict[int, tuple[float, float]]] = {}
+        # per deployment base: replicas in slot t against the replicas the load of slot t-d needed
+        by_id: dict[str, dict[int, list[float]]] = {}
         for drow, row in D.iterrows():
-            cap = self.U * float(row["replicas"]) * (1.0 - float(row.get("loss", 0.0)))
-            by_id.setdefault(row["id"], {})[int(row["t"])] = (cap, float(need.get(drow, 0.0)))
+            bid = f"{row['region']}/{base_key(row['model'], row['gpu'], row['tp'], row['pp'], row['market'] == 'spot')}"
+            per = self.U * (1.0 - float(row.get("loss", 0.0)))
+            cell = by_id.setdefault(bid, {}).setdefault(int(row["t"]), [0.0, 0.0])
+            cell[0] += float(row["replicas"])
+            cell[1] += float(need.get(drow, 0.0)) / per if per > 0 else float("inf")
         for did, ts_ in by_id.items():
             for t in range(T):
-                cap = ts_.get(t, (0.0, 0.0))[0]
+                have = ts_.get(t, (0.0, 0.0))[0]
                 for d in range(1, Dd + 1):
                     if t - d < 0 or (t - d) not in ts_:
                         continue
                     o.count("replica_flow", 1)
                     prev_need = ts_[t - d][1]
-                    if prev_need > cap + 1e-6 * max(1.0, prev_need):
+                    if prev_need > have + 1e-6 * max(1.0, prev_need):
                         o.add("replica_flow", {"slot": t, "deployment": did},
-                              f"slot {t}: deployment {did} keeps capacity for {_n(cap)} replicas' worth of load, "
-                              f"below the {_n(prev_need)} slot {t - d} needed (scale_down_delay_slots {Dd})",
-                              prev_need - cap)
+                              f"slot {t}: deployment {did} runs {_n(have)} replicas, below the {_n(prev_need)} the "
+                              f"load of slot {t - d} needed (scale_down_delay_slots {Dd})", prev_need - have)
 
     # ------------------------------------------------------------------ availability
     def check_availability(self) -> None:

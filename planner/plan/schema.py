@@ -174,10 +174,13 @@ class SlotTotals(_Out):
 
 
 class ScaleAction(_Out):
-    """Replicas of one deployment started and stopped at the start of a slot (``options.scaling``)."""
+    """Replicas of one deployment base started and stopped at the start of a slot (``options.scaling``).
+
+    A base is what a replica is whatever its GPU clock and latency pool: region, model, GPU type, TP, PP
+    and market. Replicas that only change clock or pool between slots are neither started nor stopped."""
 
     deployment: str
-    """The deployment id (region/config), whether or not it still runs in this slot."""
+    """The base, ``region/model|gpu|tpN|ppN`` (``|spot`` on spot), whether or not it still runs in this slot."""
     started: int
     """Replicas started for this slot: paid for their startup time before it, serving all of it."""
     stopped: int

@@ -74,6 +74,9 @@ class EngineResult:
     batch_ms: np.ndarray
     last_end_ms: np.ndarray
     events: int
+    hit: np.ndarray | None = None
+    """Per request: whether a replica went down (``down``) while it waited or ran there (it was then
+    started again from scratch on another replica of its deployment)."""
 
 
 class _Replica:
@@ -143,14 +146,21 @@ class _Replica:
 
 
 def run(deployments: list[DeploymentSpec], t_ms: np.ndarray, inp: np.ndarray, out: np.ndarray,
-        dep: np.ndarray, key: np.ndarray, seed: int = 0) -> EngineResult:
+        dep: np.ndarray, key: np.ndarray, seed: int = 0,
+        down: dict[int, list[tuple[float, float]]] | None = None) -> EngineResult:
     """Simulate requests arriving at replicas.
 
     ``t_ms``: arrival time at the deployment (sorted ascending); ``inp``/``out``: prompt and output
     tokens (≥ 1); ``dep``: deployment index; ``key``: queue priority (smaller first; ties by input
     order). The replica is picked by the power of two choices: of two replicas drawn at random (a
     seeded RNG), the one with fewer outstanding requests (waiting + admitted). Requests whose prompt +
-    output exceed a replica's KV room are dropped. Runs until every request finishes."""
+    output exceed a replica's KV room are dropped. Runs until every request finishes.
+
+    ``down``: per replica (global index), intervals ``(start_ms, end_ms)`` when it is out of service (a
+    spot VM reclaimed and restarting, a replica still loading). When one starts, every request waiting or
+    running there is *hit*: it starts again from scratch (prompt included) on another replica of its
+    deployment that is up, as a load balancer's retry would; new arrivals avoid replicas that are down,
+    and wait for the first to come back when all are."""
     N = len(t_ms)
     if N and np.any(np.diff(t_ms) < 0):
         raise ValueError("arrivals must be sorted by time")
@@ -272,10 +282,115 @@ def run(deployments: list[DeploymentSpec], t_ms: np.ndarray, inp: np.ndarray, ou
             r.plan = []
             r.W = 0.0
 
+    # replicas out of service: (time, 0 = down / 1 = up, replica) events; retried requests
+    is_down = [False] * len(reps)
+    ctl: list = []
+    for ri, spans in (down or {}).items():
+        for a0, a1 in spans:
+            if a1 > a0:
+                heappush(ctl, (float(a0), 0, int(ri)))
+                heappush(ctl, (float(a1), 1, int(ri)))
+    retry: list = []      # heap (time, request)
+    parked: dict[int, list] = {}   # deployment -> requests waiting for a replica to come back
+    hit = [False] * N
+    dep_of = [0] * len(reps)
+    for d, b0 in enumerate(first_rep):
+        for j in range(n_of[d]):
+            dep_of[b0 + j] = d
+
+    def pick(d: int):
+        nr = n_of[d]
+        base = first_rep[d]
+        up = [base + j for j in range(nr) if not is_down[base + j]]
+        if not up:
+            return None
+        if len(up) == 1:
+            return reps[up[0]]
+        a = reps[up[int(rand() * len(up))]]
+        b = reps[up[int(rand() * len(up))]]
+        return a if a.nseq + len(a.waiting) <= b.nseq + len(b.waiting) else b
+
+    def enqueue(r: _Replica, rid: int, now: float) -> None:
+        nonlocal ctr
+        where[rid] = r.idx
+        heappush(r.waiting, (K[rid], rid))
+        if not r.busy:
+            r.busy = True
+            r.k = 0
+            r.ver += 1
+            ctr += 1
+            heappush(heap, (now, ctr, r.idx, r.ver))
+        elif r.k > 1:
+            el = now - r.t0
+            j = r.steps_done_by(el)
+            if j == 0 or r.run_time(j) < el:
+                j += 1
+            if j < r.k:
+                r.k = j
+                r.dur = r.run_time(j)
+                r.ver += 1
+                ctr += 1
+                heappush(heap, (r.t0 + r.dur, ctr, r.idx, r.ver))
+
+    def take_down(r: _Replica, now: float) -> None:
+        """``r`` goes out of service at ``now``: its requests are retried elsewhere."""
+        victims = [rid for _, rid in r.waiting] + [e[0] for e in r.prefill] + [rid for _, rid in r.fin]
+        if r.busy and r.k:  # the step in flight is lost; its time counts as busy
+            r.busy_ms += max(now - r.t0, 0.0)
+            r.last_end = now
+        r.waiting, r.prefill, r.fin, r.plan = [], [], [], []
+        r.n = r.nseq = r.kv_used = 0
+        r.S = r.W = 0.0
+        r.busy = False
+        r.k = 0
+        r.ver += 1
+        for rid in victims:
+            hit[rid] = True
+            first[rid] = finish[rid] = math.nan
+            lag[rid] = 0.0
+            where[rid] = -1
+            heappush(retry, (now, rid))
+
+    def arrive(rid: int, now: float) -> None:
+        d = D[rid]
+        r = pick(d)
+        if r is None:
+            parked.setdefault(d, []).append(rid)
+            return
+        if I[rid] + O[rid] > r.kv_cap or r.max_seqs < 1:
+            return
+        enqueue(r, rid, now)
+
     i = 0
     while True:
+        nxt_arr = T[i] if i < N else math.inf
+        nxt_ret = retry[0][0] if retry else math.inf
+        nxt_ctl = ctl[0][0] if ctl else math.inf
+        nxt_step = heap[0][0] if heap else math.inf
+        if nxt_ctl <= min(nxt_arr, nxt_ret, nxt_step) and ctl:
+            now, kind, ri = heappop(ctl)
+            events += 1
+            r = reps[ri]
+            if kind == 0:
+                is_down[ri] = True
+                take_down(r, now)
+            else:
+                is_down[ri] = False
+                for rid in parked.pop(dep_of[ri], []):
+                    arrive(rid, now)
+            continue
+        if retry and nxt_ret <= min(nxt_arr, nxt_step):
+            now, rid = heappop(retry)
+            events += 1
+            arrive(rid, now)
+            continue
         if i < N and (not heap or T[i] <= heap[0][0]):
             now = T[i]
+            if down:
+                arrive(i, now)
+                i += 1
+                events += 1
+                continue
             d = D[i]
             nr = n_of[d]
             base = first_rep[d]
@@ -330,4 +445,4 @@ def run(deployments: list[DeploymentSpec], t_ms: np.ndarray, inp: np.ndarray, ou
         steps=np.array([r.steps for r in reps], dtype=np.int64),
         batch_ms=np.array([r.batch_ms for r in reps], dtype=float),
         last_end_ms=np.array([r.last_end for r in reps], dtype=float),
-        events=events)
+        events=events, hit=np.array(hit, dtype=bool))

@@ -30,6 +30,7 @@ from planner.sim.fleet import plan_deployments, plan_routes, prefill_ms_vec, pro
 from planner.sim.report import (
     DeploymentClass,
     DeploymentReport,
+    Disruptions,
     FairnessReport,
     Figures,
     GroupReport,
@@ -41,6 +42,7 @@ from planner.sim.report import (
     fairness_of,
     percentiles_of,
     request_counts,
+    sum_disruptions,
     sum_figures,
 )
 
@@ -85,9 +87,76 @@ class _SlotResult:
     status: np.ndarray       # 0 completed, 1 unrouted, 2 too long
 
 
+def _outages(plan, sc, t: int, deps, window_ms: float, rng, interruptions: float,
+             late_starts: bool) -> tuple[dict[int, list[tuple[float, float]]], int, int]:
+    """Replicas out of service in slot ``t``'s window: {global replica index: [(start_ms, end_ms)]}, the
+    spot reclaims drawn and the replicas started late.
+
+    * ``interruptions`` > 0: each spot VM is reclaimed as a Poisson process at ``interruptions`` x its
+      offer's rate (reclaims per VM-hour), and its replicas are down for the offer's restart time
+      (``spot_restart_s``, else the model's startup time). A deployment's replicas are packed into VMs of
+      the largest spot VM type of its region and GPU the plan rents in the slot, ``gpus // (tp x pp)``
+      per VM (a replica wider than a VM spans several, any of which takes it down).
+    * ``late_starts``: the replicas the slot's actions start are down from the slot's start for their
+      startup time, as if started at the boundary instead of ahead of it (the plan's assumption)."""
+    down: dict[int, list[tuple[float, float]]] = {}
+    first, acc = [], 0
+    for d in deps:
+        first.append(acc)
+        acc += d.spec.replicas
+    reclaims = late = 0
+    by_id = {d.id: d for d in plan.slots[t].deployments}
+    vo = sc.vm_offers
+    if interruptions > 0 and vo is not None:
+        rented = {(q.region, q.vm) for q in (plan.slots[t].vms or []) if q.market == "spot" and q.count > 0}
+        for j, d in enumerate(deps):
+            pd_ = by_id.get(d.id)
+            if pd_ is None or pd_.market != "spot" or d.spec.replicas == 0:
+                continue
+            offers = vo[(vo["r"] == d.region) & (vo["g"] == d.gpu) & (vo["market"] == "spot")]
+            used = offers[[(sc.regions[d.region], n) in rented for n in offers["name"]]]
+            offers = used if len(used) else offers
+            if not len(offers):
+                continue
+            o = offers.sort_values(["gpus", "name"]).iloc[-1]
+            restart = float(o["restart_s"]) if np.isfinite(o["restart_s"]) else sc.startup_seconds(pd_.model)
+            per_vm = max(1, int(o["gpus"]) // max(1, d.gpus))
+            span = max(1, -(-d.gpus // int(o["gpus"])))   # VMs one replica spans
+            rate_ms = float(o["rate"]) * interruptions * span / 3.6e6
+            if rate_ms <= 0:
+                continue
+            for g0 in range(0, d.spec.replicas, per_vm):
+                at = 0.0
+                while True:
+                    at += float(rng.exponential(1.0 / rate_ms))
+                    if at >= window_ms:
+                        break
+                    reclaims += 1
+                    for q in range(g0, min(g0 + per_vm, d.spec.replicas)):
+                        down.setdefault(first[j] + q, []).append((at, at + restart * 1000.0))
+    if late_starts and plan.slots[t].actions:
+        started = {a.deployment: a.started for a in plan.slots[t].actions if a.started > 0}
+        for j, d in enumerate(deps):
+            pd_ = by_id.get(d.id)
+            if pd_ is None:
+                continue
+            base = f"{pd_.region}/{pd_.model}|{pd_.gpu}|tp{pd_.tp}|pp{pd_.pp}" + ("|spot" if pd_.market == "spot" else "")
+            left = started.get(base, 0)
+            if left <= 0:
+                continue
+            take = min(left, d.spec.replicas)
+            started[base] = left - take
+            ready = sc.startup_seconds(pd_.model) * 1000.0
+            for q in range(d.spec.replicas - take, d.spec.replicas):
+                down.setdefault(first[j] + q, []).append((0.0, ready))
+            late += take
+    return down, reclaims, late
+
+
 def simulate(plan, scenario, *, traces: Sequence[TraceSource | str] | None = None, policy: str = "fcfs",
              seed: int = 0, slots: Sequence[int] | str | None = None, load_scale: float = 1.0,
-             minutes: float | None = None, predict: str = "class", trace_rate: str = "plan") -> SimReport:
+             minutes: float | None = None, predict: str = "class", trace_rate: str = "plan",
+             interruptions: float = 0.0, late_starts: bool = False) -> SimReport:
     """Simulate ``plan`` (a :class:`~planner.plan.schema.Plan`, a path or JSON text) on ``scenario`` (a loaded
     :class:`~planner.scenario.loading.Scenario`).
 
@@ -98,7 +167,9 @@ def simulate(plan, scenario, *, traces: Sequence[TraceSource | str] | None = Non
     ``slots``: which slots (list or ``"0-3,14"``; default all); ``minutes``: simulate the first
     ``minutes`` of each slot (default the whole slot); ``load_scale`` multiplies every arrival rate;
     ``trace_rate``: ``plan`` compresses each trace to the planned rate of its classes, ``trace`` keeps
-    its own rate."""
+    its own rate. ``interruptions``: inject spot reclaims at this multiple of the scenario's rates
+    (seeded; 0: none); ``late_starts``: the replicas each slot's actions start serve only after their
+    startup time (see :func:`_outages`). The report counts the requests they hit."""
     wall0 = time.perf_counter()
     plan = read_plan(plan)
     sc = scenario
@@ -117,6 +188,8 @@ def simulate(plan, scenario, *, traces: Sequence[TraceSource | str] | None = Non
         problems.append(Problem("trace_rate", f"must be one of {', '.join(TRACE_RATES)}"))
     if not (isinstance(load_scale, (int, float)) and math.isfinite(load_scale) and load_scale > 0):
         problems.append(Problem("load_scale", "must be a positive number"))
+    if not (isinstance(interruptions, (int, float)) and math.isfinite(interruptions) and 0 <= interruptions <= 1e4):
+        problems.append(Problem("interruptions", "must be a number in [0, 10000] (a multiple of the scenario's rates)"))
     slot_min = sc.spec.horizon.slot_minutes
     if minutes is not None and not (math.isfinite(minutes) and 0 < minutes <= slot_min):
         problems.append(Problem("minutes", f"must be in (0, {slot_min}] (the slot length)"))
@@ -208,9 +281,13 @@ def simulate(plan, scenario, *, traces: Sequence[TraceSource | str] | None = Non
                 key = np.minimum(lax, e2e_dl)
         order = np.flatnonzero(routed)
         order = order[np.argsort(a_ms[order], kind="stable")]
+        down, n_reclaims, n_late = ({}, 0, 0)
+        if interruptions > 0 or late_starts:
+            down, n_reclaims, n_late = _outages(plan, sc, t, deps, window_ms, np.random.default_rng([seed, t, 7]),
+                                                float(interruptions), bool(late_starts))
         e0 = time.perf_counter()
         res = simengine.run([d.spec for d in deps], a_ms[order], inp_eff[order], out_eff[order], dep[order],
-                            key[order], seed=int(seed) * 1_000_003 + t)
+                            key[order], seed=int(seed) * 1_000_003 + t, down=down or None)
         engine_s += time.perf_counter() - e0
         events += res.events
         first = np.full(n, np.nan)
@@ -232,6 +309,16 @@ def simulate(plan, scenario, *, traces: Sequence[TraceSource | str] | None = Non
         m_e2e = done & (e2e <= e2e_slo[arr.k] + eps)
         m_all = m_ttft & m_tbt & m_e2e
         results.append(_SlotResult(arr.k, arr.o, ttft, tbt, e2e, np.vstack([m_all, m_ttft, m_tbt, m_e2e]), status))
+        disrupted = None
+        if interruptions > 0 or late_starts:
+            hit = np.zeros(n, dtype=bool)
+            if res.hit is not None:
+                hit[order] = res.hit
+            disrupted = Disruptions(
+                spot_reclaims=n_reclaims, late_replicas=n_late,
+                down_replica_seconds=float(sum(min(b, window_ms) - a for spans in down.values() for a, b in spans
+                                               if a < window_ms)) / 1000.0,
+                requests_hit=int(hit.sum()), hit_met_slo=int((hit & m_all).sum()))
 
         # energy per replica and deployment
         slot_h = window_ms / 3.6e6
@@ -289,7 +376,7 @@ def simulate(plan, scenario, *, traces: Sequence[TraceSource | str] | None = Non
         slot_reports.append(SlotReport(index=t, start=sc.slot_starts[t].strftime("%Y-%m-%dT%H:%M:%SZ"),
                                        window_s=window_ms / 1000.0, requests=request_counts(status),
                                        attainment=attainment_of(results[-1].met, n, sc, arr.k), planned=planned,
-                                       simulated=simulated))
+                                       simulated=simulated, disruptions=disrupted))
 
     # aggregate
     k_all = np.concatenate([r.k for r in results]) if results else np.zeros(0, dtype=np.int64)
@@ -327,11 +414,15 @@ def simulate(plan, scenario, *, traces: Sequence[TraceSource | str] | None = Non
         plan_objective=plan.objective.name, scenario=sc.spec.name,
         options=SimOptions(arrivals="trace" if loaded else "poisson", traces=[s.label() for s in sources],
                            trace_rate=trace_rate if loaded else None, policy=policy, predict=predict, seed=int(seed),
-                           load_scale=float(load_scale), slots=slot_list, window_minutes=window_min),
+                           load_scale=float(load_scale), slots=slot_list, window_minutes=window_min,
+                           interruptions=float(interruptions) if interruptions else None,
+                           late_starts=True if late_starts else None),
         requests=request_counts(status), attainment=attainment_of(met, len(status), sc, k_all),
         planned_attainment=min(planned_att, 1.0),
         planned=sum_fig([s.planned for s in slot_reports]), simulated=sum_fig([s.simulated for s in slot_reports]),
         fairness=fair, groups=groups, slots=slot_reports, deployments=dep_reports, notes=notes,
+        disruptions=(sum_disruptions([s.disruptions for s in slot_reports])
+                     if (interruptions > 0 or late_starts) else None),
         timing=Timing(wall_seconds=wall, engine_seconds=engine_s,
                       requests_per_second=n_total / engine_s if engine_s > 0 else 0.0, events=events))
 

@@ -125,6 +125,22 @@ class DeploymentReport(_Out):
     """Per class routed here: requests and how many met every SLO (what ``--verify`` derates by)."""
 
 
+class Disruptions(_Out):
+    """Replicas out of service during the simulated windows (``plan simulate --interruptions`` /
+    ``--late-starts``) and the requests they hit."""
+
+    spot_reclaims: int
+    """Spot VM reclaims drawn (seeded Poisson, at the scenario's rates times ``interruptions``)."""
+    late_replicas: int
+    """Replicas started at the slot's start that served only after their startup time."""
+    down_replica_seconds: float
+    """Replica-seconds out of service within the windows."""
+    requests_hit: int
+    """Requests waiting or running on a replica when it went down (each started again elsewhere)."""
+    hit_met_slo: int
+    """Of those, the ones that still met their SLO."""
+
+
 class SlotReport(_Out):
     index: int
     start: str
@@ -133,6 +149,7 @@ class SlotReport(_Out):
     attainment: Attainment
     planned: Figures
     simulated: Figures
+    disruptions: Disruptions | None = None
 
 
 class SimOptions(_Out):
@@ -146,6 +163,10 @@ class SimOptions(_Out):
     load_scale: float
     slots: list[int]
     window_minutes: float
+    interruptions: float | None = None
+    """Spot reclaims injected at this multiple of the scenario's rates (None: none)."""
+    late_starts: bool | None = None
+    """Whether started replicas served only after their startup time (None: started ahead, as planned)."""
 
 
 class Timing(_Out):
@@ -176,15 +197,29 @@ class SimReport(_Out):
     deployments: list[DeploymentReport]
     notes: list[str]
     timing: Timing
+    disruptions: Disruptions | None = None
+    """With injected interruptions or late starts: their totals over the simulated slots."""
 
     def to_json(self) -> str:
         data = round_floats(self.model_dump(mode="json", by_alias=True))
+        # the disruption fields appear only when the run injected some (reports without them are unchanged)
+        for scope in [data, data["options"], *data["slots"]]:
+            for key in ("disruptions", "interruptions", "late_starts"):
+                if key in scope and scope[key] is None:
+                    del scope[key]
         return json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
     def without_timings(self) -> dict:
         d = json.loads(self.to_json())
         d.pop("timing", None)
         return d
+
+
+def sum_disruptions(items) -> Disruptions:
+    items = [d for d in items if d is not None]
+    return Disruptions(spot_reclaims=sum(d.spot_reclaims for d in items), late_replicas=sum(d.late_replicas for d in items),
+                       down_replica_seconds=sum(d.down_replica_seconds for d in items),
+                       requests_hit=sum(d.requests_hit for d in items), hit_met_slo=sum(d.hit_met_slo for d in items))
 
 
 def request_counts(status: np.ndarray) -> Requests:
@@ -251,6 +286,15 @@ def render_report(rep: SimReport, max_deployments: int = 20):
                 f"load x{o.load_scale:g}, {len(o.slots)} slot(s) x {o.window_minutes:g} min, seed {o.seed}. "
                 f"{rep.requests.arrived:,} requests, {rep.requests.completed:,} completed, "
                 f"{rep.requests.dropped_unrouted:,} unrouted, {rep.requests.dropped_too_long:,} too long.")
+    if rep.disruptions is not None:
+        q = rep.disruptions
+        what = []
+        if o.interruptions:
+            what.append(f"{q.spot_reclaims} spot reclaim(s) injected at x{o.interruptions:g} the scenario's rates")
+        if o.late_starts:
+            what.append(f"{q.late_replicas} replica(s) started late (serving after their startup time)")
+        head.append(f" Disruptions: {'; '.join(what)}; {q.down_replica_seconds:,.0f} replica-seconds down; "
+                    f"{q.requests_hit:,} request(s) hit, {q.hit_met_slo:,} of them still within their SLO.")
     t1 = Table(title="Planned vs simulated", title_justify="left")
     for c in ("", "planned", "simulated", "difference"):
         t1.add_column(c, justify="right" if c else "left")
