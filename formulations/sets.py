@@ -373,10 +373,7 @@ def vm_table(sc, md: "ModelData") -> pd.DataFrame | None:
     vo = vo.reset_index(drop=True).assign(v=np.arange(len(vo)))
     vo["mk"] = (vo["market"] == "spot").astype(np.int64)
     vo["gpu_price"] = vo["price"] / vo["gpus"]
-    scal = sc.options.scaling
-    prov = 0.0 if scal is None else float(scal.provision_s)
-    load = max((sc.startup_seconds(m) - prov for m in sc.models), default=0.0) if scal is not None else 0.0
-    vo["restart_h"] = vo["restart_s"].fillna(prov + load) / 3600.0
+    vo["restart_h"] = vo["restart_s"].fillna(max((sc.spot_restart_seconds(m) for m in sc.models), default=0.0)) / 3600.0
     return vo
 
 
@@ -389,7 +386,7 @@ def spot_loss(sc, md: "ModelData") -> np.ndarray:
     vo = md.vms
     if vo is None or C == 0 or not (vo["mk"] == 1).any():
         return out
-    start = np.array([sc.startup_seconds(m) for m in md.configs["model"]]) / 3600.0
+    start = np.array([sc.spot_restart_seconds(m) for m in md.configs["model"]]) / 3600.0
     for row in vo[vo["mk"] == 1].itertuples(index=False):
         sel = ((md.configs["g"] == row.g) & (md.configs["market"] == 1)).to_numpy()
         rh = row.restart_s / 3600.0 if np.isfinite(row.restart_s) else start[sel]

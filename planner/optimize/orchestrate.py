@@ -89,8 +89,6 @@ def solve(scenario: Scenario, objective: str | None = None, backend: str = "high
     if over_time and decompose and not coupled and sc.n_slots > 1:
         from planner.optimize.rolling import solve_rolling
 
-        if time_limit is None:
-            opts = replace(opts, time_limit=DEFAULT_COUPLED_TIME_LIMIT)
         return solve_rolling(sc, md, lm, v, obj, backend, opts, secs + (be.build_seconds if be else 0.0), solve)
     if be is None:
         be = get_backend(backend)(lm, objective_vector(lm, md, obj))

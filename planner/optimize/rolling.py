@@ -36,7 +36,7 @@ from formulations import OBJECTIVE_EXPRESSION, SECONDARY, LinearModel, objective
 from planner.optimize.backends import SolveOptions, get_backend
 from planner.optimize.backends.base import INFEASIBLE, NO_SOLUTION, UNBOUNDED
 from planner.optimize.extract import make_plan
-from planner.optimize.whole import raise_for, tie_break
+from planner.optimize.whole import DEFAULT_COUPLED_TIME_LIMIT, raise_for, tie_break
 
 DEFAULT_WINDOW = 6
 """Slots per window of the rolling horizon."""
@@ -46,6 +46,8 @@ BOUND_SHARE = 0.6
 """Share of the time limit the per-slot solve (bound and starting plan) may take."""
 SUPPORT_REACH = 1
 """Windows over a per-slot plan may use the configs it runs within this many slots."""
+WINDOW_GAP = 1e-3
+"""Relative MIP gap of the windows over a per-slot plan."""
 RESERVE_S = 3.0
 """Seconds kept for the tie-break and the plan when windows stop at the time limit."""
 
@@ -93,7 +95,7 @@ def submodel(lm: LinearModel, cols: np.ndarray, rows: np.ndarray, lower: np.ndar
 def per_slot_bound(scenario, objective, backend, opts: SolveOptions, solve):
     """Step 1: the scenario without ``options.scaling`` solved slot by slot (``solve``: the planner's
     solve entry point). Returns (plan, bound)."""
-    plain = scenario.replace_options(scaling=None)
+    plain = scenario.without_scaling()
     plan = solve(plain, objective, backend, time_limit=opts.time_limit, mip_gap=opts.mip_gap,
                  threads=opts.threads, seed=opts.seed, explain=opts.explain)
     b = plan.solver.bound
@@ -196,19 +198,47 @@ def _support(md, v, x0: np.ndarray, ncols: int, reach: int) -> np.ndarray:
     return allowed
 
 
+def reprice(plan, scenario):
+    """``plan``, solved slot by slot without ``options.scaling``, re-priced in the coupled model of
+    ``scenario`` (the same scenario with ``options.scaling``): the same fleet per slot, with the starts
+    and stops its changes imply and their startup costs, as a Plan (status ``feasible``). Raises
+    InputError when the fleet breaks a coupling rule (``max_change``, ``min_up_slots``, a scale-down
+    delay), which the per-slot plan does not know."""
+    from planner.errors import InputError
+    from planner.optimize.prepare import prepare
+
+    sc, md, lm, v, secs = prepare(scenario, plan.objective.name, {})
+    obj = sc.options.objective.value
+    trow, tcol, tval = lm.triplets()
+    x = _complete(lm, trow, tcol, plan_columns(plan, sc, md, v, lm.ncols), "highs", SolveOptions())
+    if not _feasible(lm, trow, tcol, tval, x):
+        raise InputError("the per-slot plan breaks a coupling rule of options.scaling, so it has no price there")
+    info = dict(backend=plan.solver.backend, status="per-slot plan re-priced with the coupled model's startup costs",
+                gap=None, bound=None, mip_gap=plan.solver.mip_gap, time_limit=None, threads=plan.solver.threads,
+                seed=plan.solver.seed, tie_break="none", variables=lm.ncols, constraints=lm.nrows,
+                integer_variables=int(lm.integrality.sum()), build_seconds=secs, solve_seconds=0.0,
+                slots_solved_separately=True)
+    return make_plan(sc, md, lm, v, obj, x, "feasible", info, None)
+
+
 def solve_rolling(sc, md, lm, v, obj: str, backend: str, opts: SolveOptions, build_secs: float, solve,
                   window: int = DEFAULT_WINDOW, commit: int = DEFAULT_COMMIT):
     """Steps 1-3 of the module docstring; ``solve`` is the planner's solve entry point (for the bound)."""
     from planner.optimize.extract import _scaling_from_replicas
 
     t_start = time.perf_counter()
-    deadline = None if opts.time_limit is None else t_start + opts.time_limit
     T = sc.n_slots
     window, commit = max(1, int(window)), max(1, min(int(commit), int(window)))
-    # 1. the bound (and the per-slot plan), on a share of the time
+    # 1. the bound (and the per-slot plan), on a share of the time limit; without one, the slots are
+    # solved to their gap (as the slot decomposition does) and the windows get DEFAULT_COUPLED_TIME_LIMIT
     share = None if opts.time_limit is None else BOUND_SHARE * opts.time_limit
     bopts = replace(opts, time_limit=share, progress=None)
     base_plan, lower = per_slot_bound(sc, obj, backend, bopts, solve)
+    t_bound = time.perf_counter() - t_start
+    if opts.time_limit is None:
+        deadline = time.perf_counter() + DEFAULT_COUPLED_TIME_LIMIT
+    else:
+        deadline = t_start + opts.time_limit
     primary = objective_vector(lm, md, obj)
     trow, tcol, tval = lm.triplets()
     x0 = _complete(lm, trow, tcol, plan_columns(base_plan, sc, md, v, lm.ncols), backend, opts)
@@ -226,7 +256,9 @@ def solve_rolling(sc, md, lm, v, obj: str, backend: str, opts: SolveOptions, bui
     n_windows = len(starts)
     solve_secs = 0.0
     worst_gap = 0.0
+    improved_not = 0
     done = 0
+    t_windows = time.perf_counter()
     for i, a in enumerate(starts):
         if restricted and deadline is not None and deadline - time.perf_counter() < RESERVE_S:
             break  # out of time: the per-slot plan stands for the slots left
@@ -247,21 +279,29 @@ def solve_rolling(sc, md, lm, v, obj: str, backend: str, opts: SolveOptions, bui
         if restricted:  # the committed slots, then the per-slot plan: starts and stops re-derived across
             start = _scaling_from_replicas(md, v, start)
         be = get_backend(backend)(sub, primary[cols])
-        r = be.solve(replace(opts, time_limit=limit, progress=None), start=start[cols])
+        # over a per-slot plan, the window's gains (startups saved) are a small share of its objective:
+        # solve it closely (it is small)
+        wgap = min(opts.mip_gap, WINDOW_GAP) if restricted else opts.mip_gap
+        r = be.solve(replace(opts, time_limit=limit, progress=None, mip_gap=wgap), start=start[cols])
         solve_secs += r.solve_seconds
         if r.status in (INFEASIBLE, UNBOUNDED, NO_SOLUTION) or not r.has_solution:
             if restricted:
                 break  # keep the per-slot plan from here on
-            raise_for(r, sc, opts, where=f" (rolling-horizon window of slots {a}-{b - 1})")
-        if r.gap is not None:
+            raise_for(r, sc, replace(opts, time_limit=limit), where=f" (rolling-horizon window of slots {a}-{b - 1})")
+        xw = r.x
+        if restricted and float(primary[cols] @ xw) > float(primary[cols] @ start[cols]):
+            xw = start[cols]  # the window found nothing better than where it started (time limit)
+            improved_not += 1
+        elif r.gap is not None:
             worst_gap = max(worst_gap, float(r.gap))
         last = b if b == T else min(T, a + commit)
         keep = (col_slot >= a) & (col_slot < last)
-        x[np.nonzero(cols)[0][keep[cols]]] = r.x[keep[cols]]
+        x[np.nonzero(cols)[0][keep[cols]]] = xw[keep[cols]]
         done = last
         if opts.progress is not None:
             opts.progress({"incumbent": None, "bound": lower, "gap": None, "elapsed": time.perf_counter() - t_start,
                            "slots_done": last, "slots": T})
+    t_windows = time.perf_counter() - t_windows
     if restricted:
         x = _scaling_from_replicas(md, v, np.where(col_slot < done, x, x0))
     total = float(primary @ x)
@@ -286,7 +326,8 @@ def solve_rolling(sc, md, lm, v, obj: str, backend: str, opts: SolveOptions, bui
     info = dict(
         backend=backend,
         status=(f"rolling horizon: {n_windows} window(s) of {window} slots committing {commit}, {how}; worst window "
-                f"gap {worst_gap:.2e}; bound from the {T} slots solved without coupling{tail}"),
+                f"gap {worst_gap:.2e}{f'; {improved_not} kept their start' if improved_not else ''}; bound from the {T} "
+                f"slots solved without coupling ({t_bound:.0f} s; windows {t_windows:.0f} s){tail}"),
         gap=gap, bound=lower, mip_gap=opts.mip_gap, time_limit=opts.time_limit, threads=opts.threads,
         seed=opts.seed, tie_break=tie, variables=lm.ncols, constraints=lm.nrows,
         integer_variables=int(lm.integrality.sum()),

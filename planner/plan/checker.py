@@ -1284,6 +1284,14 @@ class _Checker:
             secs += 2.0 * float(size) / float(scal.load_gb_per_s)
         return secs
 
+    def spot_restart_s(self, model: str) -> float:
+        """Seconds a reclaimed spot replica of ``model`` is down when its VM type states no
+        ``spot_restart_s``: its startup time, or the scenario's ``spot_restart_basis`` when set."""
+        basis = getattr(self.sc, "spot_restart_basis", None)
+        if basis is not None:
+            return float(basis.get(model, 0.0))
+        return self.startup_s(model)
+
     def spot_loss(self, D: pd.DataFrame) -> np.ndarray:
         """Per deployment: the expected share of time its spot replicas are down, the largest
         interruptions per hour x restart hours (spot_restart_s, else the model's startup) among the
@@ -1297,7 +1305,7 @@ class _Checker:
             if mk != "spot":
                 continue
             for row in spot[(spot["region"] == reg) & (spot["gpu"] == gpu)].itertuples(index=False):
-                rs = row.restart_s if np.isfinite(row.restart_s) else self.startup_s(model)
+                rs = row.restart_s if np.isfinite(row.restart_s) else self.spot_restart_s(model)
                 out[i] = max(out[i], min(row.rate * rs / 3600.0, 0.99))
         return out
 
@@ -1585,7 +1593,7 @@ class _Checker:
                 energy(r, t, sc.pue[r] * h * c * off.gpus * idle_gpu.get(off.gpu, 0.0) / 1000.0)
                 if off.rate > 0:
                     rs = off.restart_s if np.isfinite(off.restart_s) else (
-                        max((self.startup_s(m) for m in sc.models), default=0.0))
+                        max((self.spot_restart_s(m) for m in sc.models), default=0.0))
                     rh = off.rate * h * rs / 3600.0 * c
                     restart_gh += rh * off.gpus
                     add["gpu_hours"][t] += rh * off.gpus

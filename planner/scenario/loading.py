@@ -129,6 +129,10 @@ class Scenario:
     vm_offers: pd.DataFrame | None = field(default=None, repr=False)
     """Every (region, VM type, market) offer when some region states ``vms`` (None otherwise): see
     :func:`_vm_offers`. Per-GPU offers then appear as flexible VMs of one GPU."""
+    spot_restart_basis: dict | None = field(default=None, repr=False)
+    """Seconds per model a reclaimed spot replica is down when its VM type states no ``spot_restart_s``
+    (None: :meth:`startup_seconds`). Set by :meth:`without_scaling`, so that the same scenario without
+    ``options.scaling`` keeps its spot losses."""
 
     # ---- convenient views
     @property
@@ -334,6 +338,22 @@ class Scenario:
         from planner.scenario.arrivals import busy_share
 
         return busy_share(self.class_arrivals(name), m, window_requests)
+
+    def spot_restart_seconds(self, model: str) -> float:
+        """Seconds a reclaimed spot replica of ``model`` is down when its VM type states no
+        ``spot_restart_s``: its startup time (``spot_restart_basis`` when set)."""
+        if self.spot_restart_basis is not None:
+            return float(self.spot_restart_basis.get(model, 0.0))
+        return self.startup_seconds(model)
+
+    def without_scaling(self) -> "Scenario":
+        """The same scenario without ``options.scaling`` (every slot sized on its own), keeping what
+        scaling sets besides coupling: the time a reclaimed spot replica is down. Its optimum is a lower
+        bound of this scenario's (coupling only adds rules and startup costs)."""
+        if self.spec.options.scaling is None:
+            return self
+        basis = {m: self.spot_restart_seconds(m) for m in self.models}
+        return Scenario(**(_replace(self.replace_options(scaling=None)) | {"spot_restart_basis": basis}))
 
     def startup_seconds(self, model: str) -> float:
         """Seconds a new replica of ``model`` takes before it serves (``options.scaling``; 0 without):
