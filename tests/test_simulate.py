@@ -274,6 +274,7 @@ def test_cli_writes_report_and_table(files, capsys):
     (["--trace", "nope.csv"], "nope.csv"),
     (["--trace", "{plan}=nosuchclass"], "unknown class"),
     (["--policy", "lifo"], "lifo"),
+    (["--interruptions", "-1"], "--interruptions"),
 ])
 def test_cli_bad_input_exits_2_and_keeps_the_old_report(files, capsys, args, needle):
     out = files / "keep.json"
