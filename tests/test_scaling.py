@@ -209,3 +209,31 @@ def test_rolling_from_the_per_slot_plan_against_the_whole_model(demand, provisio
     assert roll.solver.bound <= whole.objective.value + 1e-6
     if provision_s == 2400:
         assert roll.objective.value == pytest.approx(30.0) == whole.objective.value
+
+
+def test_initial_fleet_from_the_plan_in_force(tmp_path):
+    """Demand 25 req/s for two hours needs 3 replicas; starts cost 1800 s (0.5 USD each). From nothing the
+    plan starts 3 (6 + 1.5 = 7.5 USD). Re-planned from that plan's last slot (3 running), nothing starts
+    (6 USD), through the library and through ``plan solve --initial-fleet``; the new plan checks against
+    the scenario it was made for. A scenario without scaling refuses an initial fleet (exit 2)."""
+    from planner.cli.app import main
+
+    sc = _sc([25.0, 25.0], provision_s=1800)
+    first = planner.solve(sc, mip_gap=0.0)
+    assert first.totals.replicas_started == 3 and first.totals.cost_usd == pytest.approx(7.5)
+    again = planner.solve(sc.with_initial_fleet(first), mip_gap=0.0)
+    assert again.totals.replicas_started == 0 and again.totals.cost_usd == pytest.approx(6.0)
+    assert again.slots[0].actions == []
+    d = sc.save(tmp_path / "sc")
+    (tmp_path / "first.json").write_text(first.to_json())
+    out = tmp_path / "again.json"
+    rc = main(["solve", str(d), "--initial-fleet", str(tmp_path / "first.json"), "--mip-gap", "0", "-q", "-o", str(out)])
+    assert rc == 0
+    plan = json.loads(out.read_text())
+    assert plan["totals"]["replicas_started"] == 0 and plan["slots"][0]["actions"] == []
+    assert main(["check", str(out)]) == 0
+    plain = planner.scenario_from_dict(scenario(slots=2, demand={("k", "o"): [25.0, 25.0]}))
+    d2 = plain.save(tmp_path / "plain")
+    assert main(["solve", str(d2), "--initial-fleet", str(tmp_path / "first.json"), "-q", "-o",
+                 str(tmp_path / "x.json")]) == 2
+    assert not (tmp_path / "x.json").exists()

@@ -78,6 +78,7 @@ def solve(
     explain: bool = typer.Option(False, "--explain", help="If infeasible, print the explanation as JSON on stdout."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Plan JSON file (default: stdout)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary on stderr."),
+    initial_fleet: Optional[Path] = typer.Option(None, "--initial-fleet", metavar="PLAN.json", help="With options.scaling: start from the fleet this plan runs in its last slot (the plan in force), so the first slot's actions are relative to it."),
     demand_statistic: Optional[str] = typer.Option(None, "--demand-statistic", metavar="mean|peak|pNN", help="Size each slot for this statistic of a demand table finer than the slot: mean (default), peak, or a time-weighted percentile such as p95 (overrides the scenario)."),
     whole_model: bool = typer.Option(False, "--whole-model", help="Solve all slots as one model (default: slot by slot when no budget or cap couples them, a rolling horizon with options.scaling)."),
     example: Optional[str] = typer.Option(None, "--example", metavar="NAME", help="Solve an embedded example instead of a file: default, or week (7 days, VMs on demand and spot, the fleet over time)."),
@@ -127,6 +128,9 @@ def solve(
         except ValueError as e:
             raise InputError(f"--example: {e}") from None
     sc = load_scenario(scenario, allow_dirs=allow_dir or ())
+    if initial_fleet is not None:
+        check_outputs({"-o": output, "--write-model": write_model}, [initial_fleet])
+        sc = sc.with_initial_fleet(initial_fleet)
     from planner.sim.arrivals import TraceSource, load_traces
 
     sources = [TraceSource.parse(t) for t in (trace or [])]
