@@ -217,11 +217,12 @@ def test_initial_fleet_from_the_plan_in_force(tmp_path):
     (6 USD), through the library and through ``plan solve --initial-fleet``; the new plan checks against
     the scenario it was made for. A scenario without scaling refuses an initial fleet (exit 2)."""
     from planner.cli.app import main
+    from planner.plan.fleet import with_initial_fleet
 
     sc = _sc([25.0, 25.0], provision_s=1800)
     first = planner.solve(sc, mip_gap=0.0)
     assert first.totals.replicas_started == 3 and first.totals.cost_usd == pytest.approx(7.5)
-    again = planner.solve(sc.with_initial_fleet(first), mip_gap=0.0)
+    again = planner.solve(with_initial_fleet(sc, first), mip_gap=0.0)
     assert again.totals.replicas_started == 0 and again.totals.cost_usd == pytest.approx(6.0)
     assert again.slots[0].actions == []
     d = sc.save(tmp_path / "sc")

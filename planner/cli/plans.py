@@ -130,7 +130,9 @@ def solve(
     sc = load_scenario(scenario, allow_dirs=allow_dir or ())
     if initial_fleet is not None:
         check_outputs({"-o": output, "--write-model": write_model}, [initial_fleet])
-        sc = sc.with_initial_fleet(initial_fleet)
+        from planner.plan.fleet import with_initial_fleet
+
+        sc = with_initial_fleet(sc, initial_fleet)
     from planner.sim.arrivals import TraceSource, load_traces
 
     sources = [TraceSource.parse(t) for t in (trace or [])]

@@ -355,29 +355,6 @@ class Scenario:
         basis = {m: self.spot_restart_seconds(m) for m in self.models}
         return Scenario(**(_replace(self.replace_options(scaling=None)) | {"spot_restart_basis": basis}))
 
-    def with_initial_fleet(self, plan, slot: int = -1) -> "Scenario":
-        """This scenario with ``options.scaling.initial`` set to the fleet ``plan`` runs in ``slot`` (default:
-        its last): re-planning from the plan in force, so the first slot's actions are relative to what
-        runs now. ``plan``: a Plan, a plan file's path or its JSON text. Replicas of the same config in
-        several latency pools are summed. Raises ScenarioError without ``options.scaling`` (or when the
-        fleet names what this scenario lacks), PlanFileError for a bad plan or slot."""
-        from planner.errors import PlanFileError
-        from planner.plan.checker import read_plan
-
-        p = read_plan(plan)
-        if self.spec.options.scaling is None:
-            raise ScenarioError([Problem("options.scaling", "an initial fleet needs options.scaling (the fleet "
-                                                            "over time)")], "no fleet over time")
-        if not p.slots or not -len(p.slots) <= slot < len(p.slots):
-            raise PlanFileError([Problem("plan", f"has {len(p.slots)} slot(s); slot {slot} does not exist")])
-        agg: dict[tuple, int] = {}
-        for d in p.slots[slot].deployments:
-            key = (d.region, d.model, d.gpu, int(d.tp), int(d.pp), float(d.freq_mhz), d.market or "on-demand")
-            agg[key] = agg.get(key, 0) + int(d.replicas)
-        init = [dict(region=r, model=m, gpu=g, tp=tp, pp=pp, freq_mhz=f, replicas=n, market=mk)
-                for (r, m, g, tp, pp, f, mk), n in sorted(agg.items()) if n > 0]
-        return self.replace_options(scaling=self.spec.options.scaling.model_dump() | {"initial": init})
-
     def startup_seconds(self, model: str) -> float:
         """Seconds a new replica of ``model`` takes before it serves (``options.scaling``; 0 without):
         :func:`startup_seconds`."""
