@@ -299,15 +299,21 @@ def run(deployments: list[DeploymentSpec], t_ms: np.ndarray, inp: np.ndarray, ou
             dep_of[b0 + j] = d
 
     def pick(d: int):
+        """The replica of deployment ``d`` an arrival joins: the power of two choices among its replicas
+        that are up (None when none is)."""
         nr = n_of[d]
         base = first_rep[d]
-        up = [base + j for j in range(nr) if not is_down[base + j]]
-        if not up:
-            return None
-        if len(up) == 1:
-            return reps[up[0]]
-        a = reps[up[int(rand() * len(up))]]
-        b = reps[up[int(rand() * len(up))]]
+        cand = None
+        if down:
+            cand = [base + j for j in range(nr) if not is_down[base + j]]
+            if not cand:
+                return None
+            nr = len(cand)
+        if nr == 1:
+            return reps[base if cand is None else cand[0]]
+        ia, ib = int(rand() * nr), int(rand() * nr)
+        a = reps[base + ia if cand is None else cand[ia]]
+        b = reps[base + ib if cand is None else cand[ib]]
         return a if a.nseq + len(a.waiting) <= b.nseq + len(b.waiting) else b
 
     def enqueue(r: _Replica, rid: int, now: float) -> None:
@@ -315,6 +321,7 @@ def run(deployments: list[DeploymentSpec], t_ms: np.ndarray, inp: np.ndarray, ou
         where[rid] = r.idx
         heappush(r.waiting, (K[rid], rid))
         if not r.busy:
+            # start once every arrival of this instant is queued (they compete by key)
             r.busy = True
             r.k = 0
             r.ver += 1
@@ -324,7 +331,7 @@ def run(deployments: list[DeploymentSpec], t_ms: np.ndarray, inp: np.ndarray, ou
             el = now - r.t0
             j = r.steps_done_by(el)
             if j == 0 or r.run_time(j) < el:
-                j += 1
+                j += 1       # cut after the step in flight; at a step boundary, cut there
             if j < r.k:
                 r.k = j
                 r.dur = r.run_time(j)
@@ -351,15 +358,18 @@ def run(deployments: list[DeploymentSpec], t_ms: np.ndarray, inp: np.ndarray, ou
             where[rid] = -1
             heappush(retry, (now, rid))
 
-    def arrive(rid: int, now: float) -> None:
+    def arrive(rid: int, now: float) -> bool:
+        """Queue request ``rid`` at a replica of its deployment (or park it until one is up); False when
+        no replica can ever hold it (dropped)."""
         d = D[rid]
         r = pick(d)
         if r is None:
             parked.setdefault(d, []).append(rid)
-            return
+            return True
         if I[rid] + O[rid] > r.kv_cap or r.max_seqs < 1:
-            return
+            return False
         enqueue(r, rid, now)
+        return True
 
     i = 0
     while True:
@@ -385,13 +395,12 @@ def run(deployments: list[DeploymentSpec], t_ms: np.ndarray, inp: np.ndarray, ou
             arrive(rid, now)
             continue
         if i < N and (not heap or T[i] <= heap[0][0]):
-            now = T[i]
             if down:
-                arrive(i, now)
+                if arrive(i, T[i]):
+                    events += 1
                 i += 1
-                events += 1
                 continue
-            d = D[i]
+            d = D[i]   # the hot path (no replica ever down): pick() inlined
             nr = n_of[d]
             base = first_rep[d]
             if nr == 1:
@@ -400,31 +409,10 @@ def run(deployments: list[DeploymentSpec], t_ms: np.ndarray, inp: np.ndarray, ou
                 a = reps[base + int(rand() * nr)]
                 b = reps[base + int(rand() * nr)]
                 r = a if a.nseq + len(a.waiting) <= b.nseq + len(b.waiting) else b
-            if I[i] + O[i] > r.kv_cap or r.max_seqs < 1:
-                i += 1
-                continue
-            where[i] = r.idx
-            heappush(r.waiting, (K[i], i))
-            if not r.busy:
-                # start once every arrival of this instant is queued (they compete by key)
-                r.busy = True
-                r.k = 0
-                r.ver += 1
-                ctr += 1
-                heappush(heap, (now, ctr, r.idx, r.ver))
-            elif r.k > 1:
-                el = now - r.t0
-                j = r.steps_done_by(el)
-                if j == 0 or r.run_time(j) < el:
-                    j += 1       # cut after the step in flight; at a step boundary, cut there
-                if j < r.k:
-                    r.k = j
-                    r.dur = r.run_time(j)
-                    r.ver += 1
-                    ctr += 1
-                    heappush(heap, (r.t0 + r.dur, ctr, r.idx, r.ver))
+            if I[i] + O[i] <= r.kv_cap and r.max_seqs >= 1:
+                enqueue(r, i, T[i])
+                events += 1
             i += 1
-            events += 1
         elif heap:
             now, _, ri, ver = heappop(heap)
             r = reps[ri]

@@ -23,7 +23,7 @@ import numpy as np
 
 from planner.errors import InputError, PlanFileError, Problem
 from planner.limits import limits
-from planner.plan.checker import read_plan
+from planner.plan.checker import base_key, read_plan
 from planner.sim import engine as simengine
 from planner.sim.arrivals import TraceSource, load_traces, poisson_arrivals, replay_traces
 from planner.sim.fleet import plan_deployments, plan_routes, prefill_ms_vec, profiled_rates
@@ -140,7 +140,7 @@ def _outages(plan, sc, t: int, deps, window_ms: float, rng, interruptions: float
             pd_ = by_id.get(d.id)
             if pd_ is None:
                 continue
-            base = f"{pd_.region}/{pd_.model}|{pd_.gpu}|tp{pd_.tp}|pp{pd_.pp}" + ("|spot" if pd_.market == "spot" else "")
+            base = f"{pd_.region}/{base_key(pd_.model, pd_.gpu, pd_.tp, pd_.pp, pd_.market == 'spot')}"
             left = started.get(base, 0)
             if left <= 0:
                 continue
