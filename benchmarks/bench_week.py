@@ -22,9 +22,7 @@ import argparse
 import time
 
 import planner
-from planner.optimize.backends import SolveOptions
-from planner.optimize.prepare import prepare
-from planner.optimize.rolling import reprice, solve_rolling
+from planner.optimize.rolling import reprice
 from planner.scenario.defaults import example_path
 from planner.sim.orchestrate import simulate
 
@@ -48,6 +46,8 @@ def main() -> None:
     ap.add_argument("--sim-every", type=int, default=6)
     ap.add_argument("--sim-minutes", type=float, default=10.0)
     ap.add_argument("--stress", type=float, default=20.0)
+    ap.add_argument("--skip-per-slot", action="store_true", help="leave out today's per-slot plan (slow)")
+    ap.add_argument("--skip-sim", action="store_true")
     ap.add_argument("--objective", default=None, help="carbon (the week's), energy, cost or gpu-hours")
     a = ap.parse_args()
     sc = planner.load_scenario(example_path("week"))
@@ -56,21 +56,21 @@ def main() -> None:
     print("| plan | wall s | carbon kg | bound | gap | cost USD | GPU-h | startup GPU-h | replicas started / stopped "
           "| actions | VMs started | spot GPU-h |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    # the per-slot plan first; the rolling horizon then starts from it (planner.solve would solve it again)
     t0 = time.perf_counter()
-    plain = planner.solve(sc.without_scaling(), time_limit=a.time_limit, threads=a.threads)
-    t_plain = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    psc, md, lm, v, secs = prepare(sc, None, {})
-    opts = SolveOptions(a.time_limit, 5e-3, a.threads)
-    coupled = solve_rolling(psc, md, lm, v, psc.options.objective.value, "highs", opts, secs,
-                            lambda *args, **kw: plain)
-    wall = t_plain + time.perf_counter() - t0
+    coupled = planner.solve(sc, time_limit=a.time_limit, threads=a.threads)
+    wall = time.perf_counter() - t0
     assert planner.check(coupled, sc).ok
     print(_row("coupled (rolling horizon)", coupled, f"{wall:.0f}"), flush=True)
-    priced = reprice(plain, sc)
-    assert planner.check(priced, sc).ok
-    print(_row("per-slot plan, re-priced", priced, f"{t_plain:.0f}"), flush=True)
+    if a.skip_per_slot:
+        plain = None
+    else:
+        t0 = time.perf_counter()
+        plain = planner.solve(sc.without_scaling(), time_limit=a.time_limit, threads=a.threads)
+        t_plain = time.perf_counter() - t0
+    priced = None if plain is None else reprice(plain, sc)
+    if priced is not None:
+        assert planner.check(priced, sc).ok
+        print(_row("per-slot plan, re-priced", priced, f"{t_plain:.0f}"), flush=True)
     if a.whole_model:
         t0 = time.perf_counter()
         try:
@@ -80,6 +80,8 @@ def main() -> None:
             print(f"| whole model ({a.whole_model:g} s) | {time.perf_counter() - t0:.0f} | {type(e).__name__}: "
                   f"{str(e)[:80]} | | | | | | | | | |", flush=True)
     print(f"\ncoupled plan: {coupled.solver.status}")
+    if a.skip_sim:
+        return
     slots = list(range(0, sc.n_slots, a.sim_every))
     print(f"\nSimulated: slots {slots[0]}, {slots[1]}, ... every {a.sim_every} h ({len(slots)} slots), first "
           f"{a.sim_minutes:g} min of each, Poisson at the planned rates, seed 0.\n")

@@ -238,3 +238,79 @@ def test_initial_fleet_from_the_plan_in_force(tmp_path):
     assert main(["solve", str(d2), "--initial-fleet", str(tmp_path / "first.json"), "-q", "-o",
                  str(tmp_path / "x.json")]) == 2
     assert not (tmp_path / "x.json").exists()
+
+
+def _two_clocks(demand, **scaling):
+    profs = [profile(freq=1000, max_rps=10.0, busy=600.0, idle=400.0),
+             profile(freq=1500, max_rps=20.0, busy=1000.0, idle=400.0)]
+    return planner.scenario_from_dict(scenario(slots=len(demand), demand={("k", "o"): demand}, profiles=profs,
+                                               options={"objective": "energy", "scaling": scaling}))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_slot_bound_and_plan_by_hand(backend):
+    """The rolling horizon's per-slot step (planner.optimize.slot_bounds) on one slot, energy objective,
+    idle 400 W and two clocks: 1000 MHz (10 req/s, 20 W per req/s above idle) and 1500 MHz (20 req/s,
+    30 W per req/s); demand 15 req/s.
+
+    * Slot MILP: one replica at 1500 MHz (400 + 30 x 15 = 850 W) beats two at 1000 MHz (800 + 300 =
+      1100 W) and one of each (800 + ...): 0.85 kWh.
+    * LP relaxation: per req/s, 1000 MHz costs 400/10 + 20 = 60 W and 1500 MHz 400/20 + 30 = 50 W:
+      0.75 replicas at 1500 MHz, 750 W: 0.75 kWh.
+    * Base relaxation (whole replicas per base, clocks mixed): one replica, a share a at 1000 MHz;
+      850 - 10 y1000 W with y1000 <= 10 a and 15 - y1000 <= 20 (1 - a), so a = 0.5, y1000 = 5: 800 W,
+      0.80 kWh.
+
+    The slot's plan is the MILP's optimum; its bound (root cuts) lies between the LP and the optimum."""
+    from formulations import objective_vector
+    from planner.optimize.backends import SolveOptions, get_backend
+    from planner.optimize.prepare import prepare
+    from planner.optimize.slot_bounds import SlotModels, solve_slots
+
+    sc, md, lm, v, _ = prepare(_two_clocks([15.0], provision_s=600), None, {})
+    sm = SlotModels(lm, md, objective_vector(lm, md, "energy"))
+    exact = SolveOptions(mip_gap=0.0, threads=1)
+    for kind, value in (({"relaxed": True}, 0.80), ({"lp": True}, 0.75), ({}, 0.85)):
+        sub, cols = sm.model(0, **kind)
+        r = get_backend(backend)(sub, sm.objective(cols, sub)).solve(exact)
+        assert r.objective == pytest.approx(value), kind
+    (out,) = solve_slots(sm, backend, exact)
+    assert out.status == "ok" and not out.whole
+    assert float(sm.primary[sm.columns(0)] @ out.x) == pytest.approx(0.85)
+    assert 0.75 - 1e-9 <= out.bound <= 0.85 + 1e-9
+    plan = planner.solve(sc := _two_clocks([15.0, 15.0], provision_s=600), backend=backend, mip_gap=0.0)
+    assert [[(d.freq_mhz, d.replicas) for d in s.deployments] for s in plan.slots] == [[(1500, 1)], [(1500, 1)]]
+    assert planner.check(plan, sc).ok
+
+
+def test_slot_chains_and_segments_do_not_depend_on_threads():
+    """30 hourly slots (three chains of 12 slots for the per-slot step, two segments of 24 for the
+    windows): the plan is the same bytes (timings aside) on one thread and on two, and the same again."""
+    demand = [8.0 + 7.0 * ((t * 7) % 5) for t in range(30)]
+    sc = _two_clocks(demand, provision_s=1800)
+    plans = [planner.solve(sc, threads=th).without_timings() for th in (1, 2, 2)]
+    for p in plans:
+        p["solver"].pop("threads")
+    assert plans[0] == plans[1] == plans[2]
+    assert "rolling horizon" in plans[0]["solver"]["status"]
+    plan = planner.solve(sc, threads=2)
+    assert planner.check(plan, sc).ok
+    assert plan.solver.bound <= plan.objective.value + 1e-9
+
+
+def test_root_rounds_and_node_limits_are_bounds_and_plans():
+    """``SolveOptions.root_rounds`` stops at a proven bound (no more than the optimum; the same twice);
+    ``max_nodes`` keeps the best plan found by then (no better than the optimum)."""
+    from formulations import objective_vector
+    from planner.optimize.backends import SolveOptions, get_backend
+    from planner.optimize.prepare import prepare
+
+    sc = _two_clocks([15.0, 37.0, 52.0, 9.0])
+    sc, md, lm, v, _ = prepare(sc.without_scaling(), None, {})
+    obj = objective_vector(lm, md, "energy")
+    best = get_backend("highs")(lm, obj).solve(SolveOptions(mip_gap=0.0, threads=1)).objective
+    b = [get_backend("highs")(lm, obj).solve(SolveOptions(mip_gap=0.0, threads=1, root_rounds=2)).bound
+         for _ in range(2)]
+    assert b[0] == b[1] and b[0] <= best + 1e-9
+    r = get_backend("highs")(lm, obj).solve(SolveOptions(mip_gap=0.0, threads=1, max_nodes=1))
+    assert r.has_solution and r.objective >= best - 1e-9

@@ -89,7 +89,7 @@ def solve(scenario: Scenario, objective: str | None = None, backend: str = "high
     if over_time and decompose and not coupled and sc.n_slots > 1:
         from planner.optimize.rolling import solve_rolling
 
-        return solve_rolling(sc, md, lm, v, obj, backend, opts, secs + (be.build_seconds if be else 0.0), solve)
+        return solve_rolling(sc, md, lm, v, obj, backend, opts, secs + (be.build_seconds if be else 0.0))
     if be is None:
         be = get_backend(backend)(lm, objective_vector(lm, md, obj))
     if (coupled or over_time) and time_limit is None:

@@ -4,9 +4,11 @@ With ``options.scaling`` the slots are coupled (``replica_flow``, ``min_up_time`
 ``vm_flow``), so the slot decomposition no longer applies, and the whole model grows too large to solve
 within minutes for a week of hourly slots. :func:`solve_rolling`:
 
-1. **Bound.** The same scenario without ``options.scaling`` is solved slot by slot (the existing
-   decomposition). Coupling only adds constraints and startup costs (all >= 0), so the sum of the slots'
-   proven bounds is a lower bound of the coupled optimum; its plan is also the per-slot baseline.
+1. **Bound.** Every slot of the coupled model without its coupling is solved on its own
+   (:mod:`planner.optimize.slot_bounds`: a bound from root cuts, then the slot MILP over a few
+   deployment bases for a plan). Coupling only adds constraints and startup costs (all >= 0), so the sum of
+   the slots' proven bounds is a lower bound of the coupled optimum; their plans together are the
+   per-slot plan the windows start from.
 2. **Windows.** The coupled model is solved on windows of ``window`` slots, committing the first
    ``commit`` of each: the rows of the window's slots, over the window's columns and the earlier columns
    they reference (fixed at their committed values: the fleet running before the window, recent starts
@@ -15,9 +17,11 @@ within minutes for a week of hourly slots. :func:`solve_rolling`:
    itself a plan of the coupled model (no ``max_change``, ``min_up_slots`` or scale-down delay binds it:
    checked row by row), the windows start from it and may only use the configs it runs within
    ``SUPPORT_REACH`` slots (their replica counts free; clock and pool changes cost nothing): small MILPs
-   that decide which replicas to keep running rather than stop and restart. Each window then starts
-   from a feasible solution, so the rolling horizon is *anytime*: at the time limit the slots not yet
-   committed keep the per-slot plan. Otherwise the windows range over every config.
+   that decide which replicas to keep running rather than stop and restart, stopped at their root
+   (``WINDOW_NODES``). Each window then starts from a feasible solution, so the rolling horizon is
+   *anytime*: at the time limit the slots not yet committed keep the per-slot plan; and segments of
+   ``SEGMENT`` slots are rolled at the same time (:func:`_segments`). Otherwise the windows range over
+   every config, one after the other.
 3. The assembled solution is a plan of the whole coupled model (every row holds: each window enforced
    its own rows with the earlier columns fixed); its gap is measured against the bound of step 1.
 
@@ -27,7 +31,7 @@ Budgets and carbon caps couple all slots at once; with them the whole model is s
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -36,72 +40,27 @@ from formulations import OBJECTIVE_EXPRESSION, SECONDARY, LinearModel, objective
 from planner.optimize.backends import SolveOptions, get_backend
 from planner.optimize.backends.base import INFEASIBLE, NO_SOLUTION, UNBOUNDED
 from planner.optimize.extract import make_plan
+from planner.optimize.slot_bounds import SlotModels, result_of, slot_index, solve_slots, submodel
 from planner.optimize.whole import DEFAULT_COUPLED_TIME_LIMIT, raise_for, tie_break
 
 DEFAULT_WINDOW = 6
 """Slots per window of the rolling horizon."""
 DEFAULT_COMMIT = 3
 """Slots each window commits (the rest is the overlap with the next)."""
-BOUND_SHARE = 0.6
+BOUND_SHARE = 0.7
 """Share of the time limit the per-slot solve (bound and starting plan) may take."""
 SUPPORT_REACH = 1
 """Windows over a per-slot plan may use the configs it runs within this many slots."""
 WINDOW_GAP = 1e-3
 """Relative MIP gap of the windows over a per-slot plan."""
-RESERVE_S = 3.0
-"""Seconds kept for the tie-break and the plan when windows stop at the time limit."""
-
-
-def _slot_of(lm: LinearModel, blocks, size: int) -> np.ndarray:
-    """Slot of every column (or row): from each block's ``slot`` dimension; -1 where a block has none."""
-    out = np.full(size, -1, np.int64)
-    for b in blocks:
-        if "slot" in b.dims:
-            out[b.start:b.start + b.size] = b.index[:, b.dims.index("slot")]
-    return out
-
-
-def submodel(lm: LinearModel, cols: np.ndarray, rows: np.ndarray, lower: np.ndarray,
-             upper: np.ndarray) -> LinearModel:
-    """The model restricted to ``cols`` (bool mask, in column order) and ``rows`` (bool mask): the same
-    blocks and labels, columns renumbered, bounds from ``lower``/``upper``. Every nonzero of a kept row
-    must be on a kept column."""
-    sub = LinearModel(labels=lm.labels)
-    new = np.full(lm.ncols, -1, np.int64)
-    new[np.nonzero(cols)[0]] = np.arange(int(cols.sum()))  # blocks keep their order: ranks are the new numbers
-    for b in lm.var_blocks:
-        sel = cols[b.start:b.start + b.size]
-        if not sel.any():
-            continue
-        sub.add_vars(b.name, b.dims, b.index[sel], lower[b.start:b.start + b.size][sel],
-                     upper[b.start:b.start + b.size][sel], integer=b.integer, doc=b.doc)
-    for b in lm.con_blocks:
-        keep = rows[b.start:b.start + b.size]
-        if not keep.any():
-            continue
-        local = np.full(b.size, -1, np.int64)
-        local[keep] = np.arange(int(keep.sum()))
-        nz = keep[b.rows]
-        c = new[b.cols[nz]]
-        assert (c >= 0).all(), f"{b.name}: a kept row uses a column outside the window"
-        sub.add_constraints(b.name, b.dims, b.index[keep], local[b.rows[nz]], c, b.vals[nz], b.lower[keep],
-                            b.upper[keep], doc=b.doc)
-    idx = np.nonzero(cols)[0]
-    for name, vec in lm.expressions.items():
-        sub.expressions[name] = vec[idx]
-    return sub
-
-
-def per_slot_bound(scenario, objective, backend, opts: SolveOptions, solve):
-    """Step 1: the scenario without ``options.scaling`` solved slot by slot (``solve``: the planner's
-    solve entry point). Returns (plan, bound)."""
-    plain = scenario.without_scaling()
-    plan = solve(plain, objective, backend, time_limit=opts.time_limit, mip_gap=opts.mip_gap,
-                 threads=opts.threads, seed=opts.seed, explain=opts.explain)
-    b = plan.solver.bound
-    if b is None:
-        b = plan.objective.value if plan.status == "optimal" else None
-    return plan, b
+RESERVE_S = 2.0
+"""Seconds kept for the tie-break and the plan within the time limit, plus ``POST_S_PER_COLUMN``."""
+POST_S_PER_COLUMN = 1.2e-5
+"""Seconds per column of the coupled model kept for the tie-break and the plan (10 s for the week)."""
+MIN_WINDOW_S = 0.5
+"""With a time limit, windows over a per-slot plan stop when less than this is left."""
+WINDOW_NODES = 1
+"""Branch-and-bound nodes of a window over a per-slot plan: its root, with HiGHS's root heuristics."""
 
 
 def plan_columns(plan, sc, md, v, ncols: int) -> np.ndarray:
@@ -221,89 +180,229 @@ def reprice(plan, scenario):
     return make_plan(sc, md, lm, v, obj, x, "feasible", info, None)
 
 
-def solve_rolling(sc, md, lm, v, obj: str, backend: str, opts: SolveOptions, build_secs: float, solve,
+SEGMENT = 24
+"""Slots per segment: over a per-slot plan, segments of the horizon are rolled at the same time (see
+:func:`_segments`)."""
+
+
+def _segments(sc, T: int) -> list[tuple[int, int]]:
+    """Segments of ``SEGMENT`` slots rolled independently (in parallel) over a per-slot plan: each keeps the
+    per-slot plan in its last slot, so the next segment starts from exactly the fleet it assumed. Only when
+    nothing couples more than two neighbouring slots (``min_up_slots`` 1, no scale-down delay): otherwise
+    one segment."""
+    sc_opts = sc.options.scaling
+    if sc_opts is not None and (sc_opts.min_up_slots > 1 or sc_opts.scale_down_delay_slots > 0):
+        return [(0, T)]
+    return [(a, min(T, a + SEGMENT)) for a in range(0, T, SEGMENT)]
+
+
+@dataclass
+class _Rolled:
+    x: np.ndarray
+    done: int = 0
+    windows: int = 0
+    solve_secs: float = 0.0
+    worst_gap: float = 0.0
+    kept: int = 0
+    skipped: int = 0
+
+
+class _Windows:
+    """Step 2 of the module docstring: windows over segments of the horizon."""
+
+    def __init__(self, lm, md, v, x0, primary, backend, opts, trow, tcol, window, commit, restricted):
+        self.lm, self.md, self.v, self.x0, self.primary = lm, md, v, x0, primary
+        self.backend, self.opts, self.trow, self.tcol = backend, opts, trow, tcol
+        self.window, self.commit, self.restricted = window, commit, restricted
+        self.col_slot = slot_index(lm, lm.var_blocks, lm.ncols)
+        self.row_slot = slot_index(lm, lm.con_blocks, lm.nrows)
+        self.lo, self.up = lm.lower.copy(), lm.upper.copy()
+        if restricted:
+            self.up[~_support(md, v, x0, lm.ncols, SUPPORT_REACH)] = 0.0
+        scale = np.zeros(lm.ncols, bool)
+        for b in lm.var_blocks:
+            if b.name in ("scale_out", "scale_in", "vm_starts"):
+                scale[b.start:b.start + b.size] = True
+        self.scale = scale
+
+    def run(self, segs, deadline, lower, t_start) -> _Rolled:
+        """Roll every segment (``opts.threads`` at a time); returns the assembled plan."""
+        import os
+        import threading
+
+        T = self.md.scenario.n_slots
+        n_windows = sum(len(range(a, b, self.commit)) for a, b in segs)
+        lock = threading.Lock()
+        left = [n_windows]
+        progress = {"slots": 0}
+        x = self.x0.copy() if self.restricted else np.zeros(self.lm.ncols)
+        out = _Rolled(x)
+        workers = max(1, min(len(segs), self.opts.threads or (os.cpu_count() or 1)))
+        if self.backend == "pyomo" or len(segs) == 1:
+            workers = 1
+
+        def limit_for():
+            if deadline is None:
+                return None
+            with lock:
+                n = left[0]
+                left[0] -= 1
+            rem = deadline - time.perf_counter()
+            return max(0.5, rem * 0.9 * min(workers, n) / max(n, 1))
+
+        def segment(a0, a1):
+            xs = x if workers == 1 else x.copy()
+            # over a per-slot plan, one thread per window whatever the workers: the same plan on any machine
+            r = self._roll(xs, a0, a1, T, deadline, limit_for, threads=1 if self.restricted else self.opts.threads)
+            with lock:
+                sel = (self.col_slot >= a0) & (self.col_slot < a1)
+                x[sel] = xs[sel]
+                out.windows += r.windows
+                out.solve_secs += r.solve_secs
+                out.worst_gap = max(out.worst_gap, r.worst_gap)
+                out.kept += r.kept
+                out.skipped += r.skipped
+                progress["slots"] += r.done - a0
+                if self.opts.progress is not None:
+                    self.opts.progress({"incumbent": None, "bound": lower, "gap": None,
+                                        "elapsed": time.perf_counter() - t_start,
+                                        "slots_done": progress["slots"], "slots": T})
+
+        if workers == 1:
+            for a0, a1 in segs:
+                segment(a0, a1)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fleetplan-window") as pool:
+                for f in [pool.submit(segment, a0, a1) for a0, a1 in segs]:
+                    f.result()
+        out.done = T
+        if self.restricted:
+            from planner.optimize.extract import _scaling_from_replicas
+
+            out.x = _scaling_from_replicas(self.md, self.v, x)
+        return out
+
+    def _roll(self, x, a0, a1, T, deadline, limit_for, threads) -> _Rolled:
+        """Windows over slots [a0, a1), committing into ``x``. Over a per-slot plan, a segment that is not
+        the last keeps the per-slot plan in its last slot (see :func:`_segments`)."""
+        from planner.optimize.extract import _scaling_from_replicas
+
+        lm, opts, primary, x0 = self.lm, self.opts, self.primary, self.x0
+        col_slot, row_slot, trow, tcol = self.col_slot, self.row_slot, self.trow, self.tcol
+        out = _Rolled(x, done=a0)
+        lo, up = self.lo, self.up
+        if self.restricted and a1 < T:
+            keep_last = (col_slot == a1 - 1) & ~self.scale
+            lo, up = lo.copy(), up.copy()
+            lo[keep_last] = up[keep_last] = x0[keep_last]
+        starts = list(range(a0, a1, self.commit))
+        for a in starts:
+            if self.restricted and deadline is not None and deadline - time.perf_counter() < MIN_WINDOW_S:
+                out.skipped += a1 - a
+                break  # out of time: the per-slot plan stands for the slots left
+            b = min(T, a + self.window)
+            rows = (row_slot >= a) & (row_slot < b)
+            ref = np.zeros(lm.ncols, bool)
+            ref[tcol[rows[trow]]] = True
+            cols = ((col_slot >= a) & (col_slot < b)) | ref
+            past = cols & (col_slot < a)
+            wlo, wup = lo.copy(), up.copy()
+            wlo[past] = wup[past] = x[past]
+            sub = submodel(lm, cols, rows, wlo, wup)
+            limit = limit_for()
+            start = np.where(col_slot < a, x, x0)
+            if self.restricted:  # the committed slots, then the per-slot plan: starts and stops re-derived
+                start = _scaling_from_replicas(self.md, self.v, start)
+            be = get_backend(self.backend)(sub, primary[cols])
+            # over a per-slot plan, the window's gains (startups saved) are a small share of its objective:
+            # solve it closely (it is small)
+            wgap = min(opts.mip_gap, WINDOW_GAP) if self.restricted else opts.mip_gap
+            r = be.solve(replace(opts, time_limit=limit, progress=None, mip_gap=wgap, threads=threads,
+                                 max_nodes=WINDOW_NODES if self.restricted else None), start=start[cols])
+            out.windows += 1
+            out.solve_secs += r.solve_seconds
+            if r.status in (INFEASIBLE, UNBOUNDED, NO_SOLUTION) or not r.has_solution:
+                if self.restricted:
+                    out.skipped += a1 - a
+                    break  # keep the per-slot plan from here on
+                raise_for(r, self.md.scenario, replace(opts, time_limit=limit),
+                          where=f" (rolling-horizon window of slots {a}-{b - 1})")
+            xw = r.x
+            if self.restricted and float(primary[cols] @ xw) > float(primary[cols] @ start[cols]):
+                xw = start[cols]  # the window found nothing better than where it started (time limit)
+                out.kept += 1
+            elif r.gap is not None:
+                out.worst_gap = max(out.worst_gap, float(r.gap))
+            last = b if b == T else min(a1, a + self.commit)
+            keep = (col_slot >= a) & (col_slot < last)
+            x[np.nonzero(cols)[0][keep[cols]]] = xw[keep[cols]]
+            out.done = last
+        return out
+
+
+def solve_rolling(sc, md, lm, v, obj: str, backend: str, opts: SolveOptions, build_secs: float,
                   window: int = DEFAULT_WINDOW, commit: int = DEFAULT_COMMIT):
-    """Steps 1-3 of the module docstring; ``solve`` is the planner's solve entry point (for the bound)."""
+    """Steps 1-3 of the module docstring."""
     from planner.optimize.extract import _scaling_from_replicas
 
     t_start = time.perf_counter()
     T = sc.n_slots
     window, commit = max(1, int(window)), max(1, min(int(commit), int(window)))
-    # 1. the bound (and the per-slot plan), on a share of the time limit; without one, the slots are
-    # solved to their gap (as the slot decomposition does) and the windows get DEFAULT_COUPLED_TIME_LIMIT
-    share = None if opts.time_limit is None else BOUND_SHARE * opts.time_limit
-    bopts = replace(opts, time_limit=share, progress=None)
-    base_plan, lower = per_slot_bound(sc, obj, backend, bopts, solve)
-    t_bound = time.perf_counter() - t_start
-    if opts.time_limit is None:
-        deadline = time.perf_counter() + DEFAULT_COUPLED_TIME_LIMIT
-    else:
-        deadline = t_start + opts.time_limit
     primary = objective_vector(lm, md, obj)
-    trow, tcol, tval = lm.triplets()
-    x0 = _complete(lm, trow, tcol, plan_columns(base_plan, sc, md, v, lm.ncols), backend, opts)
-    # the per-slot plan is a plan of the coupled model too when no rule binds it (startup costs only):
-    # then the windows only ever improve on it, over the configs it runs nearby, and may stop any time
-    restricted = _feasible(lm, trow, tcol, tval, x0)
-    # 2. windows
-    col_slot = _slot_of(lm, lm.var_blocks, lm.ncols)
-    row_slot = _slot_of(lm, lm.con_blocks, lm.nrows)
-    lo, up = lm.lower.copy(), lm.upper.copy()
-    if restricted:
-        up[~_support(md, v, x0, lm.ncols, SUPPORT_REACH)] = 0.0
-    x = x0.copy() if restricted else np.zeros(lm.ncols)
-    starts = list(range(0, T, commit))
-    n_windows = len(starts)
-    solve_secs = 0.0
-    worst_gap = 0.0
-    improved_not = 0
-    done = 0
-    t_windows = time.perf_counter()
-    for i, a in enumerate(starts):
-        if restricted and deadline is not None and deadline - time.perf_counter() < RESERVE_S:
-            break  # out of time: the per-slot plan stands for the slots left
-        b = min(T, a + window)
-        rows = (row_slot >= a) & (row_slot < b)
-        ref = np.zeros(lm.ncols, bool)
-        ref[tcol[rows[trow]]] = True
-        cols = ((col_slot >= a) & (col_slot < b)) | ref
-        past = cols & (col_slot < a)
-        wlo, wup = lo.copy(), up.copy()
-        wlo[past] = wup[past] = x[past]
-        sub = submodel(lm, cols, rows, wlo, wup)
-        limit = None
-        if deadline is not None:
-            left = deadline - time.perf_counter() - (RESERVE_S if restricted else 0.0)
-            limit = max(0.5, left * 0.9 / (n_windows - i))
-        start = np.where(col_slot < a, x, x0)
-        if restricted:  # the committed slots, then the per-slot plan: starts and stops re-derived across
-            start = _scaling_from_replicas(md, v, start)
-        be = get_backend(backend)(sub, primary[cols])
-        # over a per-slot plan, the window's gains (startups saved) are a small share of its objective:
-        # solve it closely (it is small)
-        wgap = min(opts.mip_gap, WINDOW_GAP) if restricted else opts.mip_gap
-        r = be.solve(replace(opts, time_limit=limit, progress=None, mip_gap=wgap), start=start[cols])
-        solve_secs += r.solve_seconds
-        if r.status in (INFEASIBLE, UNBOUNDED, NO_SOLUTION) or not r.has_solution:
-            if restricted:
-                break  # keep the per-slot plan from here on
-            raise_for(r, sc, replace(opts, time_limit=limit), where=f" (rolling-horizon window of slots {a}-{b - 1})")
-        xw = r.x
-        if restricted and float(primary[cols] @ xw) > float(primary[cols] @ start[cols]):
-            xw = start[cols]  # the window found nothing better than where it started (time limit)
-            improved_not += 1
-        elif r.gap is not None:
-            worst_gap = max(worst_gap, float(r.gap))
-        last = b if b == T else min(T, a + commit)
-        keep = (col_slot >= a) & (col_slot < last)
-        x[np.nonzero(cols)[0][keep[cols]]] = xw[keep[cols]]
-        done = last
+    # 1. the bound and the per-slot plan (planner.optimize.slot_bounds), on a share of the time limit;
+    # the time limit covers the whole solve: building (done), and the tie-break and plan (kept aside)
+    sm = SlotModels(lm, md, primary)
+    budget = None
+    if opts.time_limit is not None:
+        budget = max(0.5 * opts.time_limit, opts.time_limit - build_secs - RESERVE_S - POST_S_PER_COLUMN * lm.ncols)
+    slot_deadline = None if budget is None else t_start + BOUND_SHARE * budget
+
+    def slot_progress(done, el):
         if opts.progress is not None:
-            opts.progress({"incumbent": None, "bound": lower, "gap": None, "elapsed": time.perf_counter() - t_start,
-                           "slots_done": last, "slots": T})
+            opts.progress({"incumbent": None, "bound": None, "gap": None, "elapsed": el, "slots_done": done,
+                           "slots": T, "stage": "slots"})
+
+    outs = solve_slots(sm, backend, opts, slot_deadline, slot_progress)
+    def first_failure(o):  # report the slot that failed, not the ones cancelled because of it
+        return 0 if o.status in (INFEASIBLE, UNBOUNDED) else 2 if o.status in ("ok", "cancelled") else 1
+
+    for o in sorted(outs, key=first_failure):
+        if o.status != "ok":
+            raise_for(result_of(o), sc, replace(opts, time_limit=None if budget is None else BOUND_SHARE * budget),
+                      where=f" for slot {o.t}")
+    bounds = [o.bound for o in outs]
+    lower = sum(bounds) if all(b is not None for b in bounds) else None
+    n_whole = sum(o.whole for o in outs)
+    x0 = np.zeros(lm.ncols)
+    for o in outs:
+        x0[sm.columns(o.t)] = o.x
+    ints = lm.integrality
+    x0[ints] = np.round(x0[ints])
+    x0 = _scaling_from_replicas(md, v, x0)
+    t_bound = time.perf_counter() - t_start
+    trow, tcol, tval = lm.triplets()
+    # the per-slot plan is a plan of the coupled model too when no rule binds it (startup costs only):
+    # then the windows only ever improve on it, over the configs it runs nearby, and may stop any time;
+    # without a time limit they stop at their root (WINDOW_NODES), so that the plan is the same on every
+    # run. Otherwise they range over every config, and need DEFAULT_COUPLED_TIME_LIMIT without a limit.
+    restricted = _feasible(lm, trow, tcol, tval, x0)
+    if budget is not None:
+        deadline = t_start + budget
+    elif restricted:
+        deadline = None
+    else:
+        deadline = time.perf_counter() + DEFAULT_COUPLED_TIME_LIMIT
+    # 2. windows
+    ctx = _Windows(lm, md, v, x0, primary, backend, opts, trow, tcol, window, commit, restricted)
+    t_windows = time.perf_counter()
+    segs = _segments(sc, T) if restricted else [(0, T)]
+    stats = ctx.run(segs, deadline, lower, t_start)
     t_windows = time.perf_counter() - t_windows
-    if restricted:
-        x = _scaling_from_replicas(md, v, np.where(col_slot < done, x, x0))
+    x = stats.x
+    solve_secs = t_windows
+    n_windows = stats.windows
     total = float(primary @ x)
     gap = None
     if lower is not None:
@@ -322,16 +421,18 @@ def solve_rolling(sc, md, lm, v, obj: str, backend: str, opts: SolveOptions, bui
             sec = None
     ok = gap is not None and gap <= opts.mip_gap + 1e-12
     how = "over the configs the per-slot plan runs nearby" if restricted else "over every config"
-    tail = "" if done >= T else f"; slots {done}-{T - 1} keep the per-slot plan (time limit)"
+    whole_note = f"; {n_whole} needed the whole slot MILP" if n_whole else ""
+    kept = f"; {stats.kept} kept their start" if stats.kept else ""
+    tail = "" if not stats.skipped else f"; {stats.skipped} slot(s) keep the per-slot plan (time limit)"
     info = dict(
         backend=backend,
         status=(f"rolling horizon: {n_windows} window(s) of {window} slots committing {commit}, {how}; worst window "
-                f"gap {worst_gap:.2e}{f'; {improved_not} kept their start' if improved_not else ''}; bound from the {T} "
-                f"slots solved without coupling ({t_bound:.0f} s; windows {t_windows:.0f} s){tail}"),
+                f"gap {stats.worst_gap:.2e}{kept}; bound from the {T} "
+                f"slots solved without coupling (their plan {float(primary @ x0):.6g}{whole_note}){tail}"),
         gap=gap, bound=lower, mip_gap=opts.mip_gap, time_limit=opts.time_limit, threads=opts.threads,
         seed=opts.seed, tie_break=tie, variables=lm.ncols, constraints=lm.nrows,
         integer_variables=int(lm.integrality.sum()),
-        build_seconds=build_secs, solve_seconds=solve_secs + (base_plan.solver.solve_seconds or 0.0),
+        build_seconds=build_secs, solve_seconds=solve_secs + t_bound,
         slots_solved_separately=False,
     )
     return make_plan(sc, md, lm, v, obj, x, "optimal" if ok else "feasible", info, sec)

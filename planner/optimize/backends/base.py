@@ -35,6 +35,13 @@ class SolveOptions:
     cancel: threading.Event | None = field(default=None, compare=False, repr=False)
     """Set from another thread to stop the solve soon (HiGHS and PuLP backends: within milliseconds;
     Pyomo: at its time limit). A cancelled solve returns a result without a solution."""
+    root_rounds: int | None = None
+    """Stop a MIP after this many rounds of root cuts (counted by HiGHS's interrupt callback once the
+    root LP has a bound), keeping the bound reached: a cheap bound, the same on every run (HiGHS backend;
+    the others solve on)."""
+    max_nodes: int | None = None
+    """Stop a MIP after this many branch-and-bound nodes (1: the root, with its heuristics), keeping the
+    best plan found (HiGHS backend; the others solve on)."""
     explain: bool = field(default=True, compare=False)
     """Whether an infeasible solve computes its explanation (diagnostic solves) before raising;
     the backends ignore it."""

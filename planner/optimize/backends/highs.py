@@ -45,6 +45,7 @@ def configure(h: highspy.Highs, opts: SolveOptions) -> None:
     h.setOptionValue("mip_feasibility_tolerance", MIP_FEASIBILITY_TOLERANCE)
     if opts.seed is not None:
         h.setOptionValue("random_seed", int(opts.seed))
+    h.setOptionValue("mip_max_nodes", int(opts.max_nodes) if opts.max_nodes is not None else 2147483647)
 
 
 def read_status(h: highspy.Highs, is_mip: bool, elapsed: float) -> SolveResult:
@@ -135,9 +136,11 @@ class HighsBackend(Backend):
         subs = []
         if opts.progress is not None and self.is_mip:
             cb = _progress_callback(opts.progress)
-            h.cbMipImprovingSolution.subscribe(cb)
-            h.cbMipInterrupt.subscribe(cb)
-            subs.append(cb)
+            subs += [(h.cbMipImprovingSolution, cb), (h.cbMipInterrupt, cb)]
+        if opts.root_rounds is not None and self.is_mip:
+            subs.append((h.cbMipInterrupt, _rounds_callback(int(opts.root_rounds))))
+        for event, cb in subs:
+            event.subscribe(cb)
         if start is not None:
             sol = highspy.HighsSolution()
             sol.col_value = list(np.asarray(start, float)) + [0.0] * (h.getNumCol() - len(start))
@@ -147,9 +150,8 @@ class HighsBackend(Backend):
         try:
             run_highs(h, opts.threads, opts.cancel)
         finally:
-            for cb in subs:
-                h.cbMipImprovingSolution.unsubscribe(cb)
-                h.cbMipInterrupt.unsubscribe(cb)
+            for event, cb in subs:
+                event.unsubscribe(cb)
         res = read_status(h, self.is_mip, time.perf_counter() - t0)
         if res.x is not None:
             res = SolveResult(res.status, res.objective, res.bound, res.gap, res.solve_seconds,
@@ -160,6 +162,20 @@ class HighsBackend(Backend):
         st = self.h.writeModel(str(path))
         if st == highspy.HighsStatus.kError:
             raise OSError(f"HiGHS could not write the model to {path}")
+
+
+def _rounds_callback(rounds: int):
+    """Interrupt after ``rounds`` interrupt checks with a finite dual bound (the root cut rounds: HiGHS
+    checks once per round, in the same order on every run with one thread)."""
+    seen = [0]
+
+    def cb(e):
+        if np.isfinite(float(e.data_out.mip_dual_bound)):
+            seen[0] += 1
+            if seen[0] >= rounds:
+                e.interrupt()
+
+    return cb
 
 
 def _progress_callback(fn):
