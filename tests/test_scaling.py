@@ -314,3 +314,16 @@ def test_root_rounds_and_node_limits_are_bounds_and_plans():
     assert b[0] == b[1] and b[0] <= best + 1e-9
     r = get_backend("highs")(lm, obj).solve(SolveOptions(mip_gap=0.0, threads=1, max_nodes=1))
     assert r.has_solution and r.objective >= best - 1e-9
+
+
+def test_an_impossible_slot_is_explained_and_a_time_limit_still_gives_a_plan():
+    """10 GPUs of 10 req/s serve at most 100 req/s: 150 req/s in slot 2 of 4 cannot be served, and the
+    rolling horizon says so (InfeasibleError with the explanation), not a solver failure. With a
+    feasible demand and a short time limit the rolling horizon still returns a checked plan."""
+    sc = _sc([8.0, 20.0, 150.0, 8.0], provision_s=600)
+    with pytest.raises(planner.InfeasibleError):
+        planner.solve(sc)
+    sc = _sc([8.0, 20.0, 15.0, 8.0] * 8, provision_s=600)
+    plan = planner.solve(sc, time_limit=5.0, threads=2)
+    assert planner.check(plan, sc).ok
+    assert plan.solver.bound <= plan.objective.value + 1e-9
