@@ -39,14 +39,16 @@ Electricity price. ``energy-prices/<ZONE>.csv``, column "Price (USD/MWh)", same 
 Negative prices would be clipped at 0 (the planner rejects negative numbers); none occur on
 this day for the chosen zones, and the script reports how many values it clipped.
 
-GPU prices (USD per GPU-hour). ``tools/prices.py`` turns ``prices/{azure,gcp,lambda}_gpu_vms.csv``
-into per-GPU on-demand and spot prices (Azure: VM price / GPUs; GCP: GPU price plus its share of
-the host VM; outliers dropped; see that module). Each region maps to Azure and GCP cloud regions
-(REGIONS["clouds"]); a GPU type's price is the cheapest on-demand price among them, and the YAML
-comment names the instance, cloud region and spot price. A GPU type is offered in a region only
-where one of its cloud regions lists it (no H200 in ca-central, no H100-80GB in ap-southeast).
+VM types and prices. ``tools/prices.py`` turns ``prices/{azure,gcp,lambda}_gpu_vms.csv`` into
+per-GPU on-demand and spot prices (Azure: VM price / GPUs; GCP: GPU price plus its share of the host
+VM; outliers dropped; see that module). Each region maps to Azure and GCP cloud regions
+(REGIONS["clouds"]); a GPU type is rented as the VM type of the cheapest on-demand per-GPU price among
+them, at that price times its GPUs per VM-hour (on demand and spot), and each ``vms`` entry's
+``source`` names the instance and cloud region. A GPU type is offered in a region only where one of
+its cloud regions lists it (no H200 in ca-central, no H100-80GB in ap-southeast).
 
-GPU availability (``count``) and PUE are stated assumptions (see REGIONS and README).
+GPU availability (``count``, as VMs: GPUs / GPUs per VM; the same number on spot), the spot reclaim
+rate (``SPOT_RATE``) and PUE are stated assumptions (see REGIONS and README).
 
 Network. ``network/continent_rtt_ms.csv`` azure rows give inter-continent RTT (US-EU 70 ms,
 US-AP 230 ms, EU-AP 315 ms; Canada counts as US). Same-continent RTTs are an assumption
@@ -91,6 +93,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -208,6 +211,7 @@ INTRA_RTT_MS = {
     ("asia", "ap-southeast"): 30, ("asia", "ap-northeast"): 40,
 }
 MAX_UTILIZATION = 0.9   # headroom beyond the classes' burst factors (0.8 before the arrivals tables)
+SPOT_RATE = 0.02        # reclaims per spot VM-hour (assumption: about one per VM every two days)
 FLEET_SCALE = 4         # every count above times this: the p99 default sized for the traces' bursts
                         # (code-70b's burst factor is about 4) needs about 4x the GPUs of a Poisson plan
 
@@ -273,15 +277,18 @@ def build_prices(shared: Path) -> tuple[pd.DataFrame, int]:
 # GPU prices
 # --------------------------------------------------------------------------------------------
 
-def build_gpu_prices(shared: Path) -> dict[tuple[str, str], tuple[float, str]]:
-    """Per (region, GPU): the cheapest on-demand per-GPU price among the region's cloud regions.
+def build_vm_offers(shared: Path) -> dict[tuple[str, str], dict]:
+    """Per (region, GPU): the VM type behind the cheapest on-demand per-GPU price among the region's cloud
+    regions, as a ``regions[].vms`` entry.
 
-    Prices per GPU-hour come from ``tools/prices.py`` (Azure VM price / GPUs; GCP GPU price plus its
-    host VM share; outliers dropped there). The comment keeps the instance, the spot price and the
-    provider so a reader can trace every number to a catalog row.
+    Prices come from ``tools/prices.py`` (Azure VM price / GPUs; GCP GPU price plus its host VM share;
+    outliers dropped there), times the VM's GPUs: USD per VM-hour on demand and, where the catalog lists
+    one, on spot. VMs available: the region's GPU count (``REGIONS``, times ``FLEET_SCALE``) / GPUs per
+    VM, on demand and the same number on spot (assumption), reclaimed ``SPOT_RATE`` times per spot
+    VM-hour (assumption). Each entry's ``source`` names the catalog row.
     """
     table = gpu_prices(shared)
-    out: dict[tuple[str, str], tuple[float, str]] = {}
+    out: dict[tuple[str, str], dict] = {}
     for region, r in REGIONS.items():
         for gpu in r["counts"]:
             cand = table[(table["gpu"] == gpu)
@@ -289,11 +296,19 @@ def build_gpu_prices(shared: Path) -> dict[tuple[str, str], tuple[float, str]]:
             if cand.empty:
                 continue
             best = cand.sort_values(["on_demand_usd_per_gpu_hour", "provider", "cloud_region"], kind="stable").iloc[0]
-            spot = best["spot_usd_per_gpu_hour"]
-            spot_txt = f"spot {spot:.4g}" if pd.notna(spot) else "no spot price"
-            out[(region, gpu)] = (round(float(best["on_demand_usd_per_gpu_hour"]), 4),
-                                  f"{best['provider']} {best['instance_type']} {best['cloud_region']} "
-                                  f"on-demand per GPU ({spot_txt})")
+            m = re.search(r"\((\d+)x |x(\d+) GPU-only", best["source"])
+            n = int(m.group(1) or m.group(2))
+            vm = {"name": best["instance_type"], "gpu": gpu, "gpus": n,
+                  "price_usd_per_hour": round(float(best["on_demand_usd_per_gpu_hour"]) * n, 4),
+                  "count": -(-r["counts"][gpu] * FLEET_SCALE // n)}
+            src = (f"{best['provider']} {best['instance_type']} {best['cloud_region']}, "
+                   "anycloud-sh/catalog snapshot May 2026")
+            if pd.notna(best["spot_usd_per_gpu_hour"]):
+                vm |= {"spot_price_usd_per_hour": round(float(best["spot_usd_per_gpu_hour"]) * n, 4),
+                       "spot_count": vm["count"], "spot_interruptions_per_hour": SPOT_RATE}
+                src += f"; spot count and reclaim rate {SPOT_RATE}/h: assumptions"
+            vm["source"] = src
+            out[(region, gpu)] = vm
     return out
 
 
@@ -404,7 +419,7 @@ def rtt_table(shared: Path) -> dict[str, dict[str, float]]:
     return out
 
 
-def build_yaml(shapes: dict, prices: dict, rtt: dict) -> str:
+def build_yaml(shapes: dict, offers: dict, rtt: dict) -> str:
     L = []
     a = L.append
     a("# Default scenario, generated by tools/build_default.py -- do not edit by hand.")
@@ -440,18 +455,18 @@ def build_yaml(shapes: dict, prices: dict, rtt: dict) -> str:
         slo = ", ".join(f"{k}: {v}" for k, v in c["slo"].items())
         a(f"  - {{name: {cname}, model: {c['model']}, shape: {c['shape']}, slo: {{{slo}}}, "
           f"arrivals: arrivals_{c['shape']}.csv}}")
-    a("regions:  # pue: assumption (data/README.md); count: assumed availability; price: see comment")
+    a("regions:  # pue: assumption (data/README.md); vms: VM types rented whole, count: assumed availability")
     for rname, r in REGIONS.items():
         a(f"  - name: {rname}")
         a(f"    pue: {r['pue']}")
         a(f"    location: {q(r['location'] + '; grid zone ' + r['zone'])}")
-        a("    gpus:")
+        a("    vms:")
         for gname in GPUS:
             if gname not in r["counts"]:
                 continue
-            price, src = prices[(rname, gname)]
-            count = r["counts"][gname] * FLEET_SCALE
-            a(f"      - {{type: {gname}, count: {count}, price_usd_per_gpu_hour: {price:g}}}  # {src}")
+            vm = offers[(rname, gname)]
+            fields = ", ".join(f"{k}: {q(v) if k == 'source' else v}" for k, v in vm.items())
+            a(f"      - {{{fields}}}")
     a("origins:  # rtt: network/continent_rtt_ms.csv azure rows across continents; same continent assumed")
     for oname, o in ORIGINS.items():
         a(f"  - name: {oname}")
@@ -571,15 +586,15 @@ def main(argv: list[str] | None = None) -> int:
 
     carbon = build_carbon(shared)
     prices_ts, clipped = build_prices(shared)
-    gpu_prices = build_gpu_prices(shared)
+    offers = build_vm_offers(shared)
     for rname, r in REGIONS.items():
         for gname in r["counts"]:
-            if (rname, gname) not in gpu_prices:
+            if (rname, gname) not in offers:
                 sys.exit(f"no price for {gname} in {rname}")
     shapes, shares, stats, dists, arrivals = build_shapes(shared)
     demand = build_demand(shares)
     rtt = rtt_table(shared)
-    yaml_text = build_yaml(shapes, gpu_prices, rtt)
+    yaml_text = build_yaml(shapes, offers, rtt)
     profiles = build_profiles(yaml_text, dists)
 
     check_tables(profiles, {

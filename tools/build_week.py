@@ -10,12 +10,8 @@ distributions, arrivals: ``data/default/*.csv``) and differs in:
 * **demand**: the default day's demand (``data/default/demand.csv``: its classes, origins and daily
   shape) repeated on each of the 7 days, unchanged (synthetic in the same way as the default day; no
   day-to-day noise: issue 13 adds forecasts on noisy histories);
-* **fleet as VMs**: every (region, GPU type) of the default becomes the VM type whose price the default
-  uses (``tools/prices.py``: the instance with the most GPUs, 8 for every type here), with its on-demand
-  and spot price per VM-hour (catalog, anycloud-sh/catalog snapshot May 2026; GCP hosts included as
-  there). VMs available: the default's GPU count / GPUs per VM, on demand and (where the catalog lists
-  a spot price) the same number on spot (assumption). Reclaims: ``SPOT_RATE`` per spot VM-hour
-  (assumption: no public per-region figure in the shared data), each down for provisioning plus loading;
+* **fleet**: the default's VM types (``tools/build_default.py``, ``build_vm_offers``: on-demand and spot
+  prices per VM-hour from the catalog, availability and reclaim rates assumed), unchanged;
 * **classes**: the chat classes may run on spot with ``on_demand_floor`` ``FLOOR`` (assumption: half of a
   chat tier's traffic stays servable on demand); code completion runs on demand only;
 * **scaling**: ``provision_s`` 155 s (SageServe's measured VM spin-up on Azure) and ``load_gb_per_s``
@@ -27,7 +23,6 @@ distributions, arrivals: ``data/default/*.csv``) and differs in:
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -38,34 +33,13 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import build_default as bd  # noqa: E402
-from prices import gpu_prices  # noqa: E402
 
 START = "2023-06-12"
 DAYS = 7
-SPOT_RATE = 0.02   # reclaims per spot VM-hour (assumption: about one per VM every two days)
 FLOOR = 0.5        # on_demand_floor of the chat classes (assumption)
 SPOT_CLASSES = ("chat-short", "chat-long", "chat-70b")
 PROVISION_S = 155.0  # SageServe (Azure VM spin-up, measured)
 LOAD_GB_PER_S = 1.0  # SageServe's ~150 s model interchange for 141 GB (Llama 3.1 70B, bf16)
-
-
-def vm_offers(shared: Path) -> dict[tuple[str, str], dict]:
-    """Per (region, GPU type) of the default: the VM type behind the default's per-GPU price."""
-    table = gpu_prices(shared)
-    out = {}
-    for region, r in bd.REGIONS.items():
-        for gpu in r["counts"]:
-            cand = table[(table["gpu"] == gpu)
-                         & pd.Series(list(zip(table["provider"], table["cloud_region"]))).isin(r["clouds"])]
-            best = cand.sort_values(["on_demand_usd_per_gpu_hour", "provider", "cloud_region"], kind="stable").iloc[0]
-            m = re.search(r"\((\d+)x |x(\d+) GPU-only", best["source"])
-            n = int(m.group(1) or m.group(2))
-            out[(region, gpu)] = dict(instance=best["instance_type"], gpus=n, provider=best["provider"],
-                                      cloud_region=best["cloud_region"],
-                                      od=float(best["on_demand_usd_per_gpu_hour"]) * n,
-                                      spot=None if pd.isna(best["spot_usd_per_gpu_hour"])
-                                      else float(best["spot_usd_per_gpu_hour"]) * n)
-    return out
 
 
 def main(argv=None) -> int:
@@ -87,7 +61,6 @@ def main(argv=None) -> int:
                                 source=day["source"] + f"; the default day repeated (day {d + 1} of {DAYS})"))
     demand = pd.concat(parts, ignore_index=True).sort_values(["class", "origin", "timestamp"], kind="stable")
     doc = yaml.safe_load((args.out / "scenario.yaml").read_text())
-    offers = vm_offers(shared)
     doc["name"] = f"week-{START}"
     doc["description"] = (
         f"Embedded week example: the default's fleet, classes and daily shape over 7 days ({START} to 2023-06-18, "
@@ -99,20 +72,6 @@ def main(argv=None) -> int:
         if c["name"] in SPOT_CLASSES:
             c["spot"] = True
             c["on_demand_floor"] = FLOOR
-    for r in doc["regions"]:
-        vms = []
-        for g in r.pop("gpus"):
-            o = offers[(r["name"], g["type"])]
-            vm = {"name": o["instance"], "gpu": g["type"], "gpus": o["gpus"],
-                  "price_usd_per_hour": round(o["od"], 4), "count": -(-g["count"] // o["gpus"])}
-            src = f"{o['provider']} {o['instance']} {o['cloud_region']}, anycloud-sh/catalog snapshot May 2026"
-            if o["spot"] is not None:
-                vm |= {"spot_price_usd_per_hour": round(o["spot"], 4), "spot_count": vm["count"],
-                       "spot_interruptions_per_hour": SPOT_RATE}
-                src += f"; spot count and reclaim rate {SPOT_RATE}/h: assumptions"
-            vm["source"] = src
-            vms.append(vm)
-        r["vms"] = vms
     doc["carbon_intensity"] = "week_carbon.csv"
     doc["demand"] = "week_demand.csv"
     doc["electricity_price"] = "week_electricity_price.csv"
