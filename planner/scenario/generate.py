@@ -164,6 +164,7 @@ class _Region:
     carbon_factor: float = 1.0
     price_factor: float = 1.0
     gpus: list[dict] = field(default_factory=list)
+    vms: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -352,8 +353,27 @@ def _build(*, regions: int, slots: int, n_gpus: int, n_models: int, n_classes: i
                                 price_factor=_sig(_uniform(seed, 0.7, 1.3, "elec", name), 4)))
     for reg in reg_list:
         src = dregions[reg.source]
-        offer = {g.type: g for g in src.gpus}
         clone = reg.name != reg.source
+        if src.vms:  # the default rents VMs: the same VM types, their counts and prices varied in clones
+            vm_of = {v.gpu: v for v in src.vms}
+            for g, bg, *_ in gpu_list:
+                if bg not in vm_of:
+                    continue
+                o = vm_of[bg]
+                vm = o.model_dump(exclude_none=True)
+                if clone or g != bg:
+                    f = _uniform(seed, 0.85, 1.15, "price", reg.name, g)
+                    count = max(1, round(o.count * _uniform(seed, 0.75, 1.25, "count", reg.name, g)))
+                    vm |= {"gpu": g, "count": count, "price_usd_per_hour": _num(_sig(o.price_usd_per_hour * f, 5)),
+                           "source": f"{o.source or o.name}; count and price varied by plan generate"}
+                    if g != bg:
+                        vm["name"] = f"{o.name}-{g}"
+                    if o.spot_price_usd_per_hour is not None:
+                        vm |= {"spot_price_usd_per_hour": _num(_sig(o.spot_price_usd_per_hour * f, 5)),
+                               "spot_count": count}
+                reg.vms.append(vm)
+            continue
+        offer = {g.type: g for g in src.gpus}
         for g, bg, *_ in gpu_list:
             if bg not in offer:
                 continue
@@ -422,6 +442,10 @@ def _build(*, regions: int, slots: int, n_gpus: int, n_models: int, n_classes: i
             si, gi = srcs.index(reg.source), gnames.index(gd["type"])
             avail[si, gi] += gd["count"]
             fit[si, gi] = min(fit[si, gi], gd["count"])
+        for vd in reg.vms:  # on demand (classes here never run on spot); a replica fits in one VM
+            si, gi = srcs.index(reg.source), gnames.index(vd["gpu"])
+            avail[si, gi] += vd["count"] * vd["gpus"]
+            fit[si, gi] = min(fit[si, gi], vd["gpus"])
     mu = np.zeros((K, O, len(srcs), len(gnames)))
     for ki, c in enumerate(cls_list):
         ok, sl = slack(c, c.slo)
@@ -490,7 +514,7 @@ def _build(*, regions: int, slots: int, n_gpus: int, n_models: int, n_classes: i
             {"name": r.name, "pue": _num(dregions[r.source].pue),
              "location": (dregions[r.source].location or r.source) if r.name == r.source
              else f"synthetic clone of {r.source} ({dregions[r.source].location or r.source})",
-             "gpus": r.gpus}
+             **({"vms": r.vms} if r.vms else {"gpus": r.gpus})}
             for r in reg_list
         ],
         "origins": origin_docs,
