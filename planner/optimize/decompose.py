@@ -24,7 +24,6 @@ Finally ties are broken slot by slot with the slot's primary and coupling amount
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -37,6 +36,7 @@ from planner.highs_runtime import new_highs, run_highs
 from planner.optimize.backends import ERROR, INFEASIBLE, OPTIMAL, UNBOUNDED, SolveOptions, SolveResult, get_backend
 from planner.optimize.backends.base import call_interruptibly
 from planner.optimize.extract import make_plan
+from planner.optimize.slot_bounds import worker_count
 from planner.optimize.whole import DEFAULT_COUPLED_TIME_LIMIT, raise_for, tie_break
 
 COUPLING = (("budget", "cost_usd", "budget_usd"), ("carbon_cap", "carbon_kg", "carbon_cap_kg"))
@@ -93,9 +93,7 @@ class SlotRunner:
     def __init__(self, sc, md, v, obj, backend, opts: SolveOptions):
         self.sc, self.obj, self.backend, self.opts = sc, obj, backend, opts
         self.T = sc.n_slots
-        self.workers = max(1, min(self.T, opts.threads or (os.cpu_count() or 1)))
-        if backend == "pyomo":
-            self.workers = 1
+        self.workers = worker_count(self.T, opts.threads, backend)
         self.models: list[SlotModel] = []
         for t in range(self.T):
             mdt = restrict_slots(md, [t])

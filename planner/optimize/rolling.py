@@ -42,7 +42,7 @@ from formulations import OBJECTIVE_EXPRESSION, SECONDARY, LinearModel, objective
 from planner.optimize.backends import SolveOptions, get_backend
 from planner.optimize.backends.base import INFEASIBLE, NO_SOLUTION, UNBOUNDED
 from planner.optimize.extract import make_plan
-from planner.optimize.slot_bounds import SlotModels, refine_bounds, result_of, slot_index, solve_slots, submodel
+from planner.optimize.slot_bounds import SlotModels, refine_bounds, result_of, solve_slots, submodel, worker_count
 from planner.optimize.whole import DEFAULT_COUPLED_TIME_LIMIT, raise_for, tie_break
 
 DEFAULT_WINDOW = 6
@@ -212,24 +212,18 @@ class _Rolled:
 class _Windows:
     """Step 2 of the module docstring: windows over segments of the horizon."""
 
-    def __init__(self, lm, md, v, x0, primary, backend, opts, trow, tcol, window, commit, restricted):
-        self.lm, self.md, self.v, self.x0, self.primary = lm, md, v, x0, primary
+    def __init__(self, sm: SlotModels, v, x0, backend, opts, trow, tcol, window, commit, restricted):
+        lm, md = sm.lm, sm.md
+        self.lm, self.md, self.v, self.x0, self.primary = lm, md, v, x0, sm.primary
         self.backend, self.opts, self.trow, self.tcol = backend, opts, trow, tcol
         self.window, self.commit, self.restricted = window, commit, restricted
-        self.col_slot = slot_index(lm, lm.var_blocks, lm.ncols)
-        self.row_slot = slot_index(lm, lm.con_blocks, lm.nrows)
+        self.col_slot, self.row_slot, self.scale = sm.all_col_slot, sm.all_row_slot, sm.coupling_cols
         self.lo, self.up = lm.lower.copy(), lm.upper.copy()
         if restricted:
             self.up[~_support(md, v, x0, lm.ncols, SUPPORT_REACH)] = 0.0
-        scale = np.zeros(lm.ncols, bool)
-        for b in lm.var_blocks:
-            if b.name in ("scale_out", "scale_in", "vm_starts"):
-                scale[b.start:b.start + b.size] = True
-        self.scale = scale
 
     def run(self, segs, deadline, lower, t_start) -> _Rolled:
         """Roll every segment (``opts.threads`` at a time); returns the assembled plan."""
-        import os
         import threading
 
         T = self.md.scenario.n_slots
@@ -239,9 +233,7 @@ class _Windows:
         progress = {"slots": 0}
         x = self.x0.copy() if self.restricted else np.zeros(self.lm.ncols)
         out = _Rolled(x)
-        workers = max(1, min(len(segs), self.opts.threads or (os.cpu_count() or 1)))
-        if self.backend == "pyomo" or len(segs) == 1:
-            workers = 1
+        workers = worker_count(len(segs), self.opts.threads, self.backend)
 
         def limit_for():
             if deadline is None:
@@ -250,7 +242,7 @@ class _Windows:
                 n = left[0]
                 left[0] -= 1
             rem = deadline - time.perf_counter()
-            return max(0.5, rem * 0.9 * min(workers, n) / max(n, 1))
+            return max(MIN_WINDOW_S, rem * 0.9 * min(workers, n) / max(n, 1))
 
         def segment(a0, a1):
             xs = x if workers == 1 else x.copy()
@@ -279,7 +271,6 @@ class _Windows:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fleetplan-window") as pool:
                 for f in [pool.submit(segment, a0, a1) for a0, a1 in segs]:
                     f.result()
-        out.done = T
         if self.restricted:
             from planner.optimize.extract import _scaling_from_replicas
 
@@ -397,7 +388,7 @@ def solve_rolling(sc, md, lm, v, obj: str, backend: str, opts: SolveOptions, bui
     else:
         deadline = time.perf_counter() + DEFAULT_COUPLED_TIME_LIMIT
     # 2. windows
-    ctx = _Windows(lm, md, v, x0, primary, backend, opts, trow, tcol, window, commit, restricted)
+    ctx = _Windows(sm, v, x0, backend, opts, trow, tcol, window, commit, restricted)
     t_windows = time.perf_counter()
     segs = _segments(sc, T) if restricted else [(0, T)]
     stats = ctx.run(segs, deadline, lower, t_start)

@@ -119,7 +119,16 @@ def submodel(lm: LinearModel, cols: np.ndarray, rows: np.ndarray, lower: np.ndar
     return sub
 
 
-def _blocks_mask(blocks, names, size: int) -> np.ndarray:
+def worker_count(n: int, threads: int | None, backend: str) -> int:
+    """Worker threads for ``n`` independent solves: ``threads`` (default: the CPUs), at most ``n``; one
+    for the Pyomo backend, which is not thread-safe."""
+    if backend == "pyomo":
+        return 1
+    return max(1, min(n, threads or (os.cpu_count() or 1)))
+
+
+def blocks_mask(blocks, names, size: int) -> np.ndarray:
+    """Mask of the columns (or rows) of the blocks named in ``names``."""
     m = np.zeros(size, bool)
     for b in blocks:
         if b.name in names:
@@ -153,19 +162,18 @@ class SlotModels:
 
     def __init__(self, lm: LinearModel, md, primary: np.ndarray):
         self.lm, self.md, self.primary = lm, md, primary
-        col_slot = slot_index(lm, lm.var_blocks, lm.ncols)
-        row_slot = slot_index(lm, lm.con_blocks, lm.nrows)
-        coupling_cols = _blocks_mask(lm.var_blocks, COUPLING_COLUMNS, lm.ncols)
-        coupling_rows = _blocks_mask(lm.con_blocks, COUPLING_ROWS, lm.nrows)
-        self.col_slot = np.where(coupling_cols, -1, col_slot)
-        self.row_slot = np.where(coupling_rows, -1, row_slot)
+        # every column's and row's slot (-1: none), and the same with the coupling blocks at -1
+        self.all_col_slot = slot_index(lm, lm.var_blocks, lm.ncols)
+        self.all_row_slot = slot_index(lm, lm.con_blocks, lm.nrows)
+        self.coupling_cols = blocks_mask(lm.var_blocks, COUPLING_COLUMNS, lm.ncols)
+        coupling_rows = blocks_mask(lm.con_blocks, COUPLING_ROWS, lm.nrows)
+        self.col_slot = np.where(self.coupling_cols, -1, self.all_col_slot)
+        self.row_slot = np.where(coupling_rows, -1, self.all_row_slot)
         order = np.argsort(self.col_slot, kind="stable")
         self._col_order = order
         self._col_starts = np.searchsorted(self.col_slot[order], np.arange(md.scenario.n_slots + 1))
         rb = lm.block("replicas")
         self._rb = rb
-        self._replica_cols = np.zeros(lm.ncols, bool)
-        self._replica_cols[rb.start:rb.start + rb.size] = True
         base_of = md.configs.set_index("c")["b"]
         # (region, base) of every replica column, as one code
         self._rbase = rb.index[:, 0] * (len(md.configs) + 1) + base_of.loc[rb.index[:, 1]].to_numpy(np.int64)
@@ -277,9 +285,7 @@ def solve_slots(sm: SlotModels, backend: str, opts: SolveOptions, deadline: floa
     the others."""
     T = sm.md.scenario.n_slots
     chains = [list(range(a, min(T, a + CHAIN))) for a in range(0, T, CHAIN)]
-    workers = max(1, min(len(chains), opts.threads or (os.cpu_count() or 1)))
-    if backend == "pyomo":
-        workers = 1
+    workers = worker_count(len(chains), opts.threads, backend)
     cancel = threading.Event()
     lock = threading.Lock()
     heads = {ts[0] for ts in chains}
@@ -349,9 +355,7 @@ def refine_bounds(sm: SlotModels, outs: list[SlotOutcome], x: np.ndarray, backen
     part of ``x``, a plan of the coupled model), the slots whose plan is furthest above their bound
     first, ``opts.threads`` at a time; each raises its slot's bound in ``outs`` to the one proven. Returns
     the number of slots refined."""
-    workers = max(1, min(len(outs), opts.threads or (os.cpu_count() or 1)))
-    if backend == "pyomo":
-        workers = 1
+    workers = worker_count(len(outs), opts.threads, backend)
     order = sorted(outs, key=lambda o: -(float(sm.primary[sm.columns(o.t)] @ x[sm.columns(o.t)]) - (o.bound or 0.0)))
     lock = threading.Lock()
     left = [len(order)]
