@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from builders import profile, scenario
 
@@ -327,3 +328,25 @@ def test_an_impossible_slot_is_explained_and_a_time_limit_still_gives_a_plan():
     plan = planner.solve(sc, time_limit=5.0, threads=2)
     assert planner.check(plan, sc).ok
     assert plan.solver.bound <= plan.objective.value + 1e-9
+
+
+def test_refine_bounds_raises_a_weak_slot_bound_to_the_slot_optimum():
+    """The hand instance above (one slot, 15 req/s, optimum 0.85 kWh) with its bound forced down to 0:
+    refine_bounds solves the slot MILP in full from the plan and raises the bound to within its 0.1 %
+    gap of 0.85, never above it."""
+    import time
+
+    from formulations import objective_vector
+    from planner.optimize.backends import SolveOptions
+    from planner.optimize.prepare import prepare
+    from planner.optimize.slot_bounds import SlotModels, refine_bounds, solve_slots
+
+    sc, md, lm, v, _ = prepare(_two_clocks([15.0], provision_s=600), None, {})
+    sm = SlotModels(lm, md, objective_vector(lm, md, "energy"))
+    opts = SolveOptions(mip_gap=0.0, threads=1)
+    outs = solve_slots(sm, "highs", opts)
+    x = np.zeros(lm.ncols)
+    x[sm.columns(0)] = outs[0].x
+    outs[0].bound = 0.0
+    assert refine_bounds(sm, outs, x, "highs", opts, time.perf_counter() + 30.0) == 1
+    assert 0.85 * (1 - 1e-3) - 1e-9 <= outs[0].bound <= 0.85 + 1e-9
